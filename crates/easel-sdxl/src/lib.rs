@@ -19,6 +19,7 @@ pub mod config;
 pub mod device;
 mod error;
 pub mod images;
+pub mod layers;
 pub mod loader;
 pub mod noise;
 pub mod pipeline;

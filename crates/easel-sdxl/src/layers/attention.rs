@@ -1,0 +1,121 @@
+//! Why this exists: multi-head scaled dot-product attention and diffusers' `Attention`
+//! module (`to_q`, `to_k`, `to_v`, `to_out.0`). Queries are processed in chunks so the
+//! score matrix of large images (the VAE's mid block at 1024² has 16,384 tokens) never
+//! has to exist at once.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+/// Largest number of score elements (per batch × head slab) materialised at once.
+const MAX_SCORE_ELEMS: usize = 1 << 24;
+
+/// `softmax(q kᵀ · scale) v` for q: [B, H, N, D], k/v: [B, H, M, D]; an optional additive
+/// `mask` broadcastable to [B, H, N, M]. Softmax runs in f32 for half-precision inputs.
+pub fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let (b, h, n, _) = q.dims4()?;
+    let m = k.dim(2)?;
+    let rows = (MAX_SCORE_ELEMS / (b * h * m).max(1)).clamp(1, n.max(1));
+    let kt = k.t()?.contiguous()?;
+    if rows >= n {
+        return attend(q, &kt, v, scale, mask);
+    }
+    let mut outs = Vec::with_capacity(n.div_ceil(rows));
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let qc = q.narrow(2, start, len)?;
+        let mc = match mask {
+            Some(mk) if mk.dim(2)? == n => Some(mk.narrow(2, start, len)?),
+            other => other.cloned(),
+        };
+        outs.push(attend(&qc, &kt, v, scale, mc.as_ref())?);
+    }
+    Tensor::cat(&outs, 2)
+}
+
+fn attend(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let scores = (q.contiguous()?.matmul(kt)? * scale)?;
+    let scores = match mask {
+        Some(mk) => scores.broadcast_add(mk)?,
+        None => scores,
+    };
+    let probs = if dtype == DType::F32 {
+        candle_nn::ops::softmax_last_dim(&scores)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?
+    };
+    probs.matmul(&v.contiguous()?)
+}
+
+/// Splits [B, N, H·D] into [B, H, N, D].
+pub fn split_heads(xs: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, n, c) = xs.dims3()?;
+    xs.reshape((b, n, heads, c / heads))?.transpose(1, 2)
+}
+
+/// Merges [B, H, N, D] into [B, N, H·D].
+pub fn merge_heads(xs: &Tensor) -> Result<Tensor> {
+    let (b, h, n, d) = xs.dims4()?;
+    xs.transpose(1, 2)?.reshape((b, n, h * d))
+}
+
+/// diffusers' `Attention` as used by SDXL: self- or cross-attention over tokens.
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+/// Shape of one attention layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionSpec {
+    pub query_dim: usize,
+    /// Width of the context (`cross_attention_dim`), `None` for self-attention.
+    pub context_dim: Option<usize>,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Whether q/k/v have biases (the VAE's do, the UNet's do not).
+    pub qkv_bias: bool,
+}
+
+impl Attention {
+    pub fn new(spec: AttentionSpec, vb: VarBuilder) -> Result<Self> {
+        let inner = spec.heads * spec.head_dim;
+        let ctx = spec.context_dim.unwrap_or(spec.query_dim);
+        let lin = |i, o, name: &str| candle_nn::linear_b(i, o, spec.qkv_bias, vb.pp(name));
+        Ok(Self {
+            to_q: lin(spec.query_dim, inner, "to_q")?,
+            to_k: lin(ctx, inner, "to_k")?,
+            to_v: lin(ctx, inner, "to_v")?,
+            to_out: candle_nn::linear(inner, spec.query_dim, vb.pp("to_out").pp("0"))?,
+            heads: spec.heads,
+            scale: 1.0 / (spec.head_dim as f64).sqrt(),
+        })
+    }
+
+    /// `xs`: [B, N, C]; `context`: [B, M, C'] or `None` for self-attention.
+    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let ctx = context.unwrap_or(xs);
+        let q = split_heads(&self.to_q.forward(xs)?, self.heads)?;
+        let k = split_heads(&self.to_k.forward(ctx)?, self.heads)?;
+        let v = split_heads(&self.to_v.forward(ctx)?, self.heads)?;
+        let out = sdpa(&q, &k, &v, self.scale, None)?;
+        self.to_out.forward(&merge_heads(&out)?)
+    }
+}
+
+/// Reshapes [B, C, H, W] to tokens [B, H·W, C].
+pub fn to_tokens(xs: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = xs.dims4()?;
+    xs.permute((0, 2, 3, 1))?.reshape((b, h * w, c))
+}
+
+/// Reshapes tokens [B, H·W, C] back to [B, C, H, W].
+pub fn from_tokens(xs: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let (b, _, c) = xs.dims3()?;
+    xs.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()
+}
+
