@@ -113,7 +113,12 @@ impl ClipTextEncoder {
     pub fn new(cfg: &ClipConfig, with_projection: bool, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let act = if cfg.hidden_act == "gelu" { Act::Gelu } else { Act::QuickGelu };
-        let tm = vb.pp("text_model");
+        // transformers ≥ 5 saves `CLIPTextModel` without the `text_model.` prefix.
+        let tm = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
+            vb.pp("text_model")
+        } else {
+            vb.clone()
+        };
         let emb = tm.pp("embeddings");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| EncoderLayer::new(cfg, act, tm.pp("encoder.layers").pp(i)))

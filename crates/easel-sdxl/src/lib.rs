@@ -9,9 +9,14 @@
 //! - [`schedulers`]: Euler, Euler Ancestral, DPM++ 2M (Karras), DDIM with float timesteps.
 //! - [`noise`]: seeded and replayed noise.
 //! - [`config`]: the `config.json` files of a diffusers folder.
-//! - [`loader`]: weight loading from a diffusers folder or the bundled tiny model.
+//! - [`loader`]: where model files come from (a folder, or compiled in).
+//! - [`weights`]: finding and opening safetensors files (plain, fp16 variant, sharded).
+//! - [`model`]: a loaded SDXL model (all components, one set of weights).
+//! - [`tiny`]: the bundled tiny model.
+//! - [`layers`]: building blocks shared by the UNet and the VAE.
 //! - [`pipeline`]: text-to-image and image-to-image with classifier-free guidance.
 //! - [`images`]: conversions between tensors and RGB images.
+//! - [`metadata`]: PNG encoding with A1111-style generation parameters.
 //! - [`device`]: device and dtype selection.
 
 pub mod clip;
@@ -21,11 +26,18 @@ mod error;
 pub mod images;
 pub mod layers;
 pub mod loader;
+pub mod metadata;
+pub mod model;
 pub mod noise;
 pub mod pipeline;
 pub mod schedulers;
+pub mod tiny;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+pub mod weights;
 
 pub use error::{Error, Result};
+
+pub use model::{LoadOptions, SdxlModel};
+pub use pipeline::{GenerateRequest, Generated, InitImage};

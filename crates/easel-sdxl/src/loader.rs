@@ -17,6 +17,10 @@ pub trait ModelSource: Send + Sync {
     fn exists(&self, rel: &str) -> bool;
     /// The on-disk path of a file, when there is one (weights are mmapped from it).
     fn path(&self, rel: &str) -> Option<PathBuf>;
+    /// The contents of a file compiled into the binary, when it is one.
+    fn static_bytes(&self, _rel: &str) -> Option<&'static [u8]> {
+        None
+    }
 }
 
 /// A diffusers folder on disk.
@@ -100,5 +104,9 @@ impl ModelSource for EmbeddedSource {
 
     fn path(&self, _rel: &str) -> Option<PathBuf> {
         None
+    }
+
+    fn static_bytes(&self, rel: &str) -> Option<&'static [u8]> {
+        self.get(rel)
     }
 }

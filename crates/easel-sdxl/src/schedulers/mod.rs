@@ -6,11 +6,72 @@
 //! Flow of one generation: `build` → `init_noise_sigma` scales the initial latents →
 //! for each step index `i`: `scale_model_input(x, i)` → UNet → `step(eps, i, x)`.
 //! Image-to-image starts at a later index `begin` after `add_noise(x0, noise, begin)`.
+//!
+//! Contents:
+//! - [`SchedulerKind`] (`kind.rs`): sampler names, parsing and display.
+//! - [`SchedulerConfig`] (`config.rs`): a diffusers `scheduler_config.json`.
+//! - [`build`]: a boxed [`Scheduler`] for a kind, config and step count.
+//! - [`EulerDiscrete`] (`euler.rs`), [`EulerAncestral`] (`euler_ancestral.rs`),
+//!   [`DpmSolverMultistep`] (`dpm.rs`), [`Ddim`] (`ddim.rs`): the samplers.
+//! - `betas.rs`: noise tables, numpy/torch float emulation, Karras ramp, sigma → t.
+//! - `timesteps.rs`: leading / trailing / linspace spacing per sampler family.
+//! - `math.rs`: tensor linear combinations in float32.
+//!
+//! Which config keys apply follows diffusers' `from_config`, except that the kind
+//! picks the algorithm: `dpmpp_2m` / `dpmpp_2m_karras` set Karras sigmas off / on
+//! whatever `use_karras_sigmas` says (Euler honours it; Euler Ancestral and DDIM have
+//! no such option), and DPM++ is always `dpmsolver++`, order 2, midpoint.
+//! `step` returns `model_output`'s dtype and does its arithmetic in float32.
+
+mod betas;
+mod config;
+mod ddim;
+mod dpm;
+mod euler;
+mod euler_ancestral;
+mod kind;
+mod math;
+mod timesteps;
 
 use candle_core::Tensor;
 
 use crate::noise::NoiseSource;
-use crate::Result;
+use crate::{Error, Result};
+
+pub use config::SchedulerConfig;
+pub use ddim::Ddim;
+pub use dpm::DpmSolverMultistep;
+pub use euler::EulerDiscrete;
+pub use euler_ancestral::EulerAncestral;
+pub use kind::SchedulerKind;
+
+/// A `kind` sampler for `config`, set up for `steps` inference steps.
+///
+/// Errors: [`Error::InvalidRequest`] for `steps` of 0 or above
+/// `num_train_timesteps`; [`Error::Unsupported`] for config values no sampler here
+/// implements (naming the value).
+pub fn build(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    steps: usize,
+) -> Result<Box<dyn Scheduler>> {
+    let train = config.num_train_timesteps;
+    if steps == 0 {
+        return Err(Error::invalid("the number of steps must be at least 1"));
+    }
+    if steps > train {
+        return Err(Error::invalid(format!(
+            "{steps} steps is more than the model's {train} training timesteps"
+        )));
+    }
+    Ok(match kind {
+        SchedulerKind::Euler => Box::new(EulerDiscrete::new(config, steps)?),
+        SchedulerKind::EulerAncestral => Box::new(EulerAncestral::new(config, steps)?),
+        SchedulerKind::DpmPp2m => Box::new(DpmSolverMultistep::new(config, steps, false)?),
+        SchedulerKind::DpmPp2mKarras => Box::new(DpmSolverMultistep::new(config, steps, true)?),
+        SchedulerKind::Ddim => Box::new(Ddim::new(config, steps)?),
+    })
+}
 
 /// A diffusion sampler set up for a fixed number of inference steps.
 pub trait Scheduler: Send {
@@ -30,4 +91,73 @@ pub trait Scheduler: Send {
     ) -> Result<Tensor>;
     /// Noises clean latents to the noise level of step `index` (image-to-image).
     fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_counts_are_checked() {
+        let c = SchedulerConfig::default();
+        for kind in SchedulerKind::ALL {
+            for steps in [0, 1001] {
+                let err = build(kind, &c, steps).err().expect("must fail");
+                assert!(matches!(err, Error::InvalidRequest(_)), "{kind} {steps}: {err}");
+            }
+            assert_eq!(build(kind, &c, 30).unwrap().timesteps().len(), 30);
+        }
+    }
+
+    #[test]
+    fn unsupported_values_are_named() {
+        let mut c = SchedulerConfig::default();
+        c.beta_schedule = "sigmoid".into();
+        let err = build(SchedulerKind::Euler, &c, 4).err().unwrap().to_string();
+        assert!(err.contains("sigmoid"), "{err}");
+
+        let mut c = SchedulerConfig::default();
+        c.prediction_type = "flow_prediction".into();
+        for kind in SchedulerKind::ALL {
+            let err = build(kind, &c, 4).err().unwrap();
+            assert!(matches!(&err, Error::Unsupported(m) if m.contains("flow_prediction")));
+        }
+        let mut c = SchedulerConfig::default();
+        c.prediction_type = "sample".into();
+        assert!(build(SchedulerKind::EulerAncestral, &c, 4).is_err());
+
+        let mut c = SchedulerConfig::default();
+        c.timestep_spacing = "karras".into();
+        let err = build(SchedulerKind::Ddim, &c, 4).err().unwrap().to_string();
+        assert!(err.contains("karras"), "{err}");
+    }
+
+    #[test]
+    fn step_past_the_end_is_an_error() {
+        let c = SchedulerConfig::default();
+        let x = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+        let mut noise = crate::noise::SeededNoise::new(0, 1);
+        for kind in SchedulerKind::ALL {
+            let mut s = build(kind, &c, 4).unwrap();
+            assert!(s.step(&x, 4, &x, &mut noise).is_err());
+            assert!(s.scale_model_input(&x, 4).is_err());
+            assert!(s.add_noise(&x, &x, 4).is_err());
+        }
+    }
+
+    #[test]
+    fn half_precision_keeps_dtype() {
+        use candle_core::{DType, Device};
+        let c = SchedulerConfig::default();
+        let x = Tensor::ones((1, 4, 2, 2), DType::BF16, &Device::Cpu).unwrap();
+        let mut noise = crate::noise::SeededNoise::new(0, 1);
+        for kind in SchedulerKind::ALL {
+            let mut s = build(kind, &c, 4).unwrap();
+            for i in 0..4 {
+                let y = s.step(&x, i, &x, &mut noise).unwrap();
+                assert_eq!(y.dtype(), DType::BF16, "{kind}");
+            }
+        }
+    }
 }

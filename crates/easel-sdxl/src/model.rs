@@ -1,0 +1,123 @@
+//! Why this exists: one loaded SDXL model — both tokenizers and text encoders, the
+//! UNet, the VAE and the scheduler config — built from a diffusers folder or from the
+//! bundled tiny model, with every architecture number read from its config files.
+//! Text-to-image and image-to-image share this one set of weights.
+
+use candle_core::{DType, Device};
+
+use crate::clip::ClipTextEncoder;
+use crate::config::{read_json, ClipConfig, PipelineConfig, UNetConfig, VaeConfig};
+use crate::loader::{DirSource, ModelSource};
+use crate::schedulers::SchedulerConfig;
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::UNet;
+use crate::vae::Vae;
+use crate::weights::{self, Variant};
+use crate::Result;
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub device: Device,
+    pub dtype: DType,
+    pub variant: Variant,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { device: Device::Cpu, dtype: DType::F32, variant: Variant::Auto }
+    }
+}
+
+/// A loaded SDXL model.
+pub struct SdxlModel {
+    pub tokenizer: ClipTokenizer,
+    pub tokenizer_2: ClipTokenizer,
+    pub text_encoder: ClipTextEncoder,
+    pub text_encoder_2: ClipTextEncoder,
+    pub unet: UNet,
+    pub vae: Vae,
+    pub unet_config: UNetConfig,
+    pub scheduler_config: SchedulerConfig,
+    pub pipeline_config: PipelineConfig,
+    pub device: Device,
+    pub dtype: DType,
+    /// Where it came from, for logs and PNG metadata.
+    pub name: String,
+}
+
+impl SdxlModel {
+    /// Loads a diffusers folder.
+    pub fn load_dir(path: &std::path::Path, opts: &LoadOptions) -> Result<Self> {
+        if !path.is_dir() {
+            return Err(crate::Error::MissingFile {
+                path: path.to_path_buf(),
+                hint: "pass a diffusers model folder (with model_index.json)".into(),
+            });
+        }
+        Self::load(&DirSource::new(path), opts)
+    }
+
+    /// Loads the bundled tiny model (random weights: its images are abstract).
+    pub fn load_tiny(opts: &LoadOptions) -> Result<Self> {
+        Self::load(&crate::tiny::TINY_SDXL, opts)
+    }
+
+    /// Loads every component from `src`.
+    pub fn load(src: &dyn ModelSource, opts: &LoadOptions) -> Result<Self> {
+        let pipeline_config: PipelineConfig = read_json(src, "model_index.json")?;
+        let unet_config: UNetConfig = read_json(src, "unet/config.json")?;
+        unet_config.validate()?;
+        let vae_config: VaeConfig = read_json(src, "vae/config.json")?;
+        vae_config.validate()?;
+        let sched_bytes = src.read("scheduler/scheduler_config.json")?;
+        let sched_path = std::path::PathBuf::from(format!("{}/scheduler/scheduler_config.json", src.describe()));
+        let scheduler_config = SchedulerConfig::from_json(&sched_bytes, &sched_path)?;
+        let (dev, dt) = (&opts.device, opts.dtype);
+        // The SDXL VAE overflows in fp16 (black images); diffusers upcasts it when the
+        // config says `force_upcast`. bf16 has the range and stays.
+        let vae_dtype = if dt == DType::F16 && vae_config.force_upcast { DType::F32 } else { dt };
+        let w = weights::find(src, "vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
+        let vae = Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))?;
+        let w = weights::find(src, "unet", "diffusion_pytorch_model", &opts.variant, dt)?;
+        let unet = UNet::new(&unet_config, w.var_builder(dt, dev)?).map_err(|e| w.error(e))?;
+        let text_encoder = load_clip(src, "text_encoder", false, opts)?;
+        let text_encoder_2 = load_clip(src, "text_encoder_2", true, opts)?;
+        Ok(Self {
+            tokenizer: ClipTokenizer::from_source(src, "tokenizer")?,
+            tokenizer_2: ClipTokenizer::from_source(src, "tokenizer_2")?,
+            text_encoder,
+            text_encoder_2,
+            unet,
+            vae,
+            unet_config,
+            scheduler_config,
+            pipeline_config,
+            device: dev.clone(),
+            dtype: dt,
+            name: src.describe(),
+        })
+    }
+
+    /// Pixels per latent (8 for SDXL).
+    pub fn vae_scale_factor(&self) -> usize {
+        self.vae.config().scale_factor()
+    }
+
+    /// The default image side: the UNet's `sample_size` × the VAE factor (1024 for SDXL).
+    pub fn default_size(&self) -> usize {
+        self.unet_config.sample_size.unwrap_or(128) * self.vae_scale_factor()
+    }
+
+    /// Latent channels the UNet expects.
+    pub fn latent_channels(&self) -> usize {
+        self.unet_config.in_channels
+    }
+}
+
+fn load_clip(src: &dyn ModelSource, sub: &str, projection: bool, opts: &LoadOptions) -> Result<ClipTextEncoder> {
+    let cfg: ClipConfig = read_json(src, &format!("{sub}/config.json"))?;
+    cfg.validate()?;
+    let w = weights::find(src, sub, "model", &opts.variant, opts.dtype)?;
+    ClipTextEncoder::new(&cfg, projection, w.var_builder(opts.dtype, &opts.device)?).map_err(|e| w.error(e))
+}

@@ -1,0 +1,194 @@
+//! Why this exists: `easel generate PROMPT`, the one-shot path from a prompt to PNG
+//! files. Flow: load the model → build and check the request (init image, latents
+//! file) → run with a progress bar on a terminal → write PNGs with their parameters →
+//! print the paths.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use clap::Args;
+use easel_sdxl::device::{default_dtype, parse_dtype, DeviceSpec};
+use easel_sdxl::images;
+use easel_sdxl::metadata;
+use easel_sdxl::noise::SeededNoise;
+use easel_sdxl::pipeline::{GenerateRequest, InitImage, Progress};
+use easel_sdxl::schedulers::SchedulerKind;
+use easel_sdxl::{LoadOptions, SdxlModel};
+
+/// Arguments of `easel generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// What to draw.
+    prompt: String,
+    /// What to steer away from.
+    #[arg(long)]
+    negative: Option<String>,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Classifier-free guidance scale (≤ 1 disables guidance).
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    /// Image width in pixels (a multiple of 8); default: the model's native size.
+    #[arg(long)]
+    width: Option<usize>,
+    /// Image height in pixels (a multiple of 8); default: the model's native size.
+    #[arg(long)]
+    height: Option<usize>,
+    /// Seed of image 0; image i uses seed + i. Default: random (printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Images to generate in one batch (1–6).
+    #[arg(long, default_value_t = 1)]
+    num_images: usize,
+    /// Sampler: euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.
+    #[arg(long, default_value = "euler")]
+    scheduler: String,
+    /// Start from this image (image-to-image).
+    #[arg(long)]
+    init_image: Option<PathBuf>,
+    /// How much image-to-image changes the init image, in (0, 1].
+    #[arg(long, default_value_t = 0.3)]
+    strength: f64,
+    /// A diffusers SDXL folder; default: the bundled tiny model (abstract images).
+    #[arg(long, env = "EASEL_MODEL")]
+    model: Option<PathBuf>,
+    /// f32, f16 or bf16; default: f32 on CPU, bf16 on CUDA.
+    #[arg(long)]
+    dtype: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// A safetensors file with a tensor `latents` [B, 4, h, w] used as the initial latents.
+    #[arg(long)]
+    latents: Option<PathBuf>,
+    /// Where to write the PNGs.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+/// Runs `easel generate`.
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let device = args.device.parse::<DeviceSpec>()?.open()?;
+    let dtype = match &args.dtype {
+        Some(d) => parse_dtype(d)?,
+        None => default_dtype(&device),
+    };
+    let scheduler: SchedulerKind = args.scheduler.parse()?;
+    let opts = LoadOptions { device: device.clone(), dtype, ..Default::default() };
+    let started = Instant::now();
+    let model = match &args.model {
+        Some(p) => SdxlModel::load_dir(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
+        None => SdxlModel::load_tiny(&opts)?,
+    };
+    tracing::info!(model = %model.name, secs = started.elapsed().as_secs_f64(), "model loaded");
+    let req = build_request(&args, &model, scheduler)?;
+    model.validate(&req)?;
+    let mut noise = SeededNoise::new(req.seed, req.num_images);
+    let bar = progress_bar(&req);
+    let out = model.generate(&req, &mut noise, &mut |p: Progress| {
+        if let Some(b) = &bar {
+            b.set_length(p.total as u64);
+            b.set_position(p.step as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let paths = write_pngs(&args.out, &out.images, &req, &model.name)?;
+    for p in &paths {
+        println!("{}", p.display());
+    }
+    eprintln!("seed {} · {} image(s) in {:.1}s", req.seed, paths.len(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKind) -> Result<GenerateRequest> {
+    let latents = args.latents.as_deref().map(|p| read_latents(p, model)).transpose()?;
+    let f = model.vae_scale_factor();
+    let from_latents = latents.as_ref().map(|l| (l.dim(3).unwrap_or(0) * f, l.dim(2).unwrap_or(0) * f));
+    let init = args.init_image.as_deref().map(images::load_rgb).transpose()?;
+    let from_init = init.as_ref().map(|i| ((i.width() as usize / f) * f, (i.height() as usize / f) * f));
+    let native = (model.default_size(), model.default_size());
+    let (dw, dh) = from_latents.or(from_init).unwrap_or(native);
+    let (width, height) = (args.width.unwrap_or(dw), args.height.unwrap_or(dh));
+    let num_images = match &latents {
+        Some(l) if args.num_images == 1 => l.dim(0)?,
+        _ => args.num_images,
+    };
+    let init_image = match init {
+        Some(img) => {
+            let img = images::fit(img, width as u32, height as u32);
+            Some(InitImage { pixels: images::to_tensor(&img, &model.device)?, strength: args.strength })
+        }
+        None => None,
+    };
+    let mut req = GenerateRequest::new(args.prompt.clone(), width, height);
+    req.negative_prompt = args.negative.clone();
+    req.steps = args.steps;
+    req.guidance = args.guidance;
+    req.num_images = num_images;
+    req.seed = args.seed.unwrap_or_else(rand_seed);
+    req.scheduler = scheduler;
+    req.init_image = init_image;
+    req.latents = latents;
+    Ok(req)
+}
+
+fn rand_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (nanos as u64 ^ (std::process::id() as u64).rotate_left(32)) % 4_294_967_296
+}
+
+fn read_latents(path: &Path, model: &SdxlModel) -> Result<Tensor> {
+    let tensors = candle_core::safetensors::load(path, &model.device)
+        .with_context(|| format!("reading latents file {} (expected a safetensors file)", path.display()))?;
+    let Some(t) = tensors.get("latents") else {
+        let names: Vec<_> = tensors.keys().cloned().collect();
+        bail!("{} has no tensor named `latents` (found: {})", path.display(), names.join(", "));
+    };
+    if t.rank() != 4 {
+        bail!("latents in {} have shape {:?}; expected [B, 4, h, w]", path.display(), t.dims());
+    }
+    Ok(t.to_dtype(candle_core::DType::F32)?)
+}
+
+fn progress_bar(req: &GenerateRequest) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(req.steps as u64);
+    let style = indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})")
+        .map(|s| s.progress_chars("=> "));
+    if let Ok(s) = style {
+        bar.set_style(s);
+    }
+    Some(bar)
+}
+
+fn write_pngs(dir: &Path, imgs: &Tensor, req: &GenerateRequest, model: &str) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating output folder {}", dir.display()))?;
+    let rgb = images::to_rgb(imgs)?;
+    let mut next = next_index(dir);
+    let mut paths = Vec::with_capacity(rgb.len());
+    for (i, img) in rgb.iter().enumerate() {
+        let bytes = metadata::encode_png(img, &metadata::parameters(req, i, model))?;
+        let path = dir.join(format!("{next:05}-{}.png", req.seed.wrapping_add(i as u64)));
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        paths.push(path);
+        next += 1;
+    }
+    Ok(paths)
+}
+
+/// The next free A1111-style counter in `dir` (files named `NNNNN-seed.png`).
+fn next_index(dir: &Path) -> u64 {
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('-').next()?.parse::<u64>().ok()))
+        .max()
+        .map_or(0, |m| m + 1)
+}
