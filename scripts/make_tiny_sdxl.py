@@ -824,9 +824,23 @@ def make_refs(pipe, out_prefix, level, spec_name, counts, configs, work_dir):
     js["stats_mean_std_absmax"] = {k: [round(x, 4) for x in v] for k, v in sorted(stats.items())}
     refs.save(out_prefix + ".safetensors")
     with open(out_prefix + ".json", "w", encoding="utf-8") as f:
-        json.dump(js, f, indent=1, sort_keys=True, ensure_ascii=False)
+        # Strict JSON (no NaN/Infinity literals) so any JSON parser reads it.
+        json.dump(finite_json(js), f, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
         f.write("\n")
     return refs, js
+
+
+def finite_json(x):
+    """Replaces non-finite floats with the strings "inf", "-inf" and "nan"."""
+    if isinstance(x, float) and x != x:
+        return "nan"
+    if isinstance(x, float) and x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    if isinstance(x, dict):
+        return {k: finite_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite_json(v) for v in x]
+    return x
 
 
 def configs_of(pipe):

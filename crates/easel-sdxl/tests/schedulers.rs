@@ -11,13 +11,14 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use easel_sdxl::noise::{NoiseSource, ReplayNoise, SeededNoise};
 use easel_sdxl::schedulers::{
-    build, DpmSolverMultistep, EulerAncestral, EulerDiscrete, Scheduler, SchedulerConfig,
-    SchedulerKind,
+    build, DpmSolverMultistep, EulerAncestral, EulerDiscrete, Scheduler, SchedulerConfig, SchedulerKind,
 };
 use serde_json::Value;
 
 const TIMESTEP_TOL: f64 = 1e-4;
 const SIGMA_REL_TOL: f64 = 1e-5;
+/// Max abs difference of rollout tensors, relative to the reference's magnitude
+/// where it is above 1 (zero-SNR latents start at sigma 4096).
 const ROLLOUT_TOL: f32 = 1e-4;
 
 struct Fixtures {
@@ -76,33 +77,34 @@ fn sigmas(kind: SchedulerKind, cfg: &SchedulerConfig, steps: usize) -> Option<Ve
     Some(match kind {
         SchedulerKind::Euler => EulerDiscrete::new(cfg, steps).unwrap().sigmas().to_vec(),
         SchedulerKind::EulerAncestral => EulerAncestral::new(cfg, steps).unwrap().sigmas().to_vec(),
-        SchedulerKind::DpmPp2m => DpmSolverMultistep::new(cfg, steps, false)
-            .unwrap()
-            .sigmas()
-            .to_vec(),
-        SchedulerKind::DpmPp2mKarras => DpmSolverMultistep::new(cfg, steps, true)
-            .unwrap()
-            .sigmas()
-            .to_vec(),
+        SchedulerKind::DpmPp2m => DpmSolverMultistep::new(cfg, steps, false).unwrap().sigmas().to_vec(),
+        SchedulerKind::DpmPp2mKarras => DpmSolverMultistep::new(cfg, steps, true).unwrap().sigmas().to_vec(),
         SchedulerKind::Ddim => return None,
     })
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-    if a.dims() != b.dims() {
-        bail!("shape {:?} vs {:?}", a.dims(), b.dims());
-    }
-    Ok((a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?
+fn max_abs(t: &Tensor) -> Result<f32> {
+    Ok(t.to_dtype(DType::F32)?
         .abs()?
         .flatten_all()?
         .max(0)?
         .to_scalar::<f32>()?)
 }
 
+/// Max abs difference, divided by the reference's max magnitude when that is above 1.
+fn scaled_diff(got: &Tensor, want: &Tensor) -> Result<f32> {
+    if got.dims() != want.dims() {
+        bail!("shape {:?} vs {:?}", got.dims(), want.dims());
+    }
+    let d = max_abs(&(got.to_dtype(DType::F32)? - want.to_dtype(DType::F32)?)?)?;
+    Ok(d / max_abs(want)?.max(1.0))
+}
+
 #[test]
 fn schedules_match_diffusers() -> Result<()> {
     let fx = fixtures()?;
     let mut checked = 0;
+    let mut worst_t = 0f64;
     for case in fx.cases() {
         let name = case["name"].as_str().unwrap();
         let kind = kind_of(case);
@@ -120,10 +122,14 @@ fn schedules_match_diffusers() -> Result<()> {
             assert_eq!(got.len(), want.len(), "{what}: timestep count");
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() < TIMESTEP_TOL, "{what}: timestep {i}: {g} vs {w}");
+                worst_t = worst_t.max((g - w).abs());
             }
             let want = sched["init_noise_sigma"].as_f64().unwrap();
             let got = s.init_noise_sigma();
-            assert!((got - want).abs() <= 1e-6 * want, "{what}: init_noise_sigma {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-6 * want,
+                "{what}: init_noise_sigma {got} vs {want}"
+            );
             if let Some(want) = sched.get("sigmas") {
                 let want = floats(want);
                 let got = sigmas(kind, &cfg, steps).expect("sigmas");
@@ -139,6 +145,7 @@ fn schedules_match_diffusers() -> Result<()> {
         }
     }
     assert!(checked > 100, "only {checked} schedules checked");
+    eprintln!("{checked} schedules; worst timestep difference {worst_t:e}");
     Ok(())
 }
 
@@ -148,6 +155,7 @@ fn rollouts_match_diffusers() -> Result<()> {
     let x0 = fx.tensor("x0")?;
     let noise = fx.tensor("noise")?;
     let mut checked = 0;
+    let mut worst = (0f32, String::new());
     for case in fx.cases() {
         let name = case["name"].as_str().unwrap();
         let kind = kind_of(case);
@@ -164,7 +172,7 @@ fn rollouts_match_diffusers() -> Result<()> {
             } else {
                 s.add_noise(x0, noise, begin)?
             };
-            let d = max_abs_diff(&sample, fx.tensor(&format!("{key}.init"))?)?;
+            let d = scaled_diff(&sample, fx.tensor(&format!("{key}.init"))?)?;
             assert!(d <= ROLLOUT_TOL, "{key}: initial sample off by {d}");
 
             let outs = fx.tensor(&format!("{key}.out"))?;
@@ -184,19 +192,23 @@ fn rollouts_match_diffusers() -> Result<()> {
                     Some(t) => t.get(j)?,
                     None => sample.clone(), // DPM++ and DDIM do not scale
                 };
-                let d = max_abs_diff(&scaled, &want_scaled)?;
+                let d = scaled_diff(&scaled, &want_scaled)?;
                 assert!(d <= ROLLOUT_TOL, "{name} {key}: scaled input at step {i} off by {d}");
 
                 let model_out = fx.tensor(&format!("model_out.{i}"))?;
                 let out = s.step(model_out, i, &sample, replay.as_mut())?;
-                let d = max_abs_diff(&out, &outs.get(j)?)?;
+                let d = scaled_diff(&out, &outs.get(j)?)?;
                 assert!(d <= ROLLOUT_TOL, "{name} {key}: step {i} off by {d}");
+                if d > worst.0 {
+                    worst = (d, format!("{key} step {i}"));
+                }
                 sample = out;
             }
             checked += 1;
         }
     }
     assert!(checked > 40, "only {checked} rollouts checked");
+    eprintln!("{checked} rollouts; worst step difference {:e} ({})", worst.0, worst.1);
     Ok(())
 }
 
@@ -224,13 +236,16 @@ fn noise_tables_match_torch_float32() -> Result<()> {
         let mut cfg_all = cfg.clone();
         cfg_all.timestep_spacing = "linspace".into();
         let got = EulerDiscrete::new(&cfg_all, 1000)?.sigmas().to_vec();
-        let ac = fx
-            .tensor(&format!("table.{name}.alphas_cumprod"))?
-            .to_vec1::<f32>()?;
+        let ac = fx.tensor(&format!("table.{name}.alphas_cumprod"))?.to_vec1::<f32>()?;
+        // The float32 emulation (torch.linspace's fused multiply-adds, cumprod's
+        // float64 accumulator) is bit-exact. Zero-SNR rescaling goes through torch's
+        // float32 sqrt, which is not correctly rounded (1 ulp off for ~1 in 5 values),
+        // and cumprod carries those ulps along.
+        let tol = if name == "zsnr" { 1e-5 } else { 0.0 };
         for (i, a) in ac.iter().enumerate() {
             let want = ((1.0 - a) / a).sqrt() as f64;
             let g = got[999 - i];
-            assert_eq!(g, want, "{name}: sigma at t={i}");
+            assert!((g - want).abs() <= tol * want, "{name}: sigma at t={i}: {g} vs {want}");
         }
     }
     Ok(())

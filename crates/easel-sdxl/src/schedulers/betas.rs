@@ -24,12 +24,10 @@ pub(crate) fn alphas_cumprod(config: &SchedulerConfig, clamp_terminal: bool) -> 
     } else {
         match config.beta_schedule.as_str() {
             "linear" => torch_linspace_f32(config.beta_start, config.beta_end, n),
-            "scaled_linear" => {
-                torch_linspace_f32(config.beta_start.sqrt(), config.beta_end.sqrt(), n)
-                    .into_iter()
-                    .map(|b| b * b)
-                    .collect()
-            }
+            "scaled_linear" => torch_linspace_f32(config.beta_start.sqrt(), config.beta_end.sqrt(), n)
+                .into_iter()
+                .map(|b| b * b)
+                .collect(),
             "squaredcos_cap_v2" => betas_for_alpha_bar(n),
             other => {
                 return Err(Error::Unsupported(format!(
@@ -145,7 +143,7 @@ pub(crate) fn np_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
 /// second value is `start + step` and later ones use `start + i * (second - start)`.
 pub(crate) fn np_arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     let len = ((stop - start) / step).ceil();
-    if !(len > 0.0) {
+    if len.is_nan() || len <= 0.0 {
         return Vec::new();
     }
     let len = len as usize;
@@ -186,22 +184,9 @@ pub(crate) fn np_interp_grid(x: f64, fp: &[f32]) -> f64 {
 /// diffusers maps Karras sigmas back to timesteps through these values, so matching
 /// them makes the fractional Euler-Karras timesteps bit-identical.
 pub(crate) fn np_log_f32(x: f32) -> f32 {
-    const P: [f32; 6] = [
-        0.0,
-        9.999_999_999_999_998_702_752e-1,
-        2.112_677_543_073_053_063_722,
-        1.480_000_633_576_506_585_156,
-        3.808_837_741_388_407_920_751e-1,
-        2.589_979_117_907_922_693_523e-2,
-    ];
-    const Q: [f32; 6] = [
-        1.0,
-        2.612_677_543_073_109_236_779,
-        2.453_006_071_784_736_363_091,
-        9.864_942_958_519_418_960_339e-1,
-        1.546_476_374_983_906_719_538e-1,
-        5.875_095_403_124_574_342_950e-3,
-    ];
+    // numpy's NPY_COEFF_{P,Q}{0..5}_LOGf, as the float32 values they round to.
+    const P: [f32; 6] = [0.0, 1.0, 2.112_677_6, 1.480_000_6, 0.380_883_78, 0.025_899_792];
+    const Q: [f32; 6] = [1.0, 2.612_677_6, 2.453_006, 0.986_494_3, 0.154_647_63, 0.005_875_095_3];
     if x.is_nan() || x < 0.0 {
         return f32::NAN;
     }

@@ -163,7 +163,7 @@ impl From<RawSchedulerConfig> for SchedulerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Prediction {
     Epsilon,
-    VPrediction,
+    V,
     Sample,
 }
 
@@ -180,7 +180,7 @@ impl SchedulerConfig {
     pub(crate) fn prediction(&self, sampler: &str, supported: &[Prediction]) -> Result<Prediction> {
         let p = match self.prediction_type.as_str() {
             "epsilon" => Some(Prediction::Epsilon),
-            "v_prediction" => Some(Prediction::VPrediction),
+            "v_prediction" => Some(Prediction::V),
             "sample" | "original_sample" => Some(Prediction::Sample),
             _ => None,
         };

@@ -29,14 +29,7 @@ pub struct Ddim {
 impl Ddim {
     /// Sets up `steps` inference steps for `config`.
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let prediction = config.prediction(
-            "ddim",
-            &[
-                Prediction::Epsilon,
-                Prediction::VPrediction,
-                Prediction::Sample,
-            ],
-        )?;
+        let prediction = config.prediction("ddim", &[Prediction::Epsilon, Prediction::V, Prediction::Sample])?;
         config.reject_unsupported_sigmas()?;
         let spacing = config.spacing()?;
         let ac = alphas_cumprod(config, false)?;
@@ -98,7 +91,7 @@ impl Scheduler for Ddim {
         // x0 = x0a x + x0b m, eps = ea x + eb m.
         let ((x0a, x0b), (ea, eb)) = match self.prediction {
             Prediction::Epsilon => ((1.0 / sa, -sb / sa), (0.0, 1.0)),
-            Prediction::VPrediction => ((sa, -sb), (sb, sa)),
+            Prediction::V => ((sa, -sb), (sb, sa)),
             Prediction::Sample => ((0.0, 1.0), (1.0 / sb, -sa / sb)),
         };
         let (cx, ce) = (a_prev.sqrt(), (1.0 - a_prev).sqrt());
@@ -111,7 +104,7 @@ impl Scheduler for Ddim {
                 lincomb(cx, &x0, ce, &eps)?
             }
         };
-        finish(prev, model_output.dtype())
+        finish(prev, sample.dtype())
     }
 
     fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {

@@ -6,10 +6,7 @@
 
 use candle_core::Tensor;
 
-use super::betas::{
-    alphas_cumprod, karras_sigmas, np_interp_grid, np_log_f32, np_round, sigma_to_t,
-    train_sigmas,
-};
+use super::betas::{alphas_cumprod, karras_sigmas, np_interp_grid, np_log_f32, np_round, sigma_to_t, train_sigmas};
 use super::config::{Prediction, SchedulerConfig};
 use super::math::{check_index, finish, lincomb, work};
 use super::{timesteps, Scheduler};
@@ -48,14 +45,7 @@ impl DpmSolverMultistep {
     /// Sets up `steps` inference steps for `config`; `karras` picks Karras sigmas (the
     /// sampler kind decides, not the config's `use_karras_sigmas`).
     pub fn new(config: &SchedulerConfig, steps: usize, karras: bool) -> Result<Self> {
-        let prediction = config.prediction(
-            "dpmpp_2m",
-            &[
-                Prediction::Epsilon,
-                Prediction::VPrediction,
-                Prediction::Sample,
-            ],
-        )?;
+        let prediction = config.prediction("dpmpp_2m", &[Prediction::Epsilon, Prediction::V, Prediction::Sample])?;
         config.reject_unsupported_sigmas()?;
         if let Some(v) = &config.variance_type {
             return Err(Error::Unsupported(format!(
@@ -138,7 +128,7 @@ impl DpmSolverMultistep {
         let (alpha, sigma) = alpha_sigma(self.sigmas[index]);
         match self.prediction {
             Prediction::Epsilon => lincomb(1.0 / alpha, x, -sigma / alpha, model_output),
-            Prediction::VPrediction => lincomb(alpha, x, -sigma, model_output),
+            Prediction::V => lincomb(alpha, x, -sigma, model_output),
             Prediction::Sample => work(&model_output.to_dtype(x.dtype())?),
         }
     }
@@ -169,8 +159,8 @@ impl Scheduler for DpmSolverMultistep {
         check_index(index, n)?;
         let x = work(sample)?;
         let m0 = self.x0(model_output, &x, index)?;
-        let lower_order_final = index == n - 1
-            && (self.euler_at_final || (self.lower_order_final && n < 15) || self.final_zero);
+        let lower_order_final =
+            index == n - 1 && (self.euler_at_final || (self.lower_order_final && n < 15) || self.final_zero);
         let previous = self.previous.take().filter(|(i, _)| i + 1 == index);
 
         let (sigma_t, sigma_s0) = (self.sigmas[index + 1], self.sigmas[index]);
@@ -199,7 +189,7 @@ impl Scheduler for DpmSolverMultistep {
             }
         };
         self.previous = Some((index, m0));
-        finish(prev, model_output.dtype())
+        finish(prev, sample.dtype())
     }
 
     fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {

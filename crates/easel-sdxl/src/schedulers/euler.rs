@@ -5,9 +5,7 @@
 
 use candle_core::Tensor;
 
-use super::betas::{
-    alphas_cumprod, karras_sigmas, np_interp_grid, np_log_f32, sigma_to_t, train_sigmas,
-};
+use super::betas::{alphas_cumprod, karras_sigmas, np_interp_grid, np_log_f32, sigma_to_t, train_sigmas};
 use super::config::{Prediction, SchedulerConfig, Spacing};
 use super::math::{check_index, finish, lincomb, work};
 use super::{timesteps, Scheduler};
@@ -33,12 +31,7 @@ pub(crate) struct SigmaSchedule {
 impl SigmaSchedule {
     /// diffusers' Euler-family `set_timesteps`. `karras` and `final_sigma_min` are
     /// Euler-only options (Euler Ancestral passes `false`).
-    pub(crate) fn new(
-        config: &SchedulerConfig,
-        steps: usize,
-        karras: bool,
-        final_sigma_min: bool,
-    ) -> Result<Self> {
+    pub(crate) fn new(config: &SchedulerConfig, steps: usize, karras: bool, final_sigma_min: bool) -> Result<Self> {
         let spacing = config.spacing()?;
         let ac = alphas_cumprod(config, true)?;
         let train = train_sigmas(&ac);
@@ -99,7 +92,7 @@ impl SigmaSchedule {
 pub(crate) fn x0_coefficients(prediction: Prediction, sigma: f64) -> (f64, f64) {
     match prediction {
         Prediction::Epsilon => (1.0, -sigma),
-        Prediction::VPrediction => {
+        Prediction::V => {
             let s2 = sigma * sigma + 1.0;
             (1.0 / s2, -sigma / s2.sqrt())
         }
@@ -110,14 +103,7 @@ pub(crate) fn x0_coefficients(prediction: Prediction, sigma: f64) -> (f64, f64) 
 impl EulerDiscrete {
     /// Sets up `steps` inference steps for `config`.
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let prediction = config.prediction(
-            "euler",
-            &[
-                Prediction::Epsilon,
-                Prediction::VPrediction,
-                Prediction::Sample,
-            ],
-        )?;
+        let prediction = config.prediction("euler", &[Prediction::Epsilon, Prediction::V, Prediction::Sample])?;
         config.reject_unsupported_sigmas()?;
         if config.interpolation_type != "linear" {
             return Err(Error::Unsupported(format!(
@@ -125,22 +111,14 @@ impl EulerDiscrete {
                 config.interpolation_type
             )));
         }
-        if config.timestep_type != "discrete" && prediction == Prediction::VPrediction {
+        if config.timestep_type != "discrete" && prediction == Prediction::V {
             return Err(Error::Unsupported(format!(
                 "timestep_type \"{}\" with v_prediction (supported: discrete)",
                 config.timestep_type
             )));
         }
-        let schedule = SigmaSchedule::new(
-            config,
-            steps,
-            config.use_karras_sigmas,
-            config.final_sigma_is_min()?,
-        )?;
-        Ok(Self {
-            schedule,
-            prediction,
-        })
+        let schedule = SigmaSchedule::new(config, steps, config.use_karras_sigmas, config.final_sigma_is_min()?)?;
+        Ok(Self { schedule, prediction })
     }
 
     /// The sigmas, one per timestep plus the final one (float32 values).
@@ -174,13 +152,8 @@ impl Scheduler for EulerDiscrete {
         // x0 = a x + b m; d = (x - x0) / sigma; x' = x + d dt.
         let (a, b) = x0_coefficients(self.prediction, sigma);
         let x = work(sample)?;
-        let prev = lincomb(
-            1.0 + dt * (1.0 - a) / sigma,
-            &x,
-            -b * dt / sigma,
-            model_output,
-        )?;
-        finish(prev, model_output.dtype())
+        let prev = lincomb(1.0 + dt * (1.0 - a) / sigma, &x, -b * dt / sigma, model_output)?;
+        finish(prev, sample.dtype())
     }
 
     fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {

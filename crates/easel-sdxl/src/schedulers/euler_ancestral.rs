@@ -23,13 +23,9 @@ impl EulerAncestral {
     /// Sets up `steps` inference steps for `config`. diffusers' Euler Ancestral has no
     /// Karras sigmas or final-sigma option, so those config keys are ignored.
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let prediction =
-            config.prediction("euler_a", &[Prediction::Epsilon, Prediction::VPrediction])?;
+        let prediction = config.prediction("euler_a", &[Prediction::Epsilon, Prediction::V])?;
         let schedule = SigmaSchedule::new(config, steps, false, false)?;
-        Ok(Self {
-            schedule,
-            prediction,
-        })
+        Ok(Self { schedule, prediction })
     }
 
     /// The sigmas, one per timestep plus the final 0 (float32 values).
@@ -59,21 +55,15 @@ impl Scheduler for EulerAncestral {
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
         let (sigma, sigma_to) = self.schedule.sigma_pair(index)?;
-        let sigma_up =
-            (sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma)).sqrt();
+        let sigma_up = (sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma)).sqrt();
         let sigma_down = (sigma_to * sigma_to - sigma_up * sigma_up).max(0.0).sqrt();
         let dt = sigma_down - sigma;
         let (a, b) = x0_coefficients(self.prediction, sigma);
         let x = work(sample)?;
-        let prev = lincomb(
-            1.0 + dt * (1.0 - a) / sigma,
-            &x,
-            -b * dt / sigma,
-            model_output,
-        )?;
+        let prev = lincomb(1.0 + dt * (1.0 - a) / sigma, &x, -b * dt / sigma, model_output)?;
         let eps = noise.randn(model_output.dims(), model_output.device())?;
         let prev = lincomb(1.0, &prev, sigma_up, &eps)?;
-        finish(prev, model_output.dtype())
+        finish(prev, sample.dtype())
     }
 
     fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {

@@ -63,15 +63,9 @@ impl FromStr for SchedulerKind {
             .replace([' ', '-'], "_");
         let kind = match norm.as_str() {
             "euler" | "euler_discrete" => SchedulerKind::Euler,
-            "euler_a" | "euler_ancestral" | "eulera" | "euler_ancestral_discrete" => {
-                SchedulerKind::EulerAncestral
-            }
-            "dpmpp_2m" | "dpmpp2m" | "dpm_pp_2m" | "dpmsolverpp" | "dpmsolver_multistep" => {
-                SchedulerKind::DpmPp2m
-            }
-            "dpmpp_2m_karras" | "dpmpp2m_karras" | "dpmpp2mkarras" | "dpm_pp_2m_karras" => {
-                SchedulerKind::DpmPp2mKarras
-            }
+            "euler_a" | "euler_ancestral" | "eulera" | "euler_ancestral_discrete" => SchedulerKind::EulerAncestral,
+            "dpmpp_2m" | "dpmpp2m" | "dpm_pp_2m" | "dpmsolverpp" | "dpmsolver_multistep" => SchedulerKind::DpmPp2m,
+            "dpmpp_2m_karras" | "dpmpp2m_karras" | "dpmpp2mkarras" | "dpm_pp_2m_karras" => SchedulerKind::DpmPp2mKarras,
             "ddim" => SchedulerKind::Ddim,
             _ => {
                 let valid: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();

@@ -23,11 +23,7 @@ pub(crate) fn lincomb(a: f64, x: &Tensor, b: f64, y: &Tensor) -> Result<Tensor> 
 
 /// `t` converted to `dtype`.
 pub(crate) fn finish(t: Tensor, dtype: DType) -> Result<Tensor> {
-    Ok(if t.dtype() == dtype {
-        t
-    } else {
-        t.to_dtype(dtype)?
-    })
+    Ok(if t.dtype() == dtype { t } else { t.to_dtype(dtype)? })
 }
 
 /// The error for a step index past the schedule.

@@ -21,7 +21,9 @@
 //! picks the algorithm: `dpmpp_2m` / `dpmpp_2m_karras` set Karras sigmas off / on
 //! whatever `use_karras_sigmas` says (Euler honours it; Euler Ancestral and DDIM have
 //! no such option), and DPM++ is always `dpmsolver++`, order 2, midpoint.
-//! `step` returns `model_output`'s dtype and does its arithmetic in float32.
+//! `step` does its arithmetic in float32 and returns `sample`'s dtype (diffusers
+//! returns `model_output`'s; the two differ only when a half-precision UNet feeds
+//! float32 latents, and then keeping the latents float32 is the better choice).
 
 mod betas;
 mod config;
@@ -50,11 +52,7 @@ pub use kind::SchedulerKind;
 /// Errors: [`Error::InvalidRequest`] for `steps` of 0 or above
 /// `num_train_timesteps`; [`Error::Unsupported`] for config values no sampler here
 /// implements (naming the value).
-pub fn build(
-    kind: SchedulerKind,
-    config: &SchedulerConfig,
-    steps: usize,
-) -> Result<Box<dyn Scheduler>> {
+pub fn build(kind: SchedulerKind, config: &SchedulerConfig, steps: usize) -> Result<Box<dyn Scheduler>> {
     let train = config.num_train_timesteps;
     if steps == 0 {
         return Err(Error::invalid("the number of steps must be at least 1"));
@@ -111,23 +109,31 @@ mod tests {
 
     #[test]
     fn unsupported_values_are_named() {
-        let mut c = SchedulerConfig::default();
-        c.beta_schedule = "sigmoid".into();
+        let c = SchedulerConfig {
+            beta_schedule: "sigmoid".into(),
+            ..Default::default()
+        };
         let err = build(SchedulerKind::Euler, &c, 4).err().unwrap().to_string();
         assert!(err.contains("sigmoid"), "{err}");
 
-        let mut c = SchedulerConfig::default();
-        c.prediction_type = "flow_prediction".into();
+        let c = SchedulerConfig {
+            prediction_type: "flow_prediction".into(),
+            ..Default::default()
+        };
         for kind in SchedulerKind::ALL {
             let err = build(kind, &c, 4).err().unwrap();
             assert!(matches!(&err, Error::Unsupported(m) if m.contains("flow_prediction")));
         }
-        let mut c = SchedulerConfig::default();
-        c.prediction_type = "sample".into();
+        let c = SchedulerConfig {
+            prediction_type: "sample".into(),
+            ..Default::default()
+        };
         assert!(build(SchedulerKind::EulerAncestral, &c, 4).is_err());
 
-        let mut c = SchedulerConfig::default();
-        c.timestep_spacing = "karras".into();
+        let c = SchedulerConfig {
+            timestep_spacing: "karras".into(),
+            ..Default::default()
+        };
         let err = build(SchedulerKind::Ddim, &c, 4).err().unwrap().to_string();
         assert!(err.contains("karras"), "{err}");
     }
@@ -135,8 +141,7 @@ mod tests {
     #[test]
     fn step_past_the_end_is_an_error() {
         let c = SchedulerConfig::default();
-        let x = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu)
-            .unwrap();
+        let x = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
         let mut noise = crate::noise::SeededNoise::new(0, 1);
         for kind in SchedulerKind::ALL {
             let mut s = build(kind, &c, 4).unwrap();

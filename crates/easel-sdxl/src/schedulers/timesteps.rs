@@ -56,12 +56,7 @@ pub(crate) fn ddim(config: &SchedulerConfig, spacing: Spacing, steps: usize) -> 
 /// DPM-Solver: integer timesteps, highest first, from `steps + 1` grid points of
 /// which the last (lowest) is dropped. `last_timestep` is the training length minus
 /// the `lambda_min_clipped` cut.
-pub(crate) fn dpm(
-    config: &SchedulerConfig,
-    spacing: Spacing,
-    steps: usize,
-    last_timestep: usize,
-) -> Vec<i64> {
+pub(crate) fn dpm(config: &SchedulerConfig, spacing: Spacing, steps: usize, last_timestep: usize) -> Vec<i64> {
     match spacing {
         Spacing::Linspace => {
             let mut ts: Vec<i64> = np_linspace(0.0, last_timestep as f64 - 1.0, steps + 1)

@@ -70,9 +70,17 @@ impl SpecialConfig {
         let pick = |key: &str, default: &str| {
             let def = files.special_map.and_then(|m| m.get(key)).and_then(token_def);
             def.or_else(|| cfg.and_then(|c| c.get(key)).and_then(token_def))
-                .unwrap_or(TokenDef { content: default.into(), normalized: false })
+                .unwrap_or(TokenDef {
+                    content: default.into(),
+                    normalized: false,
+                })
         };
-        let defs = [pick("bos_token", BOS), pick("eos_token", EOS), pick("unk_token", EOS), pick("pad_token", EOS)];
+        let defs = [
+            pick("bos_token", BOS),
+            pick("eos_token", EOS),
+            pick("unk_token", EOS),
+            pick("pad_token", EOS),
+        ];
         let mut added = match files.config {
             Some((v, path)) => added_tokens_decoder(v, path)?,
             None => Vec::new(),
@@ -96,7 +104,14 @@ impl SpecialConfig {
             None => DEFAULT_MAX_LEN,
         };
         let [bos, eos, unk, pad] = defs.map(|d| d.content);
-        Ok(Self { bos, eos, unk, pad, max_len, added })
+        Ok(Self {
+            bos,
+            eos,
+            unk,
+            pad,
+            max_len,
+            added,
+        })
     }
 }
 
@@ -114,7 +129,10 @@ pub(crate) struct ConfigFiles<'a> {
 /// A token given as `"text"` or `{"content": "text", "normalized": bool, ..}`.
 fn token_def(v: &Value) -> Option<TokenDef> {
     match v {
-        Value::String(s) => Some(TokenDef { content: s.clone(), normalized: false }),
+        Value::String(s) => Some(TokenDef {
+            content: s.clone(),
+            normalized: false,
+        }),
         Value::Object(o) => Some(TokenDef {
             content: o.get("content")?.as_str()?.to_string(),
             normalized: o.get("normalized").and_then(Value::as_bool).unwrap_or(false),
@@ -149,7 +167,14 @@ fn backend_added_tokens(json: &Value, path: &Path) -> Result<Vec<(String, Option
         Some((def.content, Some(id), def.normalized))
     };
     list.iter()
-        .map(|entry| parse(entry).ok_or_else(|| bad_config(path, format!("added_tokens entry {entry} needs an \"id\" and a \"content\""))))
+        .map(|entry| {
+            parse(entry).ok_or_else(|| {
+                bad_config(
+                    path,
+                    format!("added_tokens entry {entry} needs an \"id\" and a \"content\""),
+                )
+            })
+        })
         .collect()
 }
 
@@ -161,7 +186,10 @@ fn max_len(config: &Value, path: &Path) -> Result<usize> {
     match v.as_f64() {
         Some(x) if x >= 1e18 => Ok(DEFAULT_MAX_LEN),
         Some(x) if x.fract() == 0.0 && (2.0..=65536.0).contains(&x) => Ok(x as usize),
-        _ => Err(bad_config(path, format!("model_max_length {v} is not a length between 2 and 65536"))),
+        _ => Err(bad_config(
+            path,
+            format!("model_max_length {v} is not a length between 2 and 65536"),
+        )),
     }
 }
 
@@ -185,7 +213,12 @@ pub(crate) fn parse_merges(bytes: &[u8], path: &Path) -> Result<Vec<(String, Str
         }
         match line.split(' ').collect::<Vec<_>>()[..] {
             [a, b] if !a.is_empty() && !b.is_empty() => merges.push((a.to_string(), b.to_string())),
-            _ => return Err(bad_config(path, format!("line {}: expected two symbols, got {line:?}", n + 1))),
+            _ => {
+                return Err(bad_config(
+                    path,
+                    format!("line {}: expected two symbols, got {line:?}", n + 1),
+                ))
+            }
         }
     }
     Ok(merges)
@@ -212,12 +245,16 @@ pub(crate) fn embedded_vocab() -> Result<VocabFiles> {
 
 /// An [`Error::Config`] for `path`.
 pub(crate) fn bad_config(path: &Path, msg: String) -> Error {
-    Error::Config { path: path.to_path_buf(), msg }
+    Error::Config {
+        path: path.to_path_buf(),
+        msg,
+    }
 }
 
 /// The path to show in errors for `rel` in a source.
 pub(crate) fn shown_path(src: &dyn crate::loader::ModelSource, rel: &str) -> PathBuf {
-    src.path(rel).unwrap_or_else(|| PathBuf::from(format!("{}: {rel}", src.describe())))
+    src.path(rel)
+        .unwrap_or_else(|| PathBuf::from(format!("{}: {rel}", src.describe())))
 }
 
 #[cfg(test)]
@@ -230,7 +267,11 @@ mod tests {
     }
 
     fn files<'a>(config: Option<&'a Value>, special_map: Option<&'a Value>) -> ConfigFiles<'a> {
-        ConfigFiles { config: config.map(|c| (c, p())), special_map, backend: None }
+        ConfigFiles {
+            config: config.map(|c| (c, p())),
+            special_map,
+            backend: None,
+        }
     }
 
     #[test]
@@ -267,24 +308,41 @@ mod tests {
         assert!(flag(&cfg, EOS));
         let modern = json!({"pad_token": "!", "model_max_length": 1e30,
             "added_tokens_decoder": {"0": {"content": "!", "normalized": false}, "49407": obj(EOS, false)}});
-        let cfg = SpecialConfig::from_json(files(Some(&modern), Some(&map))).unwrap();
+        let cfg = SpecialConfig::from_json(files(Some(&modern), None)).unwrap();
         assert_eq!(cfg.pad, "!");
         assert_eq!(cfg.max_len, 77);
         assert_eq!(cfg.added[0], ("!".to_string(), Some(0), false));
         assert!(!flag(&cfg, EOS));
         let backend = json!({"added_tokens": [{"id": 49407, "content": EOS, "normalized": true}]});
-        let both = ConfigFiles { backend: Some((&backend, p())), ..files(Some(&legacy), None) };
+        let both = ConfigFiles {
+            backend: Some((&backend, p())),
+            ..files(Some(&legacy), None)
+        };
         assert!(flag(&SpecialConfig::from_json(both).unwrap(), EOS));
-        let both = ConfigFiles { backend: Some((&backend, p())), ..files(Some(&modern), None) };
+        let both = ConfigFiles {
+            backend: Some((&backend, p())),
+            ..files(Some(&modern), None)
+        };
         assert!(!flag(&SpecialConfig::from_json(both).unwrap(), EOS));
         let broken = json!({"added_tokens": [{"content": EOS}]});
-        assert!(SpecialConfig::from_json(ConfigFiles { backend: Some((&broken, p())), ..files(None, None) }).is_err());
+        assert!(SpecialConfig::from_json(ConfigFiles {
+            backend: Some((&broken, p())),
+            ..files(None, None)
+        })
+        .is_err());
     }
 
     #[test]
     fn config_errors_name_the_problem() {
-        for bad in [json!({"model_max_length": 0}), json!({"model_max_length": "77"}), json!({"added_tokens_decoder": {"x": {"content": "a"}}})] {
-            let err = SpecialConfig::from_json(files(Some(&bad), None)).err().unwrap().to_string();
+        for bad in [
+            json!({"model_max_length": 0}),
+            json!({"model_max_length": "77"}),
+            json!({"added_tokens_decoder": {"x": {"content": "a"}}}),
+        ] {
+            let err = SpecialConfig::from_json(files(Some(&bad), None))
+                .err()
+                .unwrap()
+                .to_string();
             assert!(err.contains("tokenizer_config.json"), "{err}");
         }
         let pad_obj = json!({"pad_token": {"content": "!"}, "model_max_length": 128});

@@ -70,7 +70,6 @@ impl ClipTokenizer {
         let config = read_json(src, &rel("tokenizer_config.json"))?;
         let special_map = read_json(src, &rel("special_tokens_map.json"))?;
         let backend = read_json(src, &rel("tokenizer.json"))?;
-        let with_path = |f: &Option<(serde_json::Value, PathBuf)>| f.as_ref().map(|(v, p)| (v, p.as_path()));
         let specials = SpecialConfig::from_json(ConfigFiles {
             config: with_path(&config),
             special_map: special_map.as_ref().map(|(v, _)| v),
@@ -147,14 +146,25 @@ impl ClipTokenizer {
         let added = resolve_added(&cfg, &vocab);
         let id_of = |token: &str, role: &str| {
             added.iter().find(|t| t.content == token).map(|t| t.id).ok_or_else(|| {
-                bad_config(vocab_path, format!("the {role} token {token:?} is not in the vocabulary"))
+                bad_config(
+                    vocab_path,
+                    format!("the {role} token {token:?} is not in the vocabulary"),
+                )
             })
         };
-        let (bos, eos, pad) = (id_of(&cfg.bos, "bos")?, id_of(&cfg.eos, "eos")?, id_of(&cfg.pad, "pad")?);
+        let (bos, eos, pad) = (
+            id_of(&cfg.bos, "bos")?,
+            id_of(&cfg.eos, "eos")?,
+            id_of(&cfg.pad, "pad")?,
+        );
         let unk = added.iter().find(|t| t.content == cfg.unk).map(|t| t.id);
         let vocab_size = vocab.len() + added.iter().filter(|t| !vocab.contains_key(&t.content)).count();
-        let bpe = Bpe::new(vocab, &merges, unk)
-            .map_err(|e| bad_config(merges_path, format!("merge {} (line {} after the header): {}", e.rank, e.rank + 1, e.msg)))?;
+        let bpe = Bpe::new(vocab, &merges, unk).map_err(|e| {
+            bad_config(
+                merges_path,
+                format!("merge {} (line {} after the header): {}", e.rank, e.rank + 1, e.msg),
+            )
+        })?;
         Ok(Self {
             bpe,
             pre: PreTokenizer::new(&added),
@@ -191,9 +201,18 @@ fn resolve_added(cfg: &SpecialConfig, vocab: &HashMap<String, u32>) -> Vec<Added
         .iter()
         .filter_map(|(content, id, normalized)| {
             let id = id.or_else(|| vocab.get(content).copied())?;
-            Some(AddedToken { content: content.clone(), id, normalized: *normalized })
+            Some(AddedToken {
+                content: content.clone(),
+                id,
+                normalized: *normalized,
+            })
         })
         .collect()
+}
+
+/// A read JSON file as [`ConfigFiles`] holds it.
+fn with_path(file: &Option<(serde_json::Value, PathBuf)>) -> Option<(&serde_json::Value, &Path)> {
+    file.as_ref().map(|(v, p)| (v, p.as_path()))
 }
 
 /// Reads an optional JSON file; present but unreadable or malformed is an error.
@@ -202,7 +221,8 @@ fn read_json(src: &dyn ModelSource, rel: &str) -> Result<Option<(serde_json::Val
         return Ok(None);
     }
     let path = shown_path(src, rel);
-    let value = serde_json::from_slice(&src.read(rel)?).map_err(|e| bad_config(&path, format!("not valid JSON: {e}")))?;
+    let value =
+        serde_json::from_slice(&src.read(rel)?).map_err(|e| bad_config(&path, format!("not valid JSON: {e}")))?;
     Ok(Some((value, path)))
 }
 
@@ -217,7 +237,10 @@ mod tests {
     #[test]
     fn embedded_ids_match_clip() {
         let t = tok("<|endoftext|>");
-        assert_eq!((t.bos_id(), t.eos_id(), t.pad_id(), t.max_len(), t.vocab_size()), (49406, 49407, 49407, 77, 49408));
+        assert_eq!(
+            (t.bos_id(), t.eos_id(), t.pad_id(), t.max_len(), t.vocab_size()),
+            (49406, 49407, 49407, 77, 49408)
+        );
         assert_eq!(t.encode("a photo of a cat"), [49406, 320, 1125, 539, 320, 2368, 49407]);
         assert_eq!(t.encode(""), [49406, 49407]);
         assert_eq!(tok("!").pad_id(), 0);
@@ -261,6 +284,33 @@ mod tests {
         let ids = t.encode_padded(&word);
         assert_eq!(ids.len(), 77);
         assert!(t.encode(&word).len() > 77);
+    }
+
+    #[test]
+    fn never_panics_on_random_mixtures() {
+        let t = tok("!");
+        let pool: Vec<char> =
+            "aZ09 !'s<|>\t\n\u{0}\u{85}\u{a0}\u{200d}\u{301}\u{fe0f}é漢カ한Жσ🐱👍🏽\u{10ffff}\u{e000}ßİ"
+                .chars()
+                .collect();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let len = (state >> 59) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    pool[(state % pool.len() as u64) as usize]
+                })
+                .collect();
+            let ids = t.encode_padded(&text);
+            assert_eq!(ids.len(), 77);
+            assert!(
+                t.encode(&text).iter().all(|&id| (id as usize) < t.vocab_size()),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,8 +14,7 @@ use regex::Regex;
 use unicode_normalization_alignments::UnicodeNormalization;
 
 /// CLIP's pre-tokenisation pattern (whitespace between matches is dropped).
-const CLIP_PATTERN: &str =
-    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
+const CLIP_PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
 
 // Both patterns are constants, compiled by every test that tokenizes anything.
 static CLIP_REGEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(CLIP_PATTERN).expect("CLIP pattern compiles"));
@@ -45,7 +44,11 @@ pub(crate) struct PreTokenizer {
 
 impl PreTokenizer {
     pub fn new(added: &[AddedToken]) -> Self {
-        let (normalized, raw) = added.iter().filter(|t| !t.content.is_empty()).cloned().partition(|t| t.normalized);
+        let (normalized, raw) = added
+            .iter()
+            .filter(|t| !t.content.is_empty())
+            .cloned()
+            .partition(|t| t.normalized);
         Self { raw, normalized }
     }
 
@@ -101,7 +104,10 @@ fn split_added<'a>(text: &'a str, tokens: &[AddedToken]) -> Vec<Piece<'a>> {
     let mut at = 0;
     while at < text.len() {
         let rest = &text[at..];
-        let found = tokens.iter().filter(|t| rest.starts_with(t.content.as_str())).max_by_key(|t| t.content.len());
+        let found = tokens
+            .iter()
+            .filter(|t| rest.starts_with(t.content.as_str()))
+            .max_by_key(|t| t.content.len());
         match found {
             Some(token) => {
                 if start < at {
@@ -125,7 +131,11 @@ mod tests {
     use super::*;
 
     fn added(content: &str, id: u32, normalized: bool) -> AddedToken {
-        AddedToken { content: content.into(), id, normalized }
+        AddedToken {
+            content: content.into(),
+            id,
+            normalized,
+        }
     }
 
     fn pieces(pre: &PreTokenizer, text: &str) -> Vec<String> {
@@ -152,13 +162,19 @@ mod tests {
     fn splits_words_contractions_digits_and_punctuation() {
         let pre = PreTokenizer::new(&[]);
         let got = pieces(&pre, "DON'T stop 1024x768!! ''s 猫犬");
-        let want = ["don", "'t", "stop", "1", "0", "2", "4", "x", "7", "6", "8", "!!", "''", "s", "猫犬"];
+        let want = [
+            "don", "'t", "stop", "1", "0", "2", "4", "x", "7", "6", "8", "!!", "''", "s", "猫犬",
+        ];
         assert_eq!(got, want);
     }
 
     #[test]
     fn special_tokens_respect_their_normalized_flag() {
-        let pre = PreTokenizer::new(&[added("<|startoftext|>", 1, true), added("<|endoftext|>", 2, false), added("!", 0, false)]);
+        let pre = PreTokenizer::new(&[
+            added("<|startoftext|>", 1, true),
+            added("<|endoftext|>", 2, false),
+            added("!", 0, false),
+        ]);
         assert_eq!(pieces(&pre, "a<|endoftext|>b!"), ["a", "#2", "b", "#0"]);
         assert_eq!(pieces(&pre, "<|StartOfText|>"), ["#1"]);
         assert_eq!(pieces(&pre, "<|ENDOFTEXT|>"), ["<|", "endoftext", "|>"]);

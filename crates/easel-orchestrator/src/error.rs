@@ -1,0 +1,76 @@
+//! Why this exists: the orchestrator's error type. Every message names the offending
+//! value (file, key, worker, address) and says what to do about it, because the person
+//! reading it is an operator at a terminal, not a debugger.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Errors of the orchestrator library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source} (check the path, or run without --config to use the embedded defaults)")]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The config is not valid TOML, or has an unknown key, or a value of the wrong type.
+    /// `message` is toml's own report, which names the line, column and key.
+    #[error("invalid config {origin}:\n{message}")]
+    ConfigSyntax {
+        /// Where the config came from (a path, or "embedded defaults").
+        origin: String,
+        /// The parser's report.
+        message: String,
+    },
+
+    /// The config parsed, but a value is wrong (duplicate names or ports, conflicting keys).
+    #[error("invalid config {origin}: {message}")]
+    ConfigInvalid {
+        /// Where the config came from.
+        origin: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// The status server could not listen on its address.
+    #[error("cannot listen on {addr} for /status: {source} (another `easel up` running? set [orchestrator] listen = \"127.0.0.1:PORT\" in easel.toml)")]
+    Listen {
+        /// The address from `[orchestrator] listen`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The watchdog process (which kills the workers if the orchestrator dies) could not start.
+    #[error("cannot start the watchdog process (/bin/sh): {0}")]
+    Watchdog(std::io::Error),
+
+    /// Installing signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+
+    /// Talking to a running orchestrator's HTTP endpoint failed.
+    #[error("no orchestrator answering at {addr}: {message} (is `easel up` running? pass --addr HOST:PORT, or the config with its [orchestrator] listen)")]
+    Unreachable {
+        /// The address tried.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A running orchestrator answered, but not as expected.
+    #[error("unexpected answer from the orchestrator at {addr}: {message}")]
+    BadAnswer {
+        /// The address asked.
+        addr: String,
+        /// What was wrong with the answer.
+        message: String,
+    },
+}
+
+/// Result with the orchestrator's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,118 @@
+//! Why this exists: how a `[[worker]]` becomes a command line and an environment, in one
+//! place, so that preflight (`describe --json`), the run itself and a check command all
+//! see the same program, working directory and variables.
+//!
+//! A built-in kind `k` runs as `<worker_bin> worker k run <args>`; its preflight is
+//! `<worker_bin> worker k describe --json`. An external worker runs its `command`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Launch, WorkerConfig};
+use crate::process;
+
+/// Overrides the executable of built-in workers (tests, or a separately built worker).
+pub const WORKER_BIN_ENV: &str = "EASEL_WORKER_BIN";
+
+/// Python buffers stdout in blocks when it is a pipe: a crash would lose its last lines.
+const UNBUFFERED_PYTHON: (&str, &str) = ("PYTHONUNBUFFERED", "1");
+
+/// The executable of built-in workers: `EASEL_WORKER_BIN`, else `[orchestrator]
+/// worker_bin`, else the running executable (`easel` itself).
+pub fn resolve_worker_bin(configured: Option<&Path>) -> PathBuf {
+    if let Some(from_env) = std::env::var_os(WORKER_BIN_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(from_env);
+    }
+    if let Some(configured) = configured {
+        return configured.to_owned();
+    }
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("easel"))
+}
+
+/// The program and arguments that run `worker`.
+pub(crate) fn run_line(worker: &WorkerConfig, worker_bin: &Path) -> (PathBuf, Vec<String>) {
+    match worker.launch() {
+        Launch::Builtin { kind, args } => {
+            let mut all = vec!["worker".to_owned(), kind, "run".to_owned()];
+            all.extend(args);
+            (worker_bin.to_owned(), all)
+        }
+        Launch::External { program, args } => (PathBuf::from(program), args),
+    }
+}
+
+/// The command that runs `worker`, ready to spawn (own group, dies with the orchestrator).
+pub(crate) fn run_command(worker: &WorkerConfig, worker_bin: &Path) -> tokio::process::Command {
+    let (program, args) = run_line(worker, worker_bin);
+    configured(process::command(&program, &args), worker)
+}
+
+/// `<worker_bin> worker <kind> describe --json`, with the worker's environment.
+pub(crate) fn describe_command(worker: &WorkerConfig, kind: &str, worker_bin: &Path) -> tokio::process::Command {
+    let args = ["worker", kind, "describe", "--json"].map(str::to_owned);
+    configured(process::command(worker_bin, &args), worker)
+}
+
+/// An auxiliary command (`check`, readiness `command`) in the worker's environment.
+pub(crate) fn aux_command(worker: &WorkerConfig, argv: &[String]) -> Option<tokio::process::Command> {
+    let (program, args) = argv.split_first()?;
+    Some(configured(process::command(Path::new(program), args), worker))
+}
+
+/// The worker's environment as a list: its `env`, `WORKER_PORT`, unbuffered Python.
+pub(crate) fn environment(worker: &WorkerConfig) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    if std::env::var_os(UNBUFFERED_PYTHON.0).is_none() && !worker.env.contains_key(UNBUFFERED_PYTHON.0) {
+        env.push((UNBUFFERED_PYTHON.0.to_owned(), UNBUFFERED_PYTHON.1.to_owned()));
+    }
+    env.extend(worker.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(port) = worker.port {
+        env.push(("WORKER_PORT".to_owned(), port.to_string()));
+    }
+    env
+}
+
+/// The command line as shown to people (status, errors).
+pub(crate) fn display_line(program: &Path, args: &[String]) -> String {
+    std::iter::once(program.display().to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ")
+}
+
+fn configured(mut cmd: tokio::process::Command, worker: &WorkerConfig) -> tokio::process::Command {
+    cmd.envs(environment(worker));
+    if let Some(cwd) = &worker.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Origin};
+
+    fn worker(toml: &str) -> WorkerConfig {
+        Config::from_toml(toml, Origin::Embedded).unwrap().workers.remove(0)
+    }
+
+    #[test]
+    fn a_builtin_kind_runs_as_easel_worker_kind_run() {
+        let w = worker("[[worker]]\nname = \"s\"\nkind = \"sdxl\"\nargs = [\"--device\", \"cuda\"]\n");
+        let (program, args) = run_line(&w, Path::new("/opt/easel"));
+        assert_eq!(display_line(&program, &args), "/opt/easel worker sdxl run --device cuda");
+    }
+
+    #[test]
+    fn an_external_worker_runs_its_command() {
+        let w = worker("[[worker]]\nname = \"v\"\ncommand = [\"python3\", \"v.py\"]\nport = 7000\n");
+        let (program, args) = run_line(&w, Path::new("/opt/easel"));
+        assert_eq!(display_line(&program, &args), "python3 v.py");
+    }
+
+    #[test]
+    fn the_port_is_passed_as_worker_port_beside_the_env() {
+        let w = worker("[[worker]]\nname = \"s\"\nkind = \"sdxl\"\nport = 7001\nenv = { A = \"1\" }\n");
+        let env = environment(&w);
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("A"), Some("1"));
+        assert_eq!(get("WORKER_PORT"), Some("7001"));
+    }
+}

@@ -1,0 +1,52 @@
+//! Easel's orchestrator: it supervises worker processes (built-in `easel worker <kind>`
+//! and external commands) — config, preflight, spawning, readiness, restarts, signals,
+//! status and metrics. It never links the engine or the worker runtime: it spawns them.
+//!
+//! Table of contents:
+//! - [`config`]: `easel.toml`, its defaults and validation.
+//! - [`orchestrator`]: [`run`], the event loop over start order, reloads and shutdown.
+//! - [`supervisor`] (private): one task per worker, its single restart authority.
+//! - [`state`]: the worker lifecycle and [`transition`], the one function that moves it.
+//! - [`restart`]: backoff with jitter and cap, failure window, FATAL verdicts.
+//! - [`preflight`] (private): `describe --json`, programs, check commands.
+//! - [`readiness`] (private): `/readyz` or a command, probed until ready.
+//! - [`launch`]: how a worker becomes a command line and environment.
+//! - [`process`]: process groups, parent-death signal, signalling and liveness of groups.
+//! - [`watchdog`] (private): kills the workers if the orchestrator itself is killed.
+//! - [`output`]: workers' output, line by line, prefixed with their names.
+//! - [`status`]: the report behind `/status`, `/metrics` and `easel status`.
+//! - [`server`] (private): the HTTP endpoints; [`client`]: `easel status`'s side of them.
+//! - [`http`]: a minimal HTTP/1.0 GET over TCP (readiness probes, the client).
+//! - [`signals`]: SIGTERM/SIGINT/SIGHUP as `easel up` handles them.
+//! - [`duration`]: `"30s"`-style durations.
+//!
+//! Unix only: it relies on process groups and signals.
+
+pub mod client;
+pub mod config;
+pub mod duration;
+mod error;
+pub mod http;
+pub mod launch;
+pub mod orchestrator;
+pub mod output;
+mod preflight;
+pub mod process;
+mod readiness;
+pub mod restart;
+mod server;
+pub mod signals;
+pub mod state;
+pub mod status;
+mod supervisor;
+mod watchdog;
+
+pub use client::fetch_status;
+pub use config::Config;
+pub use error::{Error, Result};
+pub use orchestrator::{run, Handle, Orchestrator};
+pub use output::{LineSink, Stream};
+pub use signals::run_until_signalled;
+pub use state::{transition, WorkerState};
+pub use status::StatusReport;
+pub use tokio_util::sync::CancellationToken;

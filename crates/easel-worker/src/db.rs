@@ -1,0 +1,110 @@
+//! Why this exists: the embedded SQLite database under the data dir holds the embedded queue's
+//! job table (with each job's outcome) and the callback outbox, so a fresh clone runs with no
+//! services and a restarted worker finds its undelivered callbacks. One connection per process,
+//! used from blocking threads; WAL and a busy timeout let several worker processes share it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+/// How long a statement waits for another process's write lock before failing: writes are
+/// tiny, so 5 s only passes when something is wrong.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema; every statement is idempotent so opening an existing database is safe.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue        TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    job_id       TEXT,
+    state        TEXT NOT NULL,
+    consumer     TEXT,
+    lease_until  REAL,
+    deliveries   INTEGER NOT NULL DEFAULT 0,
+    enqueued_at  REAL NOT NULL,
+    finished_at  REAL,
+    dead_reason  TEXT,
+    outcome      TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, state, seq);
+CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id          TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    claimed_until   REAL NOT NULL DEFAULT 0,
+    created_at      REAL NOT NULL,
+    delivered_at    REAL,
+    given_up_at     REAL,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, given_up_at, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_job ON outbox (job_id);
+";
+
+/// A database error, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("database {path}: {msg}")]
+pub struct DbError {
+    pub path: PathBuf,
+    pub msg: String,
+}
+
+/// The shared embedded database.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, and its folder.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let fail = |msg: String| DbError { path: path.to_path_buf(), msg };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its folder: {e}; set EASEL_DATA_DIR to a writable folder")))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection in a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        let joined = tokio::task::spawn_blocking(move || this.call_blocking(f)).await;
+        joined.map_err(|e| DbError { path: self.path.clone(), msg: format!("database task failed: {e}") })?
+    }
+
+    /// Runs `f` on the connection on this thread.
+    pub fn call_blocking<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DbError> {
+        let guard = self.conn.lock().map_err(|_| self.error("connection lock poisoned".into()))?;
+        f(&guard).map_err(|e| self.error(e.to_string()))
+    }
+
+    fn error(&self, msg: String) -> DbError {
+        DbError { path: self.path.clone(), msg }
+    }
+}
+
+/// Seconds since the Unix epoch, as the contract's timestamps are.
+pub fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

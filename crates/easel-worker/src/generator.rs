@@ -1,0 +1,136 @@
+//! Why this exists: the worker reaches the engine only through [`Generator`], a small
+//! blocking trait (call it from `spawn_blocking`), so the whole job pipeline — queues,
+//! storage, callbacks, shutdown — runs in tests with [`FakeGenerator`] in milliseconds, and
+//! the real [`crate::SdxlGenerator`] is one adapter among possible others.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use image::{Rgb, RgbImage};
+
+/// What to generate (validated by the job contract).
+#[derive(Clone, Debug)]
+pub struct GenerationSpec {
+    pub prompt: String,
+    /// `None`: no negative prompt at all.
+    pub negative_prompt: Option<String>,
+    pub steps: u32,
+    pub guidance: f64,
+    pub width: u32,
+    pub height: u32,
+    pub num_images: u32,
+    /// Image `i` uses `seed + i`.
+    pub seed: u64,
+    pub init: Option<InitSpec>,
+}
+
+/// Image-to-image input, already fitted to the spec's size.
+#[derive(Clone, Debug)]
+pub struct InitSpec {
+    pub image: RgbImage,
+    pub strength: f64,
+}
+
+/// One generated image and the parameters text for its PNG.
+#[derive(Clone, Debug)]
+pub struct GeneratedImage {
+    pub rgb: RgbImage,
+    /// A1111-style `parameters` text written into the PNG.
+    pub parameters: String,
+}
+
+/// What a generator says about itself.
+#[derive(Clone, Debug)]
+pub struct GeneratorInfo {
+    /// Model name for logs.
+    pub name: String,
+    /// Preset image side to use instead of the contract's 1024 (the tiny model's 64), or `None`.
+    pub preset_side: Option<u32>,
+    /// `cpu`, `cuda:0`, ...
+    pub device: String,
+}
+
+/// Memory figures for `/memory/status`, in GB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryReport {
+    pub total_gb: f64,
+    pub allocated_gb: f64,
+    pub available_gb: f64,
+}
+
+/// Why a generator failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    #[error("cannot load the model: {0}")]
+    Load(String),
+    #[error("generation failed: {0}")]
+    Generate(String),
+}
+
+/// An image generator. Methods block; the worker calls them from `spawn_blocking` and
+/// serialises them (one job, load or unload at a time).
+pub trait Generator: Send + Sync {
+    /// Name, preset size override and device.
+    fn info(&self) -> GeneratorInfo;
+    /// Whether the model is in memory.
+    fn is_loaded(&self) -> bool;
+    /// Loads the model (no-op when loaded).
+    fn load(&self) -> Result<(), GeneratorError>;
+    /// Frees the model (no-op when unloaded). A later `generate` loads it again.
+    fn unload(&self) -> Result<(), GeneratorError>;
+    /// Generates `spec.num_images` images; `progress(step, total)` after each step.
+    fn generate(&self, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError>;
+    /// Accelerator memory, zeros on CPU.
+    fn memory(&self) -> MemoryReport {
+        MemoryReport::default()
+    }
+}
+
+/// A fast fake for tests and demos: solid-colour images derived from the seed, after an
+/// optional delay (to hold a job "in flight" in shutdown and crash tests).
+pub struct FakeGenerator {
+    delay: Duration,
+    loaded: AtomicBool,
+}
+
+impl FakeGenerator {
+    /// A fake that takes `delay` per job.
+    pub fn new(delay: Duration) -> Self {
+        Self { delay, loaded: AtomicBool::new(false) }
+    }
+}
+
+impl Generator for FakeGenerator {
+    fn info(&self) -> GeneratorInfo {
+        GeneratorInfo { name: "fake".into(), preset_side: Some(64), device: "cpu".into() }
+    }
+
+    fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    fn load(&self) -> Result<(), GeneratorError> {
+        self.loaded.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn unload(&self) -> Result<(), GeneratorError> {
+        self.loaded.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn generate(&self, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError> {
+        self.load()?;
+        std::thread::sleep(self.delay);
+        progress(spec.steps, spec.steps);
+        let images = (0..spec.num_images).map(|i| fake_image(spec, spec.seed.wrapping_add(i as u64))).collect();
+        Ok(images)
+    }
+}
+
+fn fake_image(spec: &GenerationSpec, seed: u64) -> GeneratedImage {
+    let b = seed.to_le_bytes();
+    let rgb = RgbImage::from_pixel(spec.width, spec.height, Rgb([b[0], b[1], b[2]]));
+    let parameters = format!("{}\nSteps: {}, Seed: {seed}, Size: {}x{}, Model: fake", spec.prompt, spec.steps, spec.width, spec.height);
+    GeneratedImage { rgb, parameters }
+}

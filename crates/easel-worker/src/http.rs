@@ -1,0 +1,124 @@
+//! Why this exists: the worker's HTTP endpoints on `WORKER_PORT` — the ourvidz routes with
+//! the Python worker's bodies (`/health`, `/memory/status`, `/memory/load`, `/memory/unload`)
+//! and the supervision routes (`/livez`, `/readyz`, `/metrics`). Bound to loopback unless
+//! configured; load and unload need `Authorization: Bearer <EASEL_ADMIN_TOKEN>` and take the
+//! engine lock, so they wait for a running job instead of killing it (the Python bug).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::now;
+use crate::state::WorkerPhase;
+use crate::worker::Shared;
+use crate::Error;
+
+/// Binds `addr` and serves until `stop`; returns the bound address and the server task.
+pub async fn serve(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), Error> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
+    let app = router(shared);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/memory/status", get(memory_status))
+        .route("/memory/load", post(memory_load))
+        .route("/memory/unload", post(memory_unload))
+        .with_state(shared)
+}
+
+async fn health(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!({"status": "healthy", "worker": s.kind, "model_loaded": s.generator.is_loaded(), "timestamp": now()}))
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let phase = s.phase();
+    let status = if phase == WorkerPhase::Ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, format!("{}\n", phase.as_str())).into_response()
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let depth = s.queue.depth().await.ok();
+    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render(depth)).into_response()
+}
+
+async fn memory_status(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let m = s.generator.memory();
+    let info = s.generator.info();
+    Json(json!({
+        "total_vram": m.total_gb, "allocated_vram": m.allocated_gb, "available_vram": m.available_gb,
+        "model_loaded": s.generator.is_loaded(), "device": info.device, "model": info.name,
+    }))
+}
+
+async fn memory_load(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let g = s.generator.clone();
+    let _engine = s.engine.lock().await;
+    answer(tokio::task::spawn_blocking(move || g.load()).await, "model loaded")
+}
+
+async fn memory_unload(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let g = s.generator.clone();
+    let _engine = s.engine.lock().await;
+    answer(tokio::task::spawn_blocking(move || g.unload()).await, "model unloaded")
+}
+
+fn answer(r: Result<Result<(), crate::generator::GeneratorError>, tokio::task::JoinError>, ok: &str) -> Response {
+    match r {
+        Ok(Ok(())) => Json(json!({"success": true, "message": ok})).into_response(),
+        Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, &format!("task failed: {e}")),
+    }
+}
+
+fn reply(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"success": false, "message": message}))).into_response()
+}
+
+/// Checks the bearer token of a mutating route (constant-time comparison).
+fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &s.admin_token else {
+        return Err(reply(StatusCode::FORBIDDEN, "memory routes are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token"));
+    };
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        _ => Err(reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (EASEL_ADMIN_TOKEN)")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,148 @@
+//! Why this exists: `/metrics` in Prometheus text format — jobs by outcome, time spent in each
+//! phase of a job, queue depth, callback and upload attempts — from plain atomics, so the hot
+//! path costs an atomic add and there is no metrics dependency to build.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::queue::Depth;
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Failed,
+    DeadLettered,
+    Released,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [Outcome::Completed, Outcome::Failed, Outcome::DeadLettered, Outcome::Released];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Released => "released",
+        }
+    }
+}
+
+/// A timed phase of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Reference,
+    Generate,
+    Encode,
+    Upload,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [Phase::Reference, Phase::Generate, Phase::Encode, Phase::Upload];
+
+    fn label(self) -> &'static str {
+        match self {
+            Phase::Reference => "reference",
+            Phase::Generate => "generate",
+            Phase::Encode => "encode",
+            Phase::Upload => "upload",
+        }
+    }
+}
+
+/// What became of a callback attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackResult {
+    Delivered,
+    Retry,
+    GaveUp,
+}
+
+impl CallbackResult {
+    const ALL: [CallbackResult; 3] = [CallbackResult::Delivered, CallbackResult::Retry, CallbackResult::GaveUp];
+
+    fn label(self) -> &'static str {
+        match self {
+            CallbackResult::Delivered => "delivered",
+            CallbackResult::Retry => "retry",
+            CallbackResult::GaveUp => "gave_up",
+        }
+    }
+}
+
+/// The worker's counters.
+#[derive(Default)]
+pub struct Metrics {
+    jobs: [AtomicU64; 4],
+    phase_micros: [AtomicU64; 4],
+    phase_count: [AtomicU64; 4],
+    callbacks: [AtomicU64; 3],
+    uploads_ok: AtomicU64,
+    uploads_failed: AtomicU64,
+}
+
+fn index<T: PartialEq>(all: &[T], x: T) -> usize {
+    all.iter().position(|a| *a == x).unwrap_or(0)
+}
+
+impl Metrics {
+    /// Counts a finished job.
+    pub fn job(&self, outcome: Outcome) {
+        self.jobs[index(&Outcome::ALL, outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the duration of one phase.
+    pub fn phase(&self, phase: Phase, took: Duration) {
+        let i = index(&Phase::ALL, phase);
+        self.phase_micros[i].fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.phase_count[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a callback attempt.
+    pub fn callback(&self, result: CallbackResult) {
+        self.callbacks[index(&CallbackResult::ALL, result)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an upload attempt.
+    pub fn storage_attempt(&self, ok: bool) {
+        let c = if ok { &self.uploads_ok } else { &self.uploads_failed };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Jobs that ended with `outcome` so far.
+    pub fn jobs(&self, outcome: Outcome) -> u64 {
+        self.jobs[index(&Outcome::ALL, outcome)].load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition, with the queue `depth` if known.
+    pub fn render(&self, depth: Option<Depth>) -> String {
+        let mut s = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.push_str("# HELP easel_jobs_total Jobs finished, by outcome.\n# TYPE easel_jobs_total counter\n");
+        for o in Outcome::ALL {
+            let _ = writeln!(s, "easel_jobs_total{{outcome=\"{}\"}} {}", o.label(), self.jobs(o));
+        }
+        s.push_str("# HELP easel_job_phase_seconds Time spent in each job phase.\n# TYPE easel_job_phase_seconds summary\n");
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            let secs = load(&self.phase_micros[i]) as f64 / 1e6;
+            let _ = writeln!(s, "easel_job_phase_seconds_sum{{phase=\"{}\"}} {secs}", p.label());
+            let _ = writeln!(s, "easel_job_phase_seconds_count{{phase=\"{}\"}} {}", p.label(), load(&self.phase_count[i]));
+        }
+        s.push_str("# HELP easel_callback_attempts_total Callback attempts, by result.\n# TYPE easel_callback_attempts_total counter\n");
+        for (i, r) in CallbackResult::ALL.iter().enumerate() {
+            let _ = writeln!(s, "easel_callback_attempts_total{{result=\"{}\"}} {}", r.label(), load(&self.callbacks[i]));
+        }
+        s.push_str("# HELP easel_upload_attempts_total Storage upload attempts, by result.\n# TYPE easel_upload_attempts_total counter\n");
+        let _ = writeln!(s, "easel_upload_attempts_total{{result=\"ok\"}} {}", load(&self.uploads_ok));
+        let _ = writeln!(s, "easel_upload_attempts_total{{result=\"failed\"}} {}", load(&self.uploads_failed));
+        if let Some(d) = depth {
+            s.push_str("# HELP easel_queue_depth Jobs in the queue, by state.\n# TYPE easel_queue_depth gauge\n");
+            let _ = writeln!(s, "easel_queue_depth{{state=\"queued\"}} {}", d.queued);
+            let _ = writeln!(s, "easel_queue_depth{{state=\"in_flight\"}} {}", d.in_flight);
+            let _ = writeln!(s, "easel_queue_depth{{state=\"dead\"}} {}", d.dead);
+        }
+        s
+    }
+}

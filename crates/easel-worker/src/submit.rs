@@ -1,0 +1,157 @@
+//! Why this exists: `easel submit` pushes a job exactly as the ourvidz producers do (a contract
+//! payload, `LPUSH <queue> <json>`) to whichever queue is configured, and — when outcomes are
+//! kept in the embedded job table — waits for the outcome and says where the images are.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{Layers, StorageBackend, WorkerConfig};
+use crate::db::{Db, DbError};
+use crate::queue::{self, sqlite::job_outcome, QueueError};
+
+/// How often `--wait` looks at the job table: fast enough to feel immediate, cheap for SQLite.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// What to submit.
+#[derive(Clone, Debug, Default)]
+pub struct Submission {
+    pub prompt: String,
+    pub job_type: String,
+    pub user_id: String,
+    pub num_images: Option<u32>,
+    pub seed: Option<u64>,
+    pub negative_prompt: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub steps: Option<u32>,
+    pub reference_image_url: Option<String>,
+    pub denoise_strength: Option<f64>,
+}
+
+/// A new job id (a random UUID v4, as Supabase's `gen_random_uuid()`).
+pub fn new_job_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    let variant = ((u8::from_str_radix(&h[16..17], 16).unwrap_or(0) & 0x3) | 0x8) as u32;
+    format!("{}-{}-4{}-{:x}{}-{}", &h[0..8], &h[8..12], &h[13..16], variant, &h[17..20], &h[20..32])
+}
+
+/// The contract payload of `s` with job id `id`.
+pub fn payload(s: &Submission, id: &str) -> Value {
+    let mut config = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            config.insert(k.to_string(), v);
+        }
+    };
+    put("num_images", s.num_images.map(Value::from));
+    put("seed", s.seed.map(Value::from));
+    put("negative_prompt", s.negative_prompt.clone().map(Value::from));
+    put("width", s.width.map(Value::from));
+    put("height", s.height.map(Value::from));
+    put("num_inference_steps", s.steps.map(Value::from));
+    let mut metadata = Map::new();
+    if let Some(url) = &s.reference_image_url {
+        metadata.insert("reference_image_url".into(), url.clone().into());
+    }
+    if let Some(d) = s.denoise_strength {
+        metadata.insert("denoise_strength".into(), d.into());
+    }
+    json!({"id": id, "type": s.job_type, "prompt": s.prompt, "user_id": s.user_id, "config": config, "metadata": metadata})
+}
+
+/// A submit failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    #[error("job {0} has no outcome after {1:?}; is a worker running (`easel worker sdxl run`)?")]
+    Timeout(String, Duration),
+    #[error("--wait needs outcomes kept in the embedded job table; with a callback URL configured the outcome goes there")]
+    CannotWait,
+}
+
+/// Pushes `payload` (a JSON object) to the queue `layers` configure.
+pub async fn push(layers: &Layers, payload: &Value) -> Result<(), SubmitError> {
+    let config = WorkerConfig::from_layers(layers)?;
+    let db = Db::open(&config.db_path())?;
+    let q = queue::open(&config.queue, &config.queue_name, queue::consumer_id("submit"), &db, config.timing.lease_ttl).await?;
+    q.push(&payload.to_string()).await?;
+    Ok(())
+}
+
+/// The end of a job as the job table records it.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The terminal callback body.
+    pub outcome: Value,
+    /// Local paths of the assets (local storage only).
+    pub files: Vec<PathBuf>,
+}
+
+/// Waits up to `timeout` for job `id`'s outcome in the embedded job table.
+pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finished, SubmitError> {
+    let config = WorkerConfig::from_layers(layers)?;
+    if !matches!(config.callback, crate::config::CallbackTarget::JobTable) {
+        return Err(SubmitError::CannotWait);
+    }
+    let db = Db::open(&config.db_path())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(outcome) = read_outcome(&db, id)? {
+            return Ok(Finished { files: asset_files(&config, &outcome), outcome });
+        }
+        if Instant::now() >= deadline {
+            return Err(SubmitError::Timeout(id.to_string(), timeout));
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+fn read_outcome(db: &Db, id: &str) -> Result<Option<Value>, SubmitError> {
+    Ok(match job_outcome(db, id)? {
+        Some((_, Some(body), _)) => Some(serde_json::from_str(&body).unwrap_or(Value::String(body))),
+        Some((state, None, Some(reason))) if state == "dead" => Some(json!({"job_id": id, "status": "dead_lettered", "reason": reason})),
+        _ => None,
+    })
+}
+
+fn asset_files(config: &WorkerConfig, outcome: &Value) -> Vec<PathBuf> {
+    let StorageBackend::Local { root } = &config.storage else { return Vec::new() };
+    let bucket = root.join(&config.bucket);
+    let assets = outcome.get("assets").and_then(Value::as_array).cloned().unwrap_or_default();
+    assets
+        .iter()
+        .flat_map(|a| ["url", "thumbnail_url"].map(|k| a.get(k).and_then(Value::as_str).map(|p| bucket.join(p))))
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_uuid_v4_shaped() {
+        let id = new_job_id();
+        let parts: Vec<_> = id.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12], "{id}");
+        assert_eq!(&id[14..15], "4");
+        assert!("89ab".contains(&id[19..20]), "{id}");
+    }
+
+    #[test]
+    fn the_payload_is_a_contract_job() {
+        let s = Submission { prompt: "p".into(), job_type: "sdxl_image_fast".into(), user_id: "u".into(), seed: Some(3), ..Default::default() };
+        let v = payload(&s, "j");
+        let env = crate::contract::parse(&v.to_string()).unwrap();
+        let spec = crate::contract::JobSpec::from_envelope(&env, None).unwrap();
+        assert_eq!((spec.id.as_str(), spec.seed, spec.num_images), ("j", 3, 1));
+    }
+}
