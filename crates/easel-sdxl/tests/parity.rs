@@ -18,7 +18,10 @@ fn ids(refs: &Refs, name: &str) -> Tensor {
 
 #[test]
 fn text_encoders_give_diffusers_penultimate_states_and_pooled_embedding() {
-    let (m, r) = (tiny(), tiny_refs());
+    check_text_encoders(tiny(), tiny_refs());
+}
+
+fn check_text_encoders(m: &SdxlModel, r: &Refs) {
     let o1 = m.text_encoder.forward(&ids(r, "te.ids1")).unwrap();
     assert_close("te1.penultimate", &o1.penultimate, &r.get("te1.penultimate"), LAYER_TOL);
     assert_close("te1.last", &o1.last, &r.get("te1.last"), LAYER_TOL);
@@ -29,15 +32,17 @@ fn text_encoders_give_diffusers_penultimate_states_and_pooled_embedding() {
 
 #[test]
 fn prompt_encoding_concatenates_both_encoders_like_encode_prompt() {
-    let (m, r) = (tiny(), tiny_refs());
+    check_prompt_encoding(tiny(), tiny_refs());
+}
+
+fn check_prompt_encoding(m: &SdxlModel, r: &Refs) {
     let prompt = r.json["te_prompt"].as_str().unwrap();
     let (ctx, pooled) = m.encode_text(prompt).unwrap();
     assert_close("te.prompt_embeds", &ctx, &r.get("te.prompt_embeds"), LAYER_TOL);
     assert_close("te.pooled", &pooled, &r.get("te.pooled"), LAYER_TOL);
 }
 
-fn unet_case(prefix: &str) {
-    let (m, r) = (tiny(), tiny_refs());
+fn unet_case(m: &SdxlModel, r: &Refs, prefix: &str) {
     let t = r.json["unet_forwards"][prefix]["timestep"].as_f64().unwrap();
     let ctx = r.get(&format!("{prefix}.encoder_hidden_states"));
     let text = r.get(&format!("{prefix}.text_embeds"));
@@ -49,24 +54,30 @@ fn unet_case(prefix: &str) {
 
 #[test]
 fn unet_forward_with_text_time_conditioning_matches_diffusers() {
-    unet_case("unet");
+    unet_case(tiny(), tiny_refs(), "unet");
 }
 
 #[test]
 fn unet_handles_latent_sides_that_are_not_multiples_of_its_downsampling() {
-    unet_case("unet_ns");
+    unet_case(tiny(), tiny_refs(), "unet_ns");
 }
 
 #[test]
 fn vae_decode_matches_diffusers() {
-    let (m, r) = (tiny(), tiny_refs());
+    check_vae_decode(tiny(), tiny_refs());
+}
+
+fn check_vae_decode(m: &SdxlModel, r: &Refs) {
     let out = m.vae.decode(&r.get("vae.dec_in")).unwrap();
     assert_close("vae.dec_out", &out, &r.get("vae.dec_out"), LAYER_TOL);
 }
 
 #[test]
 fn vae_encode_gives_diffusers_mean_and_logvar() {
-    let (m, r) = (tiny(), tiny_refs());
+    check_vae_encode(tiny(), tiny_refs());
+}
+
+fn check_vae_encode(m: &SdxlModel, r: &Refs) {
     let dist = m.vae.encode(&r.get("vae.enc_in")).unwrap();
     assert_close("vae.enc_mean", &dist.mean, &r.get("vae.enc_mean"), LAYER_TOL);
     assert_close("vae.enc_logvar", &dist.logvar, &r.get("vae.enc_logvar"), LAYER_TOL);
@@ -96,7 +107,10 @@ fn recorded_noise(r: &Refs, prefix: &str, count: usize) -> ReplayNoise {
 
 /// Runs a recorded text-to-image pipeline and compares final latents and image.
 fn pipeline_case(name: &str) {
-    let (m, r): (&SdxlModel, &Refs) = (tiny(), tiny_refs());
+    check_pipeline(tiny(), tiny_refs(), name);
+}
+
+fn check_pipeline(m: &SdxlModel, r: &Refs, name: &str) {
     let run = run_json(r, name);
     let prefix = run["prefix"].as_str().unwrap();
     let mut req = request(run);
@@ -169,4 +183,22 @@ fn image_to_image_matches_diffusers_from_the_same_png() {
     assert_eq!(steps, run["unet_calls"].as_u64().unwrap() as usize, "steps run = int(steps × strength)");
     assert_close("img2img.latents_out", &out.latents, &r.get("img2img.latents_out"), PIPELINE_TOL);
     assert_close("img2img.image", &out.images, &r.get("img2img.image"), PIPELINE_TOL);
+}
+
+/// The same checks on an SDXL-base-shaped model with random weights (full widths,
+/// 2.6 B UNet parameters) at 64×64, made by `scripts/make_tiny_sdxl.py --full-size DIR`.
+/// Needs about 24 GB of memory in f32; run it with
+/// `EASEL_FULL_MODEL=DIR cargo test --release -p easel-sdxl --test parity -- --ignored`.
+#[test]
+#[ignore = "needs EASEL_FULL_MODEL: a full-size random SDXL made by scripts/make_tiny_sdxl.py --full-size"]
+fn sdxl_base_shaped_random_model_matches_diffusers() {
+    let dir = std::path::PathBuf::from(std::env::var("EASEL_FULL_MODEL").expect("set EASEL_FULL_MODEL to the --full-size folder"));
+    let m = SdxlModel::load_dir(&dir.join("model"), &easel_sdxl::LoadOptions::default()).unwrap();
+    let r = common::load_refs(&dir.join("refs.safetensors"), &dir.join("refs.json"));
+    check_text_encoders(&m, &r);
+    check_prompt_encoding(&m, &r);
+    unet_case(&m, &r, "unet");
+    check_vae_decode(&m, &r);
+    check_vae_encode(&m, &r);
+    check_pipeline(&m, &r, "euler");
 }
