@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use easel_sdxl::noise::{NoiseSource, ReplayNoise, SeededNoise};
 use easel_sdxl::schedulers::{
-    build, DpmSolverMultistep, EulerAncestral, EulerDiscrete, Scheduler, SchedulerConfig, SchedulerKind,
+    build, DpmSolverMultistep, EulerAncestral, EulerDiscrete, SchedulerConfig, SchedulerKind,
 };
 use serde_json::Value;
 

@@ -71,8 +71,8 @@ pub const DB_FILE: &str = "easel.db";
 /// A configuration error: a setting is missing, malformed, or inconsistent with another.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{setting} = {value:?} (from {source}) {problem}")]
-    Invalid { setting: String, value: String, source: Source, problem: String },
+    #[error("{setting} = {value:?} (from {origin}) {problem}")]
+    Invalid { setting: String, value: String, origin: Source, problem: String },
     #[error("{0}")]
     Missing(String),
     #[error("cannot read config file {path}: {msg}")]
@@ -181,7 +181,7 @@ impl Layers {
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
         let secret = SETTINGS.iter().any(|s| s.key == key && s.secret);
         let value = if secret { "<redacted>".to_string() } else { self.get(key).unwrap_or("").to_string() };
-        ConfigError::Invalid { setting: key.to_string(), value, source: self.source(key), problem: problem.into() }
+        ConfigError::Invalid { setting: key.to_string(), value, origin: self.source(key), problem: problem.into() }
     }
 
     fn secret(&self, key: &str) -> Option<Secret> {
