@@ -82,7 +82,9 @@ impl EncoderLayer {
 
     fn forward(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let xs = (self.attn.forward(&self.ln1.forward(xs)?, mask)? + xs)?;
-        let h = self.fc2.forward(&self.act.apply(&self.fc1.forward(&self.ln2.forward(&xs)?)?)?)?;
+        let h = self
+            .fc2
+            .forward(&self.act.apply(&self.fc1.forward(&self.ln2.forward(&xs)?)?)?)?;
         h + xs
     }
 }
@@ -112,7 +114,11 @@ impl ClipTextEncoder {
     /// Loads `text_model.*` (and `text_projection` when `with_projection`).
     pub fn new(cfg: &ClipConfig, with_projection: bool, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let act = if cfg.hidden_act == "gelu" { Act::Gelu } else { Act::QuickGelu };
+        let act = if cfg.hidden_act == "gelu" {
+            Act::Gelu
+        } else {
+            Act::QuickGelu
+        };
         // transformers ≥ 5 saves `CLIPTextModel` without the `text_model.` prefix.
         let tm = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
             vb.pp("text_model")
@@ -130,7 +136,11 @@ impl ClipTextEncoder {
         };
         Ok(Self {
             token_embedding: candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, emb.pp("token_embedding"))?,
-            position_embedding: candle_nn::embedding(cfg.max_position_embeddings, cfg.hidden_size, emb.pp("position_embedding"))?,
+            position_embedding: candle_nn::embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                emb.pp("position_embedding"),
+            )?,
             layers,
             final_norm: candle_nn::layer_norm(cfg.hidden_size, cfg.layer_norm_eps, tm.pp("final_layer_norm"))?,
             projection,
@@ -144,7 +154,10 @@ impl ClipTextEncoder {
         let (b, n) = ids.dims2()?;
         let dev = ids.device();
         let pos = Tensor::arange(0u32, n as u32, dev)?.unsqueeze(0)?;
-        let mut xs = self.token_embedding.forward(ids)?.broadcast_add(&self.position_embedding.forward(&pos)?)?;
+        let mut xs = self
+            .token_embedding
+            .forward(ids)?
+            .broadcast_add(&self.position_embedding.forward(&pos)?)?;
         let mask = causal_mask(n, dev)?.to_dtype(self.dtype)?;
         let mut penultimate = xs.clone();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -154,14 +167,21 @@ impl ClipTextEncoder {
             }
         }
         if self.layers.len() == 1 {
-            penultimate = self.token_embedding.forward(ids)?.broadcast_add(&self.position_embedding.forward(&pos)?)?;
+            penultimate = self
+                .token_embedding
+                .forward(ids)?
+                .broadcast_add(&self.position_embedding.forward(&pos)?)?;
         }
         let last = self.final_norm.forward(&xs)?;
         let text_embeds = match &self.projection {
             Some(p) => Some(p.forward(&self.pooled(&last, ids, b)?)?.to_dtype(DType::F32)?),
             None => None,
         };
-        Ok(TextOutput { penultimate: penultimate.to_dtype(DType::F32)?, last: last.to_dtype(DType::F32)?, text_embeds })
+        Ok(TextOutput {
+            penultimate: penultimate.to_dtype(DType::F32)?,
+            last: last.to_dtype(DType::F32)?,
+            text_embeds,
+        })
     }
 
     /// The state at each row's EOS token: transformers' legacy rule (argmax of the
@@ -194,6 +214,8 @@ fn argmax_first(row: &[u32]) -> usize {
 
 /// Additive causal mask [1, 1, N, N]: 0 on and below the diagonal, −inf above.
 fn causal_mask(n: usize, dev: &Device) -> Result<Tensor> {
-    let v: Vec<f32> = (0..n * n).map(|i| if i % n > i / n { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let v: Vec<f32> = (0..n * n)
+        .map(|i| if i % n > i / n { f32::NEG_INFINITY } else { 0.0 })
+        .collect();
     Tensor::from_vec(v, (1, 1, n, n), dev)
 }

@@ -137,7 +137,10 @@ fn default_one_block() -> PerBlock {
 /// Fails with a clear message when a config key asks for something unimplemented.
 fn reject(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
     if cond {
-        Err(Error::Unsupported(format!("{}; Easel runs SDXL-style UNets only", what())))
+        Err(Error::Unsupported(format!(
+            "{}; Easel runs SDXL-style UNets only",
+            what()
+        )))
     } else {
         Ok(())
     }
@@ -148,22 +151,30 @@ impl UNetConfig {
     pub fn validate(&self) -> Result<()> {
         let n = self.block_out_channels.len();
         reject(n == 0, || "unet config has no block_out_channels".into())?;
-        reject(self.down_block_types.len() != n || self.up_block_types.len() != n, || {
-            "unet config: down/up block type lists differ in length from block_out_channels".into()
-        })?;
+        reject(
+            self.down_block_types.len() != n || self.up_block_types.len() != n,
+            || "unet config: down/up block type lists differ in length from block_out_channels".into(),
+        )?;
         for t in self.down_block_types.iter().chain(&self.up_block_types) {
             let known = ["DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"];
             reject(!known.contains(&t.as_str()), || format!("unet block type `{t}`"))?;
         }
         let mid = self.mid_block_type.as_deref().unwrap_or("UNetMidBlock2DCrossAttn");
-        reject(mid != "UNetMidBlock2DCrossAttn", || format!("unet mid_block_type `{mid}`"))?;
+        reject(mid != "UNetMidBlock2DCrossAttn", || {
+            format!("unet mid_block_type `{mid}`")
+        })?;
         reject(self.class_embed_type.is_some(), || "unet class_embed_type".into())?;
         reject(self.encoder_hid_dim.is_some(), || "unet encoder_hid_dim".into())?;
-        reject(self.time_cond_proj_dim.is_some(), || "unet time_cond_proj_dim (LCM-style)".into())?;
+        reject(self.time_cond_proj_dim.is_some(), || {
+            "unet time_cond_proj_dim (LCM-style)".into()
+        })?;
         reject(self.dual_cross_attention, || "unet dual_cross_attention".into())?;
         reject(self.center_input_sample, || "unet center_input_sample".into())?;
         reject(
-            !matches!(self.only_cross_attention, serde_json::Value::Null | serde_json::Value::Bool(false)),
+            !matches!(
+                self.only_cross_attention,
+                serde_json::Value::Null | serde_json::Value::Bool(false)
+            ),
             || "unet only_cross_attention".into(),
         )?;
         reject(self.resnet_time_scale_shift != "default", || {
@@ -175,16 +186,22 @@ impl UNetConfig {
         reject(act != "silu", || format!("unet act_fn `{act}`"))?;
         let att = self.attention_type.as_deref().unwrap_or("default");
         reject(att != "default", || format!("unet attention_type `{att}`"))?;
-        reject(self.conv_in_kernel.unwrap_or(3) != 3 || self.conv_out_kernel.unwrap_or(3) != 3, || {
-            "unet conv_in_kernel/conv_out_kernel other than 3".into()
-        })?;
-        reject(self.reverse_transformer_layers_per_block.as_ref().is_some_and(|v| !v.is_null()), || {
-            "unet reverse_transformer_layers_per_block".into()
-        })?;
+        reject(
+            self.conv_in_kernel.unwrap_or(3) != 3 || self.conv_out_kernel.unwrap_or(3) != 3,
+            || "unet conv_in_kernel/conv_out_kernel other than 3".into(),
+        )?;
+        reject(
+            self.reverse_transformer_layers_per_block
+                .as_ref()
+                .is_some_and(|v| !v.is_null()),
+            || "unet reverse_transformer_layers_per_block".into(),
+        )?;
         match self.addition_embed_type.as_deref() {
             None => Ok(()),
             Some("text_time") => {
-                reject(self.addition_time_embed_dim.is_none(), || "text_time without addition_time_embed_dim".into())?;
+                reject(self.addition_time_embed_dim.is_none(), || {
+                    "text_time without addition_time_embed_dim".into()
+                })?;
                 reject(self.projection_class_embeddings_input_dim.is_none(), || {
                     "text_time without projection_class_embeddings_input_dim".into()
                 })
@@ -254,7 +271,9 @@ fn default_four() -> usize {
 impl VaeConfig {
     /// Rejects VAE options this engine does not implement.
     pub fn validate(&self) -> Result<()> {
-        reject(self.block_out_channels.is_empty(), || "vae config has no block_out_channels".into())?;
+        reject(self.block_out_channels.is_empty(), || {
+            "vae config has no block_out_channels".into()
+        })?;
         for t in &self.down_block_types {
             reject(t != "DownEncoderBlock2D", || format!("vae down block type `{t}`"))?;
         }
@@ -263,7 +282,9 @@ impl VaeConfig {
         }
         let act = self.act_fn.as_deref().unwrap_or("silu");
         reject(act != "silu", || format!("vae act_fn `{act}`"))?;
-        reject(self.latents_mean.as_ref().is_some_and(|v| !v.is_null()), || "vae latents_mean".into())
+        reject(self.latents_mean.as_ref().is_some_and(|v| !v.is_null()), || {
+            "vae latents_mean".into()
+        })
     }
 
     /// Pixels per latent along each side: 2^(blocks − 1).
@@ -312,9 +333,10 @@ impl ClipConfig {
         reject(!known.contains(&self.hidden_act.as_str()), || {
             format!("text encoder hidden_act `{}`", self.hidden_act)
         })?;
-        reject(self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0, || {
-            "text encoder hidden_size not divisible by num_attention_heads".into()
-        })
+        reject(
+            self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads),
+            || "text encoder hidden_size not divisible by num_attention_heads".into(),
+        )
     }
 }
 

@@ -27,7 +27,9 @@ impl FromStr for DeviceSpec {
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(i)) => Ok(DeviceSpec::Cuda(i)),
-                _ => Err(Error::invalid(format!("unknown device `{s}`: use `cpu`, `cuda` or `cuda:N`"))),
+                _ => Err(Error::invalid(format!(
+                    "unknown device `{s}`: use `cpu`, `cuda` or `cuda:N`"
+                ))),
             },
         }
     }
@@ -67,6 +69,20 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
         "f16" | "fp16" | "float16" | "half" => Ok(DType::F16),
         "bf16" | "bfloat16" => Ok(DType::BF16),
         other => Err(Error::invalid(format!("unknown dtype `{other}`: use f32, f16 or bf16"))),
+    }
+}
+
+/// Refuses dtypes the device cannot compute in (candle's CPU backend has no bf16 matmul).
+pub fn check_dtype(device: &Device, dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 if device.is_cpu() => Ok(()),
+        DType::BF16 if device.is_cpu() => Err(Error::Unsupported(
+            "bf16 is not supported on CPU (no bf16 matrix multiply there): use --dtype f32 (or f16)".into(),
+        )),
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(Error::invalid(format!(
+            "dtype {other:?} cannot run a model: use f32, f16 or bf16"
+        ))),
     }
 }
 

@@ -38,7 +38,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 pub fn to_tensor(img: &RgbImage, device: &Device) -> Result<Tensor> {
     let (w, h) = img.dimensions();
     let data: Vec<f32> = img.as_raw().iter().map(|&p| p as f32 / 255.0).collect();
-    let t = Tensor::from_vec(data, (h as usize, w as usize, 3), device)?.permute((2, 0, 1))?.unsqueeze(0)?;
+    let t = Tensor::from_vec(data, (h as usize, w as usize, 3), device)?
+        .permute((2, 0, 1))?
+        .unsqueeze(0)?;
     Ok(((t * 2.0)? - 1.0)?)
 }
 

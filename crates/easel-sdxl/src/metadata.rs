@@ -58,8 +58,11 @@ pub fn encode_png(img: &RgbImage, parameters: &str) -> Result<Vec<u8>> {
         enc.set_depth(png::BitDepth::Eight);
         enc.add_itxt_chunk(PARAMETERS_KEY.to_string(), parameters.to_string())
             .map_err(|e| Error::invalid(format!("cannot add PNG text: {e}")))?;
-        let mut w = enc.write_header().map_err(|e| Error::invalid(format!("PNG header: {e}")))?;
-        w.write_image_data(img.as_raw()).map_err(|e| Error::invalid(format!("PNG data: {e}")))?;
+        let mut w = enc
+            .write_header()
+            .map_err(|e| Error::invalid(format!("PNG header: {e}")))?;
+        w.write_image_data(img.as_raw())
+            .map_err(|e| Error::invalid(format!("PNG data: {e}")))?;
     }
     Ok(out.into_inner())
 }
@@ -72,8 +75,15 @@ pub fn read_parameters(png_bytes: &[u8]) -> Option<String> {
     if let Some(t) = info.utf8_text.iter().find(|t| t.keyword == PARAMETERS_KEY) {
         return t.get_text().ok();
     }
-    if let Some(t) = info.uncompressed_latin1_text.iter().find(|t| t.keyword == PARAMETERS_KEY) {
+    if let Some(t) = info
+        .uncompressed_latin1_text
+        .iter()
+        .find(|t| t.keyword == PARAMETERS_KEY)
+    {
         return Some(t.text.clone());
     }
-    info.compressed_latin1_text.iter().find(|t| t.keyword == PARAMETERS_KEY).and_then(|t| t.get_text().ok())
+    info.compressed_latin1_text
+        .iter()
+        .find(|t| t.keyword == PARAMETERS_KEY)
+        .and_then(|t| t.get_text().ok())
 }

@@ -25,7 +25,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32, variant: Variant::Auto }
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            variant: Variant::Auto,
+        }
     }
 }
 
@@ -65,6 +69,7 @@ impl SdxlModel {
 
     /// Loads every component from `src`.
     pub fn load(src: &dyn ModelSource, opts: &LoadOptions) -> Result<Self> {
+        crate::device::check_dtype(&opts.device, opts.dtype)?;
         let pipeline_config: PipelineConfig = read_json(src, "model_index.json")?;
         let unet_config: UNetConfig = read_json(src, "unet/config.json")?;
         unet_config.validate()?;
@@ -76,7 +81,11 @@ impl SdxlModel {
         let (dev, dt) = (&opts.device, opts.dtype);
         // The SDXL VAE overflows in fp16 (black images); diffusers upcasts it when the
         // config says `force_upcast`. bf16 has the range and stays.
-        let vae_dtype = if dt == DType::F16 && vae_config.force_upcast { DType::F32 } else { dt };
+        let vae_dtype = if dt == DType::F16 && vae_config.force_upcast {
+            DType::F32
+        } else {
+            dt
+        };
         let w = weights::find(src, "vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
         let vae = Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))?;
         let w = weights::find(src, "unet", "diffusion_pytorch_model", &opts.variant, dt)?;

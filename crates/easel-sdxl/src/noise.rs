@@ -63,9 +63,7 @@ pub struct ReplayNoise {
 impl ReplayNoise {
     /// Replays `draws` first to last.
     pub fn new(draws: Vec<Tensor>) -> Self {
-        Self {
-            queue: draws.into(),
-        }
+        Self { queue: draws.into() }
     }
 
     /// How many recorded draws have not been used.

@@ -103,13 +103,22 @@ impl SdxlModel {
             }
         }
         if req.steps == 0 || req.steps > MAX_STEPS {
-            return Err(Error::invalid(format!("steps must be between 1 and {MAX_STEPS}, got {}", req.steps)));
+            return Err(Error::invalid(format!(
+                "steps must be between 1 and {MAX_STEPS}, got {}",
+                req.steps
+            )));
         }
         if !(1..=MAX_BATCH).contains(&req.num_images) {
-            return Err(Error::invalid(format!("num_images must be between 1 and {MAX_BATCH}, got {}", req.num_images)));
+            return Err(Error::invalid(format!(
+                "num_images must be between 1 and {MAX_BATCH}, got {}",
+                req.num_images
+            )));
         }
         if !req.guidance.is_finite() || req.guidance < 0.0 {
-            return Err(Error::invalid(format!("guidance must be a finite number ≥ 0, got {}", req.guidance)));
+            return Err(Error::invalid(format!(
+                "guidance must be a finite number ≥ 0, got {}",
+                req.guidance
+            )));
         }
         if let Some(init) = &req.init_image {
             self.validate_init(req, init)?;
@@ -117,7 +126,10 @@ impl SdxlModel {
         if let Some(l) = &req.latents {
             let want = [req.num_images, self.latent_channels(), req.height / f, req.width / f];
             if l.dims() != want {
-                return Err(Error::invalid(format!("latents have shape {:?}; this request needs {want:?}", l.dims())));
+                return Err(Error::invalid(format!(
+                    "latents have shape {:?}; this request needs {want:?}",
+                    l.dims()
+                )));
             }
         }
         Ok(())
@@ -125,7 +137,10 @@ impl SdxlModel {
 
     fn validate_init(&self, req: &GenerateRequest, init: &InitImage) -> Result<()> {
         if !(init.strength > 0.0 && init.strength <= 1.0) {
-            return Err(Error::invalid(format!("strength must be in (0, 1], got {}", init.strength)));
+            return Err(Error::invalid(format!(
+                "strength must be in (0, 1], got {}",
+                init.strength
+            )));
         }
         if img2img_start(req.steps, init.strength) >= req.steps {
             return Err(Error::invalid(format!(
@@ -147,7 +162,13 @@ impl SdxlModel {
     }
 
     /// Encodes the prompt (and negative prompt when `guided`) for `batch` images.
-    pub fn encode_prompt(&self, prompt: &str, negative: Option<&str>, guided: bool, batch: usize) -> Result<PromptEmbeds> {
+    pub fn encode_prompt(
+        &self,
+        prompt: &str,
+        negative: Option<&str>,
+        guided: bool,
+        batch: usize,
+    ) -> Result<PromptEmbeds> {
         let (ctx, pooled) = self.encode_text(prompt)?;
         let (ctx, pooled) = (ctx.repeat((batch, 1, 1))?, pooled.repeat((batch, 1))?);
         if !guided {
@@ -160,7 +181,10 @@ impl SdxlModel {
                 (c.repeat((batch, 1, 1))?, p.repeat((batch, 1))?)
             }
         };
-        Ok(PromptEmbeds { context: Tensor::cat(&[nctx, ctx], 0)?, pooled: Tensor::cat(&[npooled, pooled], 0)? })
+        Ok(PromptEmbeds {
+            context: Tensor::cat(&[nctx, ctx], 0)?,
+            pooled: Tensor::cat(&[npooled, pooled], 0)?,
+        })
     }
 
     /// One prompt through both encoders: ([1, 77, D1+D2], [1, P]).
@@ -170,28 +194,45 @@ impl SdxlModel {
         let ids2 = Tensor::new(self.tokenizer_2.encode_padded(text), dev)?.unsqueeze(0)?;
         let o1 = self.text_encoder.forward(&ids1)?;
         let o2 = self.text_encoder_2.forward(&ids2)?;
-        let pooled = o2.text_embeds.ok_or_else(|| Error::Unsupported("text_encoder_2 has no projection".into()))?;
+        let pooled = o2
+            .text_embeds
+            .ok_or_else(|| Error::Unsupported("text_encoder_2 has no projection".into()))?;
         Ok((Tensor::cat(&[o1.penultimate, o2.penultimate], 2)?, pooled))
     }
 
     /// SDXL's `time_ids` for a size: (h, w, 0, 0, h, w), one row per batch element.
     pub fn time_ids(&self, req: &GenerateRequest, rows: usize) -> Result<Tensor> {
         let (h, w) = (req.height as f32, req.width as f32);
-        Ok(Tensor::new(&[h, w, 0.0, 0.0, h, w], &self.device)?.unsqueeze(0)?.repeat((rows, 1))?)
+        Ok(Tensor::new(&[h, w, 0.0, 0.0, h, w], &self.device)?
+            .unsqueeze(0)?
+            .repeat((rows, 1))?)
     }
 
     /// Runs a request to the end; `on_step` is called after each denoising step.
-    pub fn generate(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut(Progress)) -> Result<Generated> {
+    pub fn generate(
+        &self,
+        req: &GenerateRequest,
+        noise: &mut dyn NoiseSource,
+        on_step: &mut dyn FnMut(Progress),
+    ) -> Result<Generated> {
         let latents = self.denoise(req, noise, on_step)?;
         let mut images = Vec::with_capacity(req.num_images);
         for i in 0..req.num_images {
             images.push(self.vae.latents_to_image(&latents.narrow(0, i, 1)?)?);
         }
-        Ok(Generated { images: Tensor::cat(&images, 0)?, latents })
+        Ok(Generated {
+            images: Tensor::cat(&images, 0)?,
+            latents,
+        })
     }
 
     /// The denoising loop; returns the final latents.
-    pub fn denoise(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, on_step: &mut dyn FnMut(Progress)) -> Result<Tensor> {
+    pub fn denoise(
+        &self,
+        req: &GenerateRequest,
+        noise: &mut dyn NoiseSource,
+        on_step: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
         self.validate(req)?;
         let guided = req.guidance > 1.0;
         let b = req.num_images;
@@ -201,10 +242,18 @@ impl SdxlModel {
         let mut sched = schedulers::build(req.scheduler, &self.scheduler_config, req.steps)?;
         let (start, mut latents) = self.initial_latents(req, sched.as_ref(), noise)?;
         let timesteps = sched.timesteps().to_vec();
-        let cond = UNetCond { context: &emb.context, text_embeds: Some(&emb.pooled), time_ids: Some(&time_ids) };
+        let cond = UNetCond {
+            context: &emb.context,
+            text_embeds: Some(&emb.pooled),
+            time_ids: Some(&time_ids),
+        };
         let total = timesteps.len() - start;
         for (done, (i, &t)) in timesteps.iter().enumerate().skip(start).enumerate() {
-            let input = if guided { Tensor::cat(&[&latents, &latents], 0)? } else { latents.clone() };
+            let input = if guided {
+                Tensor::cat(&[&latents, &latents], 0)?
+            } else {
+                latents.clone()
+            };
             let input = sched.scale_model_input(&input, i)?;
             let eps = self.unet.forward(&input, t, &cond)?;
             let eps = if guided { guide(&eps, b, req.guidance)? } else { eps };
@@ -216,12 +265,21 @@ impl SdxlModel {
 
     /// Text-to-image: given or drawn latents × init sigma, from step 0. Image-to-image:
     /// the encoded image noised to the start step.
-    fn initial_latents(&self, req: &GenerateRequest, sched: &dyn schedulers::Scheduler, noise: &mut dyn NoiseSource) -> Result<(usize, Tensor)> {
+    fn initial_latents(
+        &self,
+        req: &GenerateRequest,
+        sched: &dyn schedulers::Scheduler,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<(usize, Tensor)> {
         let f = self.vae_scale_factor();
         let shape = [req.num_images, self.latent_channels(), req.height / f, req.width / f];
         if let Some(init) = &req.init_image {
             let start = img2img_start(req.steps, init.strength);
-            let pixels = init.pixels.to_device(&self.device)?.to_dtype(DType::F32)?.repeat((req.num_images, 1, 1, 1))?;
+            let pixels =
+                init.pixels
+                    .to_device(&self.device)?
+                    .to_dtype(DType::F32)?
+                    .repeat((req.num_images, 1, 1, 1))?;
             let dist = self.vae.encode(&pixels)?;
             let x0 = self.vae.scale_latents(&dist.sample(noise)?)?;
             let n = noise.randn(&shape, &self.device)?;

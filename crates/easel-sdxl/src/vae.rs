@@ -21,7 +21,14 @@ use crate::noise::NoiseSource;
 const VAE_EPS: f64 = 1e-6;
 
 fn resnet_spec(cin: usize, cout: usize, groups: usize) -> ResnetSpec {
-    ResnetSpec { in_channels: cin, out_channels: cout, temb_channels: None, groups, eps: VAE_EPS, output_scale: 1.0 }
+    ResnetSpec {
+        in_channels: cin,
+        out_channels: cout,
+        temb_channels: None,
+        groups,
+        eps: VAE_EPS,
+        output_scale: 1.0,
+    }
 }
 
 /// The VAE's mid-block attention: GroupNorm, one head over all pixels, residual.
@@ -32,8 +39,17 @@ struct SpatialAttention {
 
 impl SpatialAttention {
     fn new(channels: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
-        let spec = AttentionSpec { query_dim: channels, context_dim: None, heads: 1, head_dim: channels, qkv_bias: true };
-        Ok(Self { norm: group_norm(groups, channels, VAE_EPS, vb.pp("group_norm"))?, attn: Attention::new(spec, vb)? })
+        let spec = AttentionSpec {
+            query_dim: channels,
+            context_dim: None,
+            heads: 1,
+            head_dim: channels,
+            qkv_bias: true,
+        };
+        Ok(Self {
+            norm: group_norm(groups, channels, VAE_EPS, vb.pp("group_norm"))?,
+            attn: Attention::new(spec, vb)?,
+        })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -53,8 +69,16 @@ struct Mid {
 impl Mid {
     fn new(c: usize, groups: usize, attention: bool, vb: VarBuilder) -> Result<Self> {
         let spec = resnet_spec(c, c, groups);
-        let attn = if attention { Some(SpatialAttention::new(c, groups, vb.pp("attentions").pp(0))?) } else { None };
-        Ok(Self { res0: ResnetBlock::new(spec, vb.pp("resnets").pp(0))?, attn, res1: ResnetBlock::new(spec, vb.pp("resnets").pp(1))? })
+        let attn = if attention {
+            Some(SpatialAttention::new(c, groups, vb.pp("attentions").pp(0))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            res0: ResnetBlock::new(spec, vb.pp("resnets").pp(0))?,
+            attn,
+            res1: ResnetBlock::new(spec, vb.pp("resnets").pp(1))?,
+        })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -91,7 +115,12 @@ impl Level {
 
 fn resnets(cin: usize, cout: usize, n: usize, groups: usize, vb: &VarBuilder) -> Result<Vec<ResnetBlock>> {
     (0..n)
-        .map(|j| ResnetBlock::new(resnet_spec(if j == 0 { cin } else { cout }, cout, groups), vb.pp("resnets").pp(j)))
+        .map(|j| {
+            ResnetBlock::new(
+                resnet_spec(if j == 0 { cin } else { cout }, cout, groups),
+                vb.pp("resnets").pp(j),
+            )
+        })
         .collect()
 }
 
@@ -111,8 +140,16 @@ impl Encoder {
         for (i, &cout) in ch.iter().enumerate() {
             let vbi = vb.pp("down_blocks").pp(i);
             let cin = if i == 0 { ch[0] } else { ch[i - 1] };
-            let down = if i + 1 < ch.len() { Some(Downsample::new(cout, 0, vbi.pp("downsamplers").pp(0))?) } else { None };
-            levels.push(Level { resnets: resnets(cin, cout, cfg.layers_per_block, g, &vbi)?, down, up: None });
+            let down = if i + 1 < ch.len() {
+                Some(Downsample::new(cout, 0, vbi.pp("downsamplers").pp(0))?)
+            } else {
+                None
+            };
+            levels.push(Level {
+                resnets: resnets(cin, cout, cfg.layers_per_block, g, &vbi)?,
+                down,
+                up: None,
+            });
         }
         let last = ch[ch.len() - 1];
         Ok(Self {
@@ -152,8 +189,16 @@ impl Decoder {
         for i in 0..n {
             let vbi = vb.pp("up_blocks").pp(i);
             let cout = ch[n - 1 - i];
-            let up = if i + 1 < n { Some(Upsample::new(cout, vbi.pp("upsamplers").pp(0))?) } else { None };
-            levels.push(Level { resnets: resnets(prev, cout, cfg.layers_per_block + 1, g, &vbi)?, down: None, up });
+            let up = if i + 1 < n {
+                Some(Upsample::new(cout, vbi.pp("upsamplers").pp(0))?)
+            } else {
+                None
+            };
+            levels.push(Level {
+                resnets: resnets(prev, cout, cfg.layers_per_block + 1, g, &vbi)?,
+                down: None,
+                up,
+            });
             prev = cout;
         }
         Ok(Self {
@@ -204,8 +249,16 @@ impl Vae {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let l2 = 2 * cfg.latent_channels;
         let l = cfg.latent_channels;
-        let quant_conv = if cfg.use_quant_conv { Some(conv2d(l2, l2, 1, 1, 0, vb.pp("quant_conv"))?) } else { None };
-        let post_quant_conv = if cfg.use_post_quant_conv { Some(conv2d(l, l, 1, 1, 0, vb.pp("post_quant_conv"))?) } else { None };
+        let quant_conv = if cfg.use_quant_conv {
+            Some(conv2d(l2, l2, 1, 1, 0, vb.pp("quant_conv"))?)
+        } else {
+            None
+        };
+        let post_quant_conv = if cfg.use_post_quant_conv {
+            Some(conv2d(l, l, 1, 1, 0, vb.pp("post_quant_conv"))?)
+        } else {
+            None
+        };
         Ok(Self {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
@@ -238,7 +291,10 @@ impl Vae {
         }
         let m = m.to_dtype(DType::F32)?;
         let parts = m.chunk(2, 1)?;
-        Ok(LatentDist { mean: parts[0].clone(), logvar: parts[1].clamp(-30f32, 20f32)? })
+        Ok(LatentDist {
+            mean: parts[0].clone(),
+            logvar: parts[1].clamp(-30f32, 20f32)?,
+        })
     }
 
     /// Latents as the UNet sees them → image tensor in [0, 1].

@@ -48,11 +48,19 @@ pub fn find(src: &dyn ModelSource, sub: &str, stem: &str, variant: &Variant, dty
     for name in &names {
         let rel = format!("{sub}/{name}");
         if let Some(bytes) = src.static_bytes(&rel) {
-            return Ok(ComponentWeights { files: vec![], embedded: Some(bytes), label: format!("{}/{rel}", src.describe()) });
+            return Ok(ComponentWeights {
+                files: vec![],
+                embedded: Some(bytes),
+                label: format!("{}/{rel}", src.describe()),
+            });
         }
         if src.exists(&rel) {
             let path = src.path(&rel).unwrap_or_else(|| PathBuf::from(&rel));
-            return Ok(ComponentWeights { files: vec![path], embedded: None, label: format!("{}/{rel}", src.describe()) });
+            return Ok(ComponentWeights {
+                files: vec![path],
+                embedded: None,
+                label: format!("{}/{rel}", src.describe()),
+            });
         }
         let index = format!("{rel}.index.json");
         if src.exists(&index) {
@@ -69,7 +77,10 @@ fn missing(src: &dyn ModelSource, sub: &str, stem: &str, names: &[String]) -> Er
     } else {
         format!("looked for {}; download the complete model folder", names.join(", "))
     };
-    Error::MissingFile { path: PathBuf::from(format!("{}/{sub}", src.describe())), hint }
+    Error::MissingFile {
+        path: PathBuf::from(format!("{}/{sub}", src.describe())),
+        hint,
+    }
 }
 
 fn sharded(src: &dyn ModelSource, sub: &str, index: &str) -> Result<ComponentWeights> {
@@ -94,7 +105,11 @@ fn sharded(src: &dyn ModelSource, sub: &str, index: &str) -> Result<ComponentWei
             }
         }
     }
-    Ok(ComponentWeights { files, embedded: None, label: format!("{}/{index}", src.describe()) })
+    Ok(ComponentWeights {
+        files,
+        embedded: None,
+        label: format!("{}/{index}", src.describe()),
+    })
 }
 
 impl ComponentWeights {
@@ -119,6 +134,9 @@ impl ComponentWeights {
         } else {
             "the file is truncated or not a safetensors file: download it again"
         };
-        Error::Weights { path: PathBuf::from(&self.label), msg: format!("{msg} ({hint})") }
+        Error::Weights {
+            path: PathBuf::from(&self.label),
+            msg: format!("{msg} ({hint})"),
+        }
     }
 }

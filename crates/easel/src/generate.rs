@@ -78,7 +78,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         None => default_dtype(&device),
     };
     let scheduler: SchedulerKind = args.scheduler.parse()?;
-    let opts = LoadOptions { device: device.clone(), dtype, ..Default::default() };
+    let opts = LoadOptions {
+        device: device.clone(),
+        dtype,
+        ..Default::default()
+    };
     let started = Instant::now();
     let model = match &args.model {
         Some(p) => SdxlModel::load_dir(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
@@ -102,16 +106,25 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     for p in &paths {
         println!("{}", p.display());
     }
-    eprintln!("seed {} · {} image(s) in {:.1}s", req.seed, paths.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "seed {} · {} image(s) in {:.1}s",
+        req.seed,
+        paths.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKind) -> Result<GenerateRequest> {
     let latents = args.latents.as_deref().map(|p| read_latents(p, model)).transpose()?;
     let f = model.vae_scale_factor();
-    let from_latents = latents.as_ref().map(|l| (l.dim(3).unwrap_or(0) * f, l.dim(2).unwrap_or(0) * f));
+    let from_latents = latents
+        .as_ref()
+        .map(|l| (l.dim(3).unwrap_or(0) * f, l.dim(2).unwrap_or(0) * f));
     let init = args.init_image.as_deref().map(images::load_rgb).transpose()?;
-    let from_init = init.as_ref().map(|i| ((i.width() as usize / f) * f, (i.height() as usize / f) * f));
+    let from_init = init
+        .as_ref()
+        .map(|i| ((i.width() as usize / f) * f, (i.height() as usize / f) * f));
     let native = (model.default_size(), model.default_size());
     let (dw, dh) = from_latents.or(from_init).unwrap_or(native);
     let (width, height) = (args.width.unwrap_or(dw), args.height.unwrap_or(dh));
@@ -122,7 +135,10 @@ fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKin
     let init_image = match init {
         Some(img) => {
             let img = images::fit(img, width as u32, height as u32);
-            Some(InitImage { pixels: images::to_tensor(&img, &model.device)?, strength: args.strength })
+            Some(InitImage {
+                pixels: images::to_tensor(&img, &model.device)?,
+                strength: args.strength,
+            })
         }
         None => None,
     };
@@ -139,7 +155,10 @@ fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKin
 }
 
 fn rand_seed() -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     (nanos as u64 ^ (std::process::id() as u64).rotate_left(32)) % 4_294_967_296
 }
 
@@ -148,10 +167,18 @@ fn read_latents(path: &Path, model: &SdxlModel) -> Result<Tensor> {
         .with_context(|| format!("reading latents file {} (expected a safetensors file)", path.display()))?;
     let Some(t) = tensors.get("latents") else {
         let names: Vec<_> = tensors.keys().cloned().collect();
-        bail!("{} has no tensor named `latents` (found: {})", path.display(), names.join(", "));
+        bail!(
+            "{} has no tensor named `latents` (found: {})",
+            path.display(),
+            names.join(", ")
+        );
     };
     if t.rank() != 4 {
-        bail!("latents in {} have shape {:?}; expected [B, 4, h, w]", path.display(), t.dims());
+        bail!(
+            "latents in {} have shape {:?}; expected [B, 4, h, w]",
+            path.display(),
+            t.dims()
+        );
     }
     Ok(t.to_dtype(candle_core::DType::F32)?)
 }
@@ -161,8 +188,9 @@ fn progress_bar(req: &GenerateRequest) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(req.steps as u64);
-    let style = indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})")
-        .map(|s| s.progress_chars("=> "));
+    let style =
+        indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})")
+            .map(|s| s.progress_chars("=> "));
     if let Ok(s) = style {
         bar.set_style(s);
     }
@@ -172,23 +200,45 @@ fn progress_bar(req: &GenerateRequest) -> Option<indicatif::ProgressBar> {
 fn write_pngs(dir: &Path, imgs: &Tensor, req: &GenerateRequest, model: &str) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating output folder {}", dir.display()))?;
     let rgb = images::to_rgb(imgs)?;
-    let mut next = next_index(dir);
+    let mut index = next_index(dir);
     let mut paths = Vec::with_capacity(rgb.len());
     for (i, img) in rgb.iter().enumerate() {
         let bytes = metadata::encode_png(img, &metadata::parameters(req, i, model))?;
-        let path = dir.join(format!("{next:05}-{}.png", req.seed.wrapping_add(i as u64)));
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        let (path, next) = write_new(dir, index, req.seed.wrapping_add(i as u64), &bytes)?;
         paths.push(path);
-        next += 1;
+        index = next;
     }
     Ok(paths)
+}
+
+/// Writes `bytes` to the first free `NNNNN-seed.png` from `index` on, never replacing a
+/// file (another `easel generate` may be writing to the same folder); returns the path
+/// and the next index to try.
+fn write_new(dir: &Path, mut index: u64, seed: u64, bytes: &[u8]) -> Result<(PathBuf, u64)> {
+    use std::io::Write;
+    loop {
+        let path = dir.join(format!("{index:05}-{seed}.png"));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                return Ok((path, index + 1));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => index += 1,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
 }
 
 /// The next free A1111-style counter in `dir` (files named `NNNNN-seed.png`).
 fn next_index(dir: &Path) -> u64 {
     let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
     entries
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('-').next()?.parse::<u64>().ok()))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.split('-').next()?.parse::<u64>().ok())
+        })
         .max()
         .map_or(0, |m| m + 1)
 }

@@ -7,16 +7,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn easel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_easel")).args(args).env_remove("EASEL_MODEL").output().expect("easel runs")
+    Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(args)
+        .env_remove("EASEL_MODEL")
+        .output()
+        .expect("easel runs")
 }
 
 /// Runs `easel generate` into `out` and returns the printed paths.
 fn generate(out: &Path, extra: &[&str]) -> Vec<PathBuf> {
-    let mut args = vec!["generate", "a lighthouse at dusk", "--steps", "3", "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "generate",
+        "a lighthouse at dusk",
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let o = easel(&args);
-    assert!(o.status.success(), "easel failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().map(PathBuf::from).collect()
+    assert!(
+        o.status.success(),
+        "easel failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(PathBuf::from)
+        .collect()
 }
 
 fn parameters(png: &Path) -> String {
@@ -32,9 +51,24 @@ fn pixels(png: &Path) -> Vec<u8> {
 fn assert_same_image(a: &Path, b: &Path) {
     let (pa, pb) = (pixels(a), pixels(b));
     assert_eq!(pa.len(), pb.len());
-    let off: Vec<u8> = pa.iter().zip(&pb).map(|(x, y)| x.abs_diff(*y)).filter(|d| *d > 0).collect();
-    assert!(off.iter().all(|d| *d <= 1), "{} and {} differ by more than one level", a.display(), b.display());
-    assert!(off.len() * 200 <= pa.len(), "{} of {} values differ", off.len(), pa.len());
+    let off: Vec<u8> = pa
+        .iter()
+        .zip(&pb)
+        .map(|(x, y)| x.abs_diff(*y))
+        .filter(|d| *d > 0)
+        .collect();
+    assert!(
+        off.iter().all(|d| *d <= 1),
+        "{} and {} differ by more than one level",
+        a.display(),
+        b.display()
+    );
+    assert!(
+        off.len() * 200 <= pa.len(),
+        "{} of {} values differ",
+        off.len(),
+        pa.len()
+    );
 }
 
 #[test]
@@ -46,7 +80,10 @@ fn generate_writes_a_png_with_a1111_parameters_and_prints_its_path() {
     let img = image::open(&paths[0]).unwrap();
     assert_eq!((img.width(), img.height()), (64, 64), "the tiny model's native size");
     let p = parameters(&paths[0]);
-    assert!(p.starts_with("a lighthouse at dusk\nNegative prompt: fog\nSteps: 3, Sampler: Euler"), "{p}");
+    assert!(
+        p.starts_with("a lighthouse at dusk\nNegative prompt: fog\nSteps: 3, Sampler: Euler"),
+        "{p}"
+    );
     assert!(p.contains("Seed: 42") && p.contains("Size: 64x64"), "{p}");
 }
 
@@ -60,7 +97,11 @@ fn image_i_of_a_batch_equals_a_single_run_with_seed_plus_i() {
     assert!(parameters(&batch[1]).contains("Seed: 8"));
     assert_same_image(&batch[1], &single[0]);
     assert_same_image(&batch[0], &again[0]);
-    assert_ne!(pixels(&batch[0]), pixels(&batch[1]), "different seeds give different images");
+    assert_ne!(
+        pixels(&batch[0]),
+        pixels(&batch[1]),
+        "different seeds give different images"
+    );
 }
 
 #[test]
@@ -87,7 +128,10 @@ fn image_to_image_takes_the_init_image_size_and_records_the_strength() {
     let init = image::RgbImage::from_fn(48, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, 128]));
     let init_path = dir.path().join("init.png");
     init.save(&init_path).unwrap();
-    let paths = generate(&dir.path().join("out"), &["--init-image", init_path.to_str().unwrap(), "--strength", "0.7"]);
+    let paths = generate(
+        &dir.path().join("out"),
+        &["--init-image", init_path.to_str().unwrap(), "--strength", "0.7"],
+    );
     let img = image::open(&paths[0]).unwrap();
     assert_eq!((img.width(), img.height()), (48, 40));
     assert!(parameters(&paths[0]).contains("Denoising strength: 0.7"));
@@ -99,7 +143,11 @@ fn a_latents_file_sets_the_batch_and_size() {
     let dev = candle_core::Device::Cpu;
     let latents = candle_core::Tensor::randn(0f32, 1f32, (2, 4, 5, 6), &dev).unwrap();
     let file = dir.path().join("latents.safetensors");
-    candle_core::safetensors::save(&std::collections::HashMap::from([("latents".to_string(), latents)]), &file).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("latents".to_string(), latents)]),
+        &file,
+    )
+    .unwrap();
     let paths = generate(&dir.path().join("out"), &["--latents", file.to_str().unwrap()]);
     assert_eq!(paths.len(), 2);
     let img = image::open(&paths[0]).unwrap();
@@ -114,10 +162,17 @@ fn bad_input_exits_non_zero_with_a_message_that_says_what_to_do() {
         (&["--width", "100"], "width 100 is not a positive multiple of 8"),
         (&["--steps", "0"], "steps must be between 1"),
         (&["--scheduler", "k_lms"], "valid schedulers: euler"),
-        (&["--init-image", "/nonexistent.png"], "cannot use image /nonexistent.png"),
-        (&["--init-image", "/nonexistent.png", "--strength", "2"], "cannot use image"),
+        (
+            &["--init-image", "/nonexistent.png"],
+            "cannot use image /nonexistent.png",
+        ),
+        (
+            &["--init-image", "/nonexistent.png", "--strength", "2"],
+            "cannot use image",
+        ),
         (&["--model", "/nonexistent-model"], "pass a diffusers model folder"),
         (&["--dtype", "f8"], "use f32, f16 or bf16"),
+        (&["--dtype", "bf16"], "bf16 is not supported on CPU"),
         (&["--device", "tpu"], "use `cpu`, `cuda` or `cuda:N`"),
         (&["--latents", "/nonexistent.safetensors"], "reading latents file"),
     ];

@@ -118,4 +118,3 @@ pub fn from_tokens(xs: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let (b, _, c) = xs.dims3()?;
     xs.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()
 }
-

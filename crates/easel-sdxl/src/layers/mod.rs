@@ -13,7 +13,11 @@ use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
 
 /// A 2-D convolution with bias and "same"-style padding for odd kernels.
 pub fn conv2d(cin: usize, cout: usize, kernel: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig { padding, stride, ..Default::default() };
+    let cfg = Conv2dConfig {
+        padding,
+        stride,
+        ..Default::default()
+    };
     candle_nn::conv2d(cin, cout, kernel, cfg, vb)
 }
 

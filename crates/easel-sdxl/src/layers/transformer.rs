@@ -60,8 +60,17 @@ struct Block {
 
 impl Block {
     fn new(dim: usize, heads: usize, context_dim: usize, vb: VarBuilder) -> Result<Self> {
-        let spec = AttentionSpec { query_dim: dim, context_dim: None, heads, head_dim: dim / heads, qkv_bias: false };
-        let cross = AttentionSpec { context_dim: Some(context_dim), ..spec };
+        let spec = AttentionSpec {
+            query_dim: dim,
+            context_dim: None,
+            heads,
+            head_dim: dim / heads,
+            qkv_bias: false,
+        };
+        let cross = AttentionSpec {
+            context_dim: Some(context_dim),
+            ..spec
+        };
         let ln = |name: &str| candle_nn::layer_norm(dim, BLOCK_NORM_EPS, vb.pp(name));
         Ok(Self {
             norm1: ln("norm1")?,

@@ -30,7 +30,14 @@ pub struct Attn {
 
 impl Common {
     fn resnet(&self, cin: usize, cout: usize, scale: f64) -> ResnetSpec {
-        ResnetSpec { in_channels: cin, out_channels: cout, temb_channels: Some(self.temb), groups: self.groups, eps: self.eps, output_scale: scale }
+        ResnetSpec {
+            in_channels: cin,
+            out_channels: cout,
+            temb_channels: Some(self.temb),
+            groups: self.groups,
+            eps: self.eps,
+            output_scale: scale,
+        }
     }
 
     fn transformer(&self, channels: usize, attn: Attn) -> TransformerSpec {
@@ -71,15 +78,26 @@ impl DownBlock {
             let cin = if i == 0 { spec.cin } else { spec.cout };
             resnets.push(ResnetBlock::new(c.resnet(cin, spec.cout, 1.0), vb.pp("resnets").pp(i))?);
             if let Some(a) = spec.attn {
-                attentions.push(Transformer2D::new(c.transformer(spec.cout, a), vb.pp("attentions").pp(i))?);
+                attentions.push(Transformer2D::new(
+                    c.transformer(spec.cout, a),
+                    vb.pp("attentions").pp(i),
+                )?);
             }
         }
         let downsample = if spec.downsample {
-            Some(Downsample::new(spec.cout, spec.downsample_padding, vb.pp("downsamplers").pp(0))?)
+            Some(Downsample::new(
+                spec.cout,
+                spec.downsample_padding,
+                vb.pp("downsamplers").pp(0),
+            )?)
         } else {
             None
         };
-        Ok(Self { resnets, attentions, downsample })
+        Ok(Self {
+            resnets,
+            attentions,
+            downsample,
+        })
     }
 
     /// Returns the output and pushes the skip tensors onto `skips`.
@@ -112,7 +130,10 @@ impl MidBlock {
         let first = ResnetBlock::new(spec, vb.pp("resnets").pp(0))?;
         let t = Transformer2D::new(c.transformer(channels, attn), vb.pp("attentions").pp(0))?;
         let r = ResnetBlock::new(spec, vb.pp("resnets").pp(1))?;
-        Ok(Self { first, pairs: vec![(t, r)] })
+        Ok(Self {
+            first,
+            pairs: vec![(t, r)],
+        })
     }
 
     pub fn forward(&self, xs: &Tensor, temb: &Tensor, ctx: &Tensor) -> Result<Tensor> {
@@ -150,13 +171,27 @@ impl UpBlock {
         for i in 0..spec.layers {
             let skip = if i == spec.layers - 1 { spec.skip_in } else { spec.cout };
             let cin = if i == 0 { spec.prev } else { spec.cout };
-            resnets.push(ResnetBlock::new(c.resnet(cin + skip, spec.cout, 1.0), vb.pp("resnets").pp(i))?);
+            resnets.push(ResnetBlock::new(
+                c.resnet(cin + skip, spec.cout, 1.0),
+                vb.pp("resnets").pp(i),
+            )?);
             if let Some(a) = spec.attn {
-                attentions.push(Transformer2D::new(c.transformer(spec.cout, a), vb.pp("attentions").pp(i))?);
+                attentions.push(Transformer2D::new(
+                    c.transformer(spec.cout, a),
+                    vb.pp("attentions").pp(i),
+                )?);
             }
         }
-        let upsample = if spec.upsample { Some(Upsample::new(spec.cout, vb.pp("upsamplers").pp(0))?) } else { None };
-        Ok(Self { resnets, attentions, upsample })
+        let upsample = if spec.upsample {
+            Some(Upsample::new(spec.cout, vb.pp("upsamplers").pp(0))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            resnets,
+            attentions,
+            upsample,
+        })
     }
 
     /// How many skip tensors this block consumes.
@@ -175,7 +210,9 @@ impl UpBlock {
     ) -> Result<Tensor> {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
-            let skip = skips.pop().ok_or_else(|| candle_core::Error::Msg("unet: skip connections exhausted".into()))?;
+            let skip = skips
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("unet: skip connections exhausted".into()))?;
             xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, Some(temb))?;
             if let Some(attn) = self.attentions.get(i) {
                 xs = attn.forward(&xs, ctx)?;

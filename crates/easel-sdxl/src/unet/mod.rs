@@ -57,22 +57,42 @@ impl UNet {
         let err = |e: crate::Error| candle_core::Error::Msg(e.to_string());
         let heads = cfg.heads().map_err(err)?;
         let layers = cfg.layers_per_block.expand(n, "layers_per_block").map_err(err)?;
-        let tlayers = cfg.transformer_layers_per_block.expand(n, "transformer_layers_per_block").map_err(err)?;
+        let tlayers = cfg
+            .transformer_layers_per_block
+            .expand(n, "transformer_layers_per_block")
+            .map_err(err)?;
         let ctx = cfg.cross_attention_dim.expand(n, "cross_attention_dim").map_err(err)?;
         if ctx.iter().any(|&c| c != ctx[0]) {
             candle_core::bail!("unet: per-block cross_attention_dim values differ; unsupported");
         }
-        let common = Common { temb, groups: cfg.norm_num_groups, eps: cfg.norm_eps, context_dim: ctx[0], linear_projection: cfg.use_linear_projection };
-        let time_proj = Timesteps { dim: ch[0], flip_sin_to_cos: cfg.flip_sin_to_cos, freq_shift: cfg.freq_shift };
+        let common = Common {
+            temb,
+            groups: cfg.norm_num_groups,
+            eps: cfg.norm_eps,
+            context_dim: ctx[0],
+            linear_projection: cfg.use_linear_projection,
+        };
+        let time_proj = Timesteps {
+            dim: ch[0],
+            flip_sin_to_cos: cfg.flip_sin_to_cos,
+            freq_shift: cfg.freq_shift,
+        };
         let text_time = match (cfg.addition_time_embed_dim, cfg.projection_class_embeddings_input_dim) {
             (Some(d), Some(p)) if cfg.addition_embed_type.as_deref() == Some("text_time") => Some(TextTime {
-                proj: Timesteps { dim: d, flip_sin_to_cos: cfg.flip_sin_to_cos, freq_shift: cfg.freq_shift },
+                proj: Timesteps {
+                    dim: d,
+                    flip_sin_to_cos: cfg.flip_sin_to_cos,
+                    freq_shift: cfg.freq_shift,
+                },
                 embedding: TimestepEmbedding::new(p, temb, vb.pp("add_embedding"))?,
             }),
             _ => None,
         };
         let attn_at = |types: &[String], i: usize, layers: usize| {
-            types[i].starts_with("CrossAttn").then_some(Attn { heads: heads[i], layers })
+            types[i].starts_with("CrossAttn").then_some(Attn {
+                heads: heads[i],
+                layers,
+            })
         };
         let mut down = Vec::with_capacity(n);
         for i in 0..n {
@@ -86,8 +106,17 @@ impl UNet {
             };
             down.push(DownBlock::new(spec, &common, vb.pp("down_blocks").pp(i))?);
         }
-        let mid_attn = Attn { heads: heads[n - 1], layers: tlayers[n - 1] };
-        let mid = MidBlock::new(ch[n - 1], mid_attn, cfg.mid_block_scale_factor, &common, vb.pp("mid_block"))?;
+        let mid_attn = Attn {
+            heads: heads[n - 1],
+            layers: tlayers[n - 1],
+        };
+        let mid = MidBlock::new(
+            ch[n - 1],
+            mid_attn,
+            cfg.mid_block_scale_factor,
+            &common,
+            vb.pp("mid_block"),
+        )?;
         let mut up = Vec::with_capacity(n);
         for i in 0..n {
             let r = n - 1 - i; // the level this up block mirrors
@@ -96,7 +125,10 @@ impl UNet {
                 prev: if i == 0 { ch[n - 1] } else { ch[r + 1] },
                 cout: ch[r],
                 layers: layers[r] + 1,
-                attn: cfg.up_block_types[i].starts_with("CrossAttn").then_some(Attn { heads: heads[r], layers: tlayers[r] }),
+                attn: cfg.up_block_types[i].starts_with("CrossAttn").then_some(Attn {
+                    heads: heads[r],
+                    layers: tlayers[r],
+                }),
                 upsample: i + 1 < n,
             };
             up.push(UpBlock::new(spec, &common, vb.pp("up_blocks").pp(i))?);
