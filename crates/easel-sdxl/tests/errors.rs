@@ -47,7 +47,10 @@ fn a_missing_model_folder_says_to_pass_a_diffusers_folder() {
     let e = load_err(Path::new("/nonexistent/sdxl"));
     let msg = e.to_string();
     assert!(matches!(e, Error::MissingFile { .. }), "{msg}");
-    assert!(msg.contains("/nonexistent/sdxl") && msg.contains("diffusers model folder"), "{msg}");
+    assert!(
+        msg.contains("/nonexistent/sdxl") && msg.contains("diffusers model folder"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -55,14 +58,21 @@ fn missing_unet_weights_name_the_files_looked_for() {
     let dir = copy_tiny();
     std::fs::remove_file(dir.path().join("unet/diffusion_pytorch_model.safetensors")).unwrap();
     let msg = load_err(dir.path()).to_string();
-    assert!(msg.contains("unet") && msg.contains("diffusion_pytorch_model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("unet") && msg.contains("diffusion_pytorch_model.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn pytorch_pickle_weights_are_refused_with_a_conversion_hint() {
     let dir = copy_tiny();
     let unet = dir.path().join("unet");
-    std::fs::rename(unet.join("diffusion_pytorch_model.safetensors"), unet.join("diffusion_pytorch_model.bin")).unwrap();
+    std::fs::rename(
+        unet.join("diffusion_pytorch_model.safetensors"),
+        unet.join("diffusion_pytorch_model.bin"),
+    )
+    .unwrap();
     let msg = load_err(dir.path()).to_string();
     assert!(msg.contains("safetensors only") && msg.contains("convert"), "{msg}");
 }
@@ -76,13 +86,20 @@ fn a_truncated_weights_file_is_reported_with_its_path() {
     let e = load_err(dir.path());
     let msg = e.to_string();
     assert!(matches!(e, Error::Weights { .. }), "{msg}");
-    assert!(msg.contains("vae/diffusion_pytorch_model.safetensors") && msg.contains("download it again"), "{msg}");
+    assert!(
+        msg.contains("vae/diffusion_pytorch_model.safetensors") && msg.contains("download it again"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_garbage_weights_file_is_reported_not_panicked_on() {
     let dir = copy_tiny();
-    std::fs::write(dir.path().join("text_encoder/model.safetensors"), b"this is not a safetensors file").unwrap();
+    std::fs::write(
+        dir.path().join("text_encoder/model.safetensors"),
+        b"this is not a safetensors file",
+    )
+    .unwrap();
     let msg = load_err(dir.path()).to_string();
     assert!(msg.contains("text_encoder/model.safetensors"), "{msg}");
 }
@@ -125,8 +142,10 @@ fn fp16_variant_files_load_when_the_full_precision_ones_are_absent() {
     for (sub, stem) in [("unet", "diffusion_pytorch_model"), ("text_encoder_2", "model")] {
         let plain = dir.path().join(format!("{sub}/{stem}.safetensors"));
         let tensors = candle_core::safetensors::load(&plain, &Device::Cpu).unwrap();
-        let half: std::collections::HashMap<String, Tensor> =
-            tensors.into_iter().map(|(k, v)| (k, v.to_dtype(DType::F16).unwrap())).collect();
+        let half: std::collections::HashMap<String, Tensor> = tensors
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(DType::F16).unwrap()))
+            .collect();
         candle_core::safetensors::save(&half, dir.path().join(format!("{sub}/{stem}.fp16.safetensors"))).unwrap();
         std::fs::remove_file(plain).unwrap();
     }
@@ -156,7 +175,10 @@ fn invalid(req: &GenerateRequest) -> String {
 #[test]
 fn sizes_that_are_not_multiples_of_eight_are_refused_with_a_suggestion() {
     let msg = invalid(&request(60, 64));
-    assert!(msg.contains("width 60") && msg.contains("multiple of 8") && msg.contains("try 56"), "{msg}");
+    assert!(
+        msg.contains("width 60") && msg.contains("multiple of 8") && msg.contains("try 56"),
+        "{msg}"
+    );
     assert!(invalid(&request(64, 0)).contains("height 0"));
 }
 
@@ -179,7 +201,10 @@ fn strength_outside_zero_to_one_is_refused() {
     let pixels = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
     for s in [0.0, -0.2, 1.5, f64::NAN] {
         let mut r = request(64, 64);
-        r.init_image = Some(InitImage { pixels: pixels.clone(), strength: s });
+        r.init_image = Some(InitImage {
+            pixels: pixels.clone(),
+            strength: s,
+        });
         assert!(invalid(&r).contains("strength must be in (0, 1]"), "strength {s}");
     }
 }

@@ -27,7 +27,12 @@ fn check_text_encoders(m: &SdxlModel, r: &Refs) {
     assert_close("te1.last", &o1.last, &r.get("te1.last"), LAYER_TOL);
     let o2 = m.text_encoder_2.forward(&ids(r, "te.ids2")).unwrap();
     assert_close("te2.penultimate", &o2.penultimate, &r.get("te2.penultimate"), LAYER_TOL);
-    assert_close("te2.text_embeds", &o2.text_embeds.unwrap(), &r.get("te2.text_embeds"), LAYER_TOL);
+    assert_close(
+        "te2.text_embeds",
+        &o2.text_embeds.unwrap(),
+        &r.get("te2.text_embeds"),
+        LAYER_TOL,
+    );
 }
 
 #[test]
@@ -47,9 +52,18 @@ fn unet_case(m: &SdxlModel, r: &Refs, prefix: &str) {
     let ctx = r.get(&format!("{prefix}.encoder_hidden_states"));
     let text = r.get(&format!("{prefix}.text_embeds"));
     let ids = r.get(&format!("{prefix}.time_ids"));
-    let cond = UNetCond { context: &ctx, text_embeds: Some(&text), time_ids: Some(&ids) };
+    let cond = UNetCond {
+        context: &ctx,
+        text_embeds: Some(&text),
+        time_ids: Some(&ids),
+    };
     let out = m.unet.forward(&r.get(&format!("{prefix}.sample")), t, &cond).unwrap();
-    assert_close(&format!("{prefix}.out"), &out, &r.get(&format!("{prefix}.out")), LAYER_TOL);
+    assert_close(
+        &format!("{prefix}.out"),
+        &out,
+        &r.get(&format!("{prefix}.out")),
+        LAYER_TOL,
+    );
 }
 
 #[test]
@@ -84,7 +98,12 @@ fn check_vae_encode(m: &SdxlModel, r: &Refs) {
 }
 
 fn run_json<'a>(r: &'a Refs, name: &str) -> &'a serde_json::Value {
-    r.json["runs"].as_array().unwrap().iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("run {name} recorded"))
+    r.json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("run {name} recorded"))
 }
 
 fn request(run: &serde_json::Value) -> GenerateRequest {
@@ -118,8 +137,18 @@ fn check_pipeline(m: &SdxlModel, r: &Refs, name: &str) {
     let mut noise = recorded_noise(r, prefix, run["noise_count"].as_u64().unwrap() as usize);
     let out = m.generate(&req, &mut noise, &mut |_| {}).unwrap();
     assert_eq!(noise.remaining(), 0, "{name}: every recorded draw is used");
-    assert_close(&format!("{prefix}.latents_out"), &out.latents, &r.get(&format!("{prefix}.latents_out")), PIPELINE_TOL);
-    assert_close(&format!("{prefix}.image"), &out.images, &r.get(&format!("{prefix}.image")), PIPELINE_TOL);
+    assert_close(
+        &format!("{prefix}.latents_out"),
+        &out.latents,
+        &r.get(&format!("{prefix}.latents_out")),
+        PIPELINE_TOL,
+    );
+    assert_close(
+        &format!("{prefix}.image"),
+        &out.images,
+        &r.get(&format!("{prefix}.image")),
+        PIPELINE_TOL,
+    );
 }
 
 #[test]
@@ -176,12 +205,24 @@ fn image_to_image_matches_diffusers_from_the_same_png() {
     let fed = ((pixels.clone() + 1.0).unwrap() / 2.0).unwrap();
     assert_close("img2img.init", &fed, &r.get("img2img.init"), 1e-6);
     let mut req = request(run);
-    req.init_image = Some(InitImage { pixels, strength: run["strength"].as_f64().unwrap() });
+    req.init_image = Some(InitImage {
+        pixels,
+        strength: run["strength"].as_f64().unwrap(),
+    });
     let mut noise = recorded_noise(r, "img2img", run["noise_count"].as_u64().unwrap() as usize);
     let mut steps = 0;
     let out = m.generate(&req, &mut noise, &mut |_| steps += 1).unwrap();
-    assert_eq!(steps, run["unet_calls"].as_u64().unwrap() as usize, "steps run = int(steps × strength)");
-    assert_close("img2img.latents_out", &out.latents, &r.get("img2img.latents_out"), PIPELINE_TOL);
+    assert_eq!(
+        steps,
+        run["unet_calls"].as_u64().unwrap() as usize,
+        "steps run = int(steps × strength)"
+    );
+    assert_close(
+        "img2img.latents_out",
+        &out.latents,
+        &r.get("img2img.latents_out"),
+        PIPELINE_TOL,
+    );
     assert_close("img2img.image", &out.images, &r.get("img2img.image"), PIPELINE_TOL);
 }
 
@@ -192,7 +233,9 @@ fn image_to_image_matches_diffusers_from_the_same_png() {
 #[test]
 #[ignore = "needs EASEL_FULL_MODEL: a full-size random SDXL made by scripts/make_tiny_sdxl.py --full-size"]
 fn sdxl_base_shaped_random_model_matches_diffusers() {
-    let dir = std::path::PathBuf::from(std::env::var("EASEL_FULL_MODEL").expect("set EASEL_FULL_MODEL to the --full-size folder"));
+    let dir = std::path::PathBuf::from(
+        std::env::var("EASEL_FULL_MODEL").expect("set EASEL_FULL_MODEL to the --full-size folder"),
+    );
     let m = SdxlModel::load_dir(&dir.join("model"), &easel_sdxl::LoadOptions::default()).unwrap();
     let r = common::load_refs(&dir.join("refs.safetensors"), &dir.join("refs.json"));
     check_text_encoders(&m, &r);

@@ -70,7 +70,9 @@ impl DpmSolverMultistep {
             _ => 0,
         };
         let last_timestep = train_len - clipped;
-        if spacing == super::config::Spacing::Leading && last_timestep / (steps + 1) == 0 {
+        // Leading spacing with a zero step ratio puts every timestep at the same
+        // sigma (diffusers then divides by h = 0); Karras sigmas replace the grid.
+        if !karras && spacing == super::config::Spacing::Leading && last_timestep / (steps + 1) == 0 {
             return Err(Error::invalid(format!(
                 "{steps} steps is too many for dpmpp_2m with leading timestep spacing \
                  (at most {})",

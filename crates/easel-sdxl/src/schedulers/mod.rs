@@ -24,6 +24,8 @@
 //! `step` does its arithmetic in float32 and returns `sample`'s dtype (diffusers
 //! returns `model_output`'s; the two differ only when a half-precision UNet feeds
 //! float32 latents, and then keeping the latents float32 is the better choice).
+//! Loop over `timesteps().len()`, not the requested step count: like diffusers,
+//! `trailing` spacing yields one extra timestep for some counts (61, 103, ...).
 
 mod betas;
 mod config;

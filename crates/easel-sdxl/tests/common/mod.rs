@@ -33,7 +33,10 @@ pub struct Refs {
 
 impl Refs {
     pub fn get(&self, name: &str) -> Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("reference tensor {name} missing")).clone()
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("reference tensor {name} missing"))
+            .clone()
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -43,12 +46,18 @@ impl Refs {
 
 pub fn tiny_refs() -> &'static Refs {
     static REFS: OnceLock<Refs> = OnceLock::new();
-    REFS.get_or_init(|| load_refs(&fixtures().join("tiny_refs.safetensors"), &fixtures().join("tiny_refs.json")))
+    REFS.get_or_init(|| {
+        load_refs(
+            &fixtures().join("tiny_refs.safetensors"),
+            &fixtures().join("tiny_refs.json"),
+        )
+    })
 }
 
 pub fn load_refs(tensors: &std::path::Path, json: &std::path::Path) -> Refs {
     let tensors = candle_core::safetensors::load(tensors, &Device::Cpu).expect("reference tensors load");
-    let json = serde_json::from_slice(&std::fs::read(json).expect("reference json reads")).expect("reference json parses");
+    let json =
+        serde_json::from_slice(&std::fs::read(json).expect("reference json reads")).expect("reference json parses");
     Refs { tensors, json }
 }
 
@@ -56,18 +65,40 @@ pub fn load_refs(tensors: &std::path::Path, json: &std::path::Path) -> Refs {
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
     let d = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap();
-    d.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    d.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Largest absolute value.
 pub fn max_abs(a: &Tensor) -> f32 {
-    a.to_dtype(DType::F32).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    a.to_dtype(DType::F32)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Asserts `got` equals `want` within `tol × max(1, max|want|)`.
 pub fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: f32) {
     let scale = max_abs(want).max(1.0);
     let err = max_abs_diff(got, want);
-    eprintln!("{name}: max abs err {err:.3e} (scale {scale:.2}, tol {:.1e})", tol * scale);
-    assert!(err <= tol * scale, "{name}: max abs error {err:e} exceeds {tol:e} × {scale}");
+    eprintln!(
+        "{name}: max abs err {err:.3e} (scale {scale:.2}, tol {:.1e})",
+        tol * scale
+    );
+    assert!(
+        err <= tol * scale,
+        "{name}: max abs error {err:e} exceeds {tol:e} × {scale}"
+    );
 }
