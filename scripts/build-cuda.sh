@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the CUDA-enabled `easel` binary on a machine without a GPU (and without a
+# system CUDA toolkit): the CUDA 13.0 compiler, headers and libraries come from PyPI
+# wheels, and the driver library is replaced at link time by a stub generated from
+# cuda.h (the real libcuda.so.1 of the GPU machine is used at run time).
+#
+#   scripts/build-cuda.sh            # → target/release/easel (feature `cuda`, sm_90)
+#   CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # another GPU generation
+#
+# A cold build takes about 20 minutes on 2 cores. On the GPU machine, point
+# LD_LIBRARY_PATH at the CUDA libraries (e.g. torch's nvidia/cu13/lib) before running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# cudarc 0.19 does not know CUDA 13.5, and the GPU machines' driver (CUDA 13.0)
+# cannot load its PTX: stay on 13.0.
+WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88
+        nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85 nvidia-cublas==13.0.2.14
+        nvidia-curand==10.4.0.35 nvidia-cuda-nvrtc==13.0.88)
+TOOLS="$PWD/target/cuda-toolchain"
+VENV="$TOOLS/venv"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q "${WHEELS[@]}"
+
+CUDA_HOME="$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')"
+export CUDA_HOME CUDA_PATH="$CUDA_HOME"
+export PATH="$CUDA_HOME/bin:$PATH"
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+export CUDARC_CUDA_VERSION=13000
+
+# Unversioned names for the linker (the wheels ship only libX.so.13 and the like).
+for lib in "$CUDA_HOME"/lib/lib*.so.*; do
+    base="${lib%%.so.*}.so"
+    [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
+done
+
+# A link-time stub of the driver API: every cu* function named in cuda.h, exported
+# from a library whose soname is libcuda.so.1 so the binary asks for the real one.
+STUBS="$CUDA_HOME/lib/stubs"
+mkdir -p "$STUBS"
+if [ ! -e "$STUBS/libcuda.so" ]; then
+    grep -ohE '\bcu[A-Z][A-Za-z0-9_]*\s*\(' "$CUDA_HOME/include/cuda.h" \
+        | sed -E 's/\s*\($//' | sort -u \
+        | awk '{ printf "int %s(void) { return 999; }\n", $1 }' > "$TOOLS/cuda_stub.c"
+    gcc -shared -fPIC -w -Wl,-soname,libcuda.so.1 -o "$STUBS/libcuda.so" "$TOOLS/cuda_stub.c"
+fi
+export LIBRARY_PATH="$CUDA_HOME/lib:$STUBS${LIBRARY_PATH:+:$LIBRARY_PATH}"
+
+cargo build --release -p easel --features cuda
+
+BIN=target/release/easel
+SIZE=$(stat -c %s "$BIN")
+echo "built $BIN ($((SIZE / 1048576)) MiB)"
+# The GPU machine accepts at most 64 MiB of carried files.
+if [ "$SIZE" -ge $((64 * 1048576)) ]; then
+    echo "error: $BIN is over 64 MiB; strip it or trim features" >&2
+    exit 1
+fi
+if readelf -d "$BIN" | grep -q 'libcuda.so.1'; then
+    echo "links libcuda.so.1 (the stub is link-time only)"
+fi
