@@ -20,7 +20,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "easel.toml";
 
 /// The config used when there is no file: one SDXL worker on the Python worker's port.
 pub const DEFAULT_CONFIG_TOML: &str = r#"
-[[worker]]
+[[workers]]
 name = "sdxl"
 kind = "sdxl"
 priority = 1
@@ -92,9 +92,13 @@ pub struct Config {
     /// Settings of the orchestrator itself.
     #[serde(default)]
     pub orchestrator: OrchestratorConfig,
-    /// The workers, as `[[worker]]` tables.
-    #[serde(default, rename = "worker")]
+    /// The supervised workers, as `[[workers]]` tables.
+    #[serde(default)]
     pub workers: Vec<WorkerConfig>,
+    /// `[worker]`: settings of the worker runtime itself (queue, storage, model), read by
+    /// `easel worker` from the same file; the orchestrator only notices when they change.
+    #[serde(default, rename = "worker")]
+    pub worker_runtime: Option<toml::Table>,
     /// Where this config came from.
     #[serde(skip)]
     pub origin: Origin,
@@ -130,7 +134,7 @@ impl Default for OrchestratorConfig {
     }
 }
 
-/// One `[[worker]]`.
+/// One `[[workers]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
@@ -177,7 +181,7 @@ pub struct WorkerConfig {
     pub restart: RestartConfig,
 }
 
-/// `[worker.readiness]`: exactly one of `http`, `command`, `alive_for` (or none: `/readyz`).
+/// `[workers.readiness]`: exactly one of `http`, `command`, `alive_for` (or none: `/readyz`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessConfig {
@@ -213,7 +217,7 @@ pub enum RestartPolicy {
     Never,
 }
 
-/// `[worker.restart]`.
+/// `[workers.restart]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
@@ -281,7 +285,7 @@ pub enum Launch {
     },
 }
 
-/// How readiness is decided, resolved from `[worker.readiness]` and `port`.
+/// How readiness is decided, resolved from `[workers.readiness]` and `port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyCheck {
     /// `GET http://127.0.0.1:<port><path>` answers 200.
@@ -364,11 +368,11 @@ impl Config {
         let mut ports: HashMap<u16, String> = HashMap::new();
         ports.insert(self.orchestrator.listen.port(), "[orchestrator] listen".to_owned());
         for (index, worker) in self.workers.iter().enumerate() {
-            let at = format!("[[worker]] #{} (name = {:?})", index + 1, worker.name);
+            let at = format!("[[workers]] #{} (name = {:?})", index + 1, worker.name);
             worker.validate().map_err(|m| invalid(format!("{at}: {m}")))?;
             if let Some(first) = names.insert(&worker.name, index) {
                 return Err(invalid(format!(
-                    "{at}: the name {:?} is already used by [[worker]] #{}; give each worker its own name",
+                    "{at}: the name {:?} is already used by [[workers]] #{}; give each worker its own name",
                     worker.name,
                     first + 1
                 )));
@@ -429,7 +433,7 @@ impl WorkerConfig {
         let r = &self.readiness;
         let chosen = [r.http.is_some(), r.command.is_some(), r.alive_for.is_some()];
         if chosen.iter().filter(|c| **c).count() > 1 {
-            return Err("[worker.readiness]: set only one of `http`, `command`, `alive_for`".into());
+            return Err("[workers.readiness]: set only one of `http`, `command`, `alive_for`".into());
         }
         if let Some(path) = &r.http {
             if !path.starts_with('/') {
@@ -443,7 +447,7 @@ impl WorkerConfig {
         }
         let needs_port = r.command.is_none() && r.alive_for.is_none();
         if needs_port && self.port.is_none() {
-            return Err("no `port` to probe for readiness: set `port`, or [worker.readiness] `command = [...]` or `alive_for = \"5s\"`".into());
+            return Err("no `port` to probe for readiness: set `port`, or [workers.readiness] `command = [...]` or `alive_for = \"5s\"`".into());
         }
         if r.interval.is_zero() {
             return Err("readiness.interval must be longer than 0s, e.g. \"500ms\"".into());
@@ -603,7 +607,7 @@ mod tests {
             listen = "127.0.0.1:9000"
             shutdown_timeout = "2m"
 
-            [[worker]]
+            [[workers]]
             name = "video"
             command = ["python3", "wan_worker.py", "--queue", "wan_queue"]
             check = ["python3", "wan_worker.py", "--check"]
@@ -611,13 +615,13 @@ mod tests {
             port = 7860
             env = { PYTHONUNBUFFERED = "1" }
             stop_grace = "45s"
-            [worker.readiness]
+            [workers.readiness]
             http = "/health"
-            [worker.restart]
+            [workers.restart]
             initial_delay = "2s"
             max_failures = 3
 
-            [[worker]]
+            [[workers]]
             name = "sdxl"
             kind = "sdxl"
             priority = 1
@@ -643,7 +647,7 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named_with_its_line() {
-        let message = err("[[worker]]\nname = \"sdxl\"\nkind = \"sdxl\"\nprot = 7859\n");
+        let message = err("[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\nprot = 7859\n");
         assert!(message.contains("easel.toml"), "{message}");
         assert!(message.contains("prot"), "{message}");
         assert!(message.contains("line 4"), "{message}");
@@ -651,45 +655,45 @@ mod tests {
 
     #[test]
     fn a_bad_duration_is_named_with_an_example() {
-        let message = err("[[worker]]\nname = \"a\"\nkind = \"sdxl\"\nstop_grace = \"10 sec\"\n");
+        let message = err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\nstop_grace = \"10 sec\"\n");
         assert!(message.contains("\"10 sec\"") && message.contains("line 4"), "{message}");
     }
 
     #[test]
     fn duplicate_names_and_ports_are_rejected() {
         let message = err(
-            "[[worker]]\nname = \"a\"\nkind = \"sdxl\"\n[[worker]]\nname = \"a\"\nkind = \"sdxl\"\nport = 1\n",
+            "[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n[[workers]]\nname = \"a\"\nkind = \"sdxl\"\nport = 1\n",
         );
-        assert!(message.contains("#2") && message.contains("already used by [[worker]] #1"), "{message}");
-        let message = err("[[worker]]\nname = \"a\"\nkind = \"sdxl\"\n[[worker]]\nname = \"b\"\nkind = \"sdxl\"\n");
+        assert!(message.contains("#2") && message.contains("already used by [[workers]] #1"), "{message}");
+        let message = err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n[[workers]]\nname = \"b\"\nkind = \"sdxl\"\n");
         assert!(message.contains("port = 7859 is already used by worker \"a\""), "{message}");
-        let message = err("[orchestrator]\nlisten = \"127.0.0.1:7859\"\n[[worker]]\nname = \"a\"\nkind = \"sdxl\"\n");
+        let message = err("[orchestrator]\nlisten = \"127.0.0.1:7859\"\n[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n");
         assert!(message.contains("[orchestrator] listen"), "{message}");
     }
 
     #[test]
     fn kind_and_command_are_exclusive_and_one_is_required() {
-        let message = err("[[worker]]\nname = \"a\"\nkind = \"sdxl\"\ncommand = [\"x\"]\n");
+        let message = err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\ncommand = [\"x\"]\n");
         assert!(message.contains("not both"), "{message}");
-        let message = err("[[worker]]\nname = \"a\"\nport = 1\n");
+        let message = err("[[workers]]\nname = \"a\"\nport = 1\n");
         assert!(message.contains("kind = \\\"sdxl\\\"") || message.contains("kind = \"sdxl\""), "{message}");
-        let message = err("[[worker]]\nname = \"a\"\ncommand = []\nport = 1\n");
+        let message = err("[[workers]]\nname = \"a\"\ncommand = []\nport = 1\n");
         assert!(message.contains("`command` is empty"), "{message}");
     }
 
     #[test]
     fn a_worker_without_port_needs_another_readiness_check() {
-        let message = err("[[worker]]\nname = \"a\"\ncommand = [\"x\"]\n");
+        let message = err("[[workers]]\nname = \"a\"\ncommand = [\"x\"]\n");
         assert!(message.contains("alive_for"), "{message}");
-        let ok = parse("[[worker]]\nname = \"a\"\ncommand = [\"x\"]\nreadiness = { alive_for = \"2s\" }\n").unwrap();
+        let ok = parse("[[workers]]\nname = \"a\"\ncommand = [\"x\"]\nreadiness = { alive_for = \"2s\" }\n").unwrap();
         assert_eq!(ok.workers[0].ready_check(), ReadyCheck::AliveFor(Duration::from_secs(2)));
-        let message = err("[[worker]]\nname = \"a\"\ncommand = [\"x\"]\nport = 1\nreadiness = { http = \"/a\", alive_for = \"2s\" }\n");
+        let message = err("[[workers]]\nname = \"a\"\ncommand = [\"x\"]\nport = 1\nreadiness = { http = \"/a\", alive_for = \"2s\" }\n");
         assert!(message.contains("only one"), "{message}");
     }
 
     #[test]
     fn restart_settings_out_of_range_are_rejected() {
-        let base = "[[worker]]\nname = \"a\"\nkind = \"sdxl\"\n[worker.restart]\n";
+        let base = "[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n[workers.restart]\n";
         assert!(err(&format!("{base}jitter = 1.5\n")).contains("restart.jitter = 1.5"));
         assert!(err(&format!("{base}multiplier = 0.5\n")).contains("restart.multiplier"));
         assert!(err(&format!("{base}initial_delay = \"2m\"\nmax_delay = \"1m\"\n")).contains("longer than"));
@@ -698,14 +702,25 @@ mod tests {
     }
 
     #[test]
+    fn the_worker_runtimes_own_table_shares_the_file() {
+        let config = parse(
+            "[worker]\nqueue_url = \"redis://localhost\"\npoll_ms = 5\n\n[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.workers.len(), 1);
+        let runtime = config.worker_runtime.unwrap();
+        assert_eq!(runtime.get("poll_ms").and_then(|v| v.as_integer()), Some(5));
+    }
+
+    #[test]
     fn bad_names_are_rejected() {
-        assert!(err("[[worker]]\nname = \"a b\"\nkind = \"sdxl\"\n").contains("letters, digits"));
+        assert!(err("[[workers]]\nname = \"a b\"\nkind = \"sdxl\"\n").contains("letters, digits"));
     }
 
     #[test]
     fn disabled_workers_are_not_started_and_do_not_hold_ports() {
         let config = parse(
-            "[[worker]]\nname = \"a\"\nkind = \"sdxl\"\nenabled = false\n[[worker]]\nname = \"b\"\nkind = \"sdxl\"\n",
+            "[[workers]]\nname = \"a\"\nkind = \"sdxl\"\nenabled = false\n[[workers]]\nname = \"b\"\nkind = \"sdxl\"\n",
         )
         .unwrap();
         let order: Vec<&str> = config.start_order().iter().map(|w| w.name.as_str()).collect();

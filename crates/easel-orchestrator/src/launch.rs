@@ -1,4 +1,4 @@
-//! Why this exists: how a `[[worker]]` becomes a command line and an environment, in one
+//! Why this exists: how a `[[workers]]` becomes a command line and an environment, in one
 //! place, so that preflight (`describe --json`), the run itself and a check command all
 //! see the same program, working directory and variables.
 //!
@@ -28,6 +28,29 @@ pub fn resolve_worker_bin(configured: Option<&Path>) -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("easel"))
 }
 
+/// Names the worker runtime reads its `[worker]` settings from (the same file as ours).
+pub const CONFIG_ENV: &str = "EASEL_CONFIG";
+
+/// What every launch needs besides the worker's own config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launcher {
+    /// The executable of built-in workers ([`resolve_worker_bin`]).
+    pub worker_bin: PathBuf,
+    /// The config file, passed to built-in workers as `EASEL_CONFIG` (absolute).
+    pub config_file: Option<PathBuf>,
+}
+
+impl Launcher {
+    /// The launcher for `config`.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let config_file = match &config.origin {
+            crate::config::Origin::File(path) => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            crate::config::Origin::Embedded => None,
+        };
+        Self { worker_bin: resolve_worker_bin(config.orchestrator.worker_bin.as_deref()), config_file }
+    }
+}
+
 /// The program and arguments that run `worker`.
 pub(crate) fn run_line(worker: &WorkerConfig, worker_bin: &Path) -> (PathBuf, Vec<String>) {
     match worker.launch() {
@@ -41,15 +64,27 @@ pub(crate) fn run_line(worker: &WorkerConfig, worker_bin: &Path) -> (PathBuf, Ve
 }
 
 /// The command that runs `worker`, ready to spawn (own group, dies with the orchestrator).
-pub(crate) fn run_command(worker: &WorkerConfig, worker_bin: &Path) -> tokio::process::Command {
-    let (program, args) = run_line(worker, worker_bin);
-    configured(process::command(&program, &args), worker)
+pub(crate) fn run_command(worker: &WorkerConfig, launcher: &Launcher) -> tokio::process::Command {
+    let (program, args) = run_line(worker, &launcher.worker_bin);
+    let mut cmd = configured(process::command(&program, &args), worker);
+    pass_config_file(&mut cmd, worker, launcher);
+    cmd
 }
 
 /// `<worker_bin> worker <kind> describe --json`, with the worker's environment.
-pub(crate) fn describe_command(worker: &WorkerConfig, kind: &str, worker_bin: &Path) -> tokio::process::Command {
+pub(crate) fn describe_command(worker: &WorkerConfig, kind: &str, launcher: &Launcher) -> tokio::process::Command {
     let args = ["worker", kind, "describe", "--json"].map(str::to_owned);
-    configured(process::command(worker_bin, &args), worker)
+    let mut cmd = configured(process::command(&launcher.worker_bin, &args), worker);
+    pass_config_file(&mut cmd, worker, launcher);
+    cmd
+}
+
+/// A built-in worker reads its `[worker]` settings from our config file, unless its own
+/// `env` names another one.
+fn pass_config_file(cmd: &mut tokio::process::Command, worker: &WorkerConfig, launcher: &Launcher) {
+    if let (Some(file), Some(_), false) = (&launcher.config_file, &worker.kind, worker.env.contains_key(CONFIG_ENV)) {
+        cmd.env(CONFIG_ENV, file);
+    }
 }
 
 /// An auxiliary command (`check`, readiness `command`) in the worker's environment.
@@ -95,21 +130,21 @@ mod tests {
 
     #[test]
     fn a_builtin_kind_runs_as_easel_worker_kind_run() {
-        let w = worker("[[worker]]\nname = \"s\"\nkind = \"sdxl\"\nargs = [\"--device\", \"cuda\"]\n");
+        let w = worker("[[workers]]\nname = \"s\"\nkind = \"sdxl\"\nargs = [\"--device\", \"cuda\"]\n");
         let (program, args) = run_line(&w, Path::new("/opt/easel"));
         assert_eq!(display_line(&program, &args), "/opt/easel worker sdxl run --device cuda");
     }
 
     #[test]
     fn an_external_worker_runs_its_command() {
-        let w = worker("[[worker]]\nname = \"v\"\ncommand = [\"python3\", \"v.py\"]\nport = 7000\n");
+        let w = worker("[[workers]]\nname = \"v\"\ncommand = [\"python3\", \"v.py\"]\nport = 7000\n");
         let (program, args) = run_line(&w, Path::new("/opt/easel"));
         assert_eq!(display_line(&program, &args), "python3 v.py");
     }
 
     #[test]
     fn the_port_is_passed_as_worker_port_beside_the_env() {
-        let w = worker("[[worker]]\nname = \"s\"\nkind = \"sdxl\"\nport = 7001\nenv = { A = \"1\" }\n");
+        let w = worker("[[workers]]\nname = \"s\"\nkind = \"sdxl\"\nport = 7001\nenv = { A = \"1\" }\n");
         let env = environment(&w);
         let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         assert_eq!(get("A"), Some("1"));

@@ -8,7 +8,7 @@
 //! - [`supervisor`] (private): one task per worker, its single restart authority.
 //! - [`state`]: the worker lifecycle and [`transition`], the one function that moves it.
 //! - [`restart`]: backoff with jitter and cap, failure window, FATAL verdicts.
-//! - [`preflight`] (private): `describe --json`, programs, check commands.
+//! - [`preflight`]: `describe --json`, programs, check commands.
 //! - [`readiness`] (private): `/readyz` or a command, probed until ready.
 //! - [`launch`]: how a worker becomes a command line and environment.
 //! - [`process`]: process groups, parent-death signal, signalling and liveness of groups.
@@ -30,7 +30,7 @@ pub mod http;
 pub mod launch;
 pub mod orchestrator;
 pub mod output;
-mod preflight;
+pub mod preflight;
 pub mod process;
 mod readiness;
 pub mod restart;

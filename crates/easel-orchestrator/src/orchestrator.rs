@@ -177,7 +177,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(config: WorkerConfig, worker_bin: &std::path::Path, snapshot: Snapshot) -> Self {
+    fn new(config: WorkerConfig, worker_bin: &std::path::Path) -> Self {
         let (program, args) = launch::run_line(&config, worker_bin);
         let identity = Identity {
             name: config.name.clone(),
@@ -186,7 +186,7 @@ impl Entry {
             port: config.port,
             priority: config.priority,
         };
-        let (tx, status) = watch::channel(snapshot);
+        let (tx, status) = watch::channel(Snapshot::new(WorkerState::Pending, None));
         Self { config, identity, status, unstarted: Some(tx), supervisor: None }
     }
 
@@ -207,8 +207,7 @@ struct Runner {
 
 impl Runner {
     fn new(config: Config, sink: Arc<dyn LineSink>, watchdog: Arc<Watchdog>, shared: Arc<Shared>) -> Self {
-        let worker_bin = launch::resolve_worker_bin(config.orchestrator.worker_bin.as_deref());
-        let ctx = Arc::new(Context { sink, watchdog, worker_bin });
+        let ctx = Arc::new(Context { sink, watchdog, launcher: launch::Launcher::for_config(&config) });
         Self { config, ctx, shared, entries: Vec::new(), queue: VecDeque::new(), gate: None }
     }
 
@@ -223,23 +222,31 @@ impl Runner {
         }
     }
 
-    /// Preflights `workers` and queues those that pass, in priority order.
+    /// Lists `workers` (pending), preflights each, and queues those that pass.
     async fn admit(&mut self, workers: Vec<WorkerConfig>) {
         let timeout = self.config.orchestrator.preflight_timeout;
+        for worker in &workers {
+            self.entries.push(Entry::new(worker.clone(), &self.ctx.launcher.worker_bin));
+        }
+        self.order();
         for worker in workers {
-            let snapshot = match preflight::check(&worker, &self.ctx.worker_bin, timeout).await {
+            let verdict = preflight::check(&worker, &self.ctx.launcher, timeout).await;
+            let Some(entry) = self.entries.iter_mut().find(|e| e.config.name == worker.name) else {
+                continue;
+            };
+            match verdict {
                 Ok(()) => {
                     tracing::info!(worker.name = %worker.name, "preflight passed");
                     self.queue.push_back(worker.name.clone());
-                    Snapshot::new(WorkerState::Pending, None)
                 }
                 Err(reason) => {
                     tracing::error!(worker.name = %worker.name, "preflight failed, not starting it: {reason}");
-                    Snapshot::new(WorkerState::PreflightFailed, Some(format!("preflight: {reason}")))
+                    let failed = Snapshot::new(WorkerState::PreflightFailed, Some(format!("preflight: {reason}")));
+                    if let Some(status) = entry.unstarted.take() {
+                        status.send_replace(failed);
+                    }
                 }
-            };
-            self.entries.push(Entry::new(worker, &self.ctx.worker_bin, snapshot));
-            self.publish_view();
+            }
         }
         self.order();
     }
@@ -269,12 +276,15 @@ impl Runner {
             tracing::warn!("[orchestrator] listen changed: it takes effect when `easel up` restarts");
         }
         let wanted: Vec<WorkerConfig> = new.start_order().into_iter().cloned().collect();
+        let launch_changed = launch::Launcher::for_config(&new) != self.ctx.launcher
+            || new.worker_runtime != self.config.worker_runtime;
         let mut stop = Vec::new();
         let mut admit = Vec::new();
         for entry in &self.entries {
+            let builtin_changed = launch_changed && entry.config.kind.is_some();
             match wanted.iter().find(|w| w.name == entry.config.name) {
                 None => stop.push(entry.config.name.clone()),
-                Some(w) if *w != entry.config || retry_on_reload(entry.state()) => {
+                Some(w) if *w != entry.config || builtin_changed || retry_on_reload(entry.state()) => {
                     stop.push(entry.config.name.clone());
                     admit.push(w.clone());
                 }
@@ -286,11 +296,10 @@ impl Runner {
         self.remove(&stop).await;
         self.config = new;
         *self.shared.origin.lock().unwrap_or_else(|p| p.into_inner()) = self.config.origin.to_string();
-        let worker_bin = launch::resolve_worker_bin(self.config.orchestrator.worker_bin.as_deref());
         self.ctx = Arc::new(Context {
             sink: Arc::clone(&self.ctx.sink),
             watchdog: Arc::clone(&self.ctx.watchdog),
-            worker_bin,
+            launcher: launch::Launcher::for_config(&self.config),
         });
         self.admit(admit).await;
     }

@@ -7,13 +7,12 @@
 //! the kind, all four entry points and its job types; an external program is found; the
 //! optional `check` command exits 0. Each command runs within the preflight timeout.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Launch, WorkerConfig, BUILTIN_KINDS};
-use crate::launch;
+use crate::config::{Config, Launch, WorkerConfig, BUILTIN_KINDS};
+use crate::launch::{self, Launcher};
 use crate::process;
 
 /// Every built-in worker must answer to all of these (supervisors call different names;
@@ -30,15 +29,27 @@ struct Describe {
     job_types: serde_json::Value,
 }
 
+/// Preflights every enabled worker of `config` in start order (`easel up --check`):
+/// each worker's name with `Err(reason)` if it failed.
+pub async fn check_all(config: &Config) -> Vec<(String, Result<(), String>)> {
+    let launcher = Launcher::for_config(config);
+    let mut results = Vec::new();
+    for worker in config.start_order() {
+        let verdict = check(worker, &launcher, config.orchestrator.preflight_timeout).await;
+        results.push((worker.name.clone(), verdict));
+    }
+    results
+}
+
 /// Runs every check for `worker`; `Err` is the reason, for people.
-pub(crate) async fn check(worker: &WorkerConfig, worker_bin: &Path, timeout: Duration) -> Result<(), String> {
+pub(crate) async fn check(worker: &WorkerConfig, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
     if let Some(cwd) = &worker.cwd {
         if !cwd.is_dir() {
             return Err(format!("cwd {} is not a directory", cwd.display()));
         }
     }
     match worker.launch() {
-        Launch::Builtin { kind, .. } => check_builtin(worker, &kind, worker_bin, timeout).await?,
+        Launch::Builtin { kind, .. } => check_builtin(worker, &kind, launcher, timeout).await?,
         Launch::External { program, .. } => {
             process::find_program(&program, worker.cwd.as_deref(), worker.env.get("PATH").map(String::as_str))?;
         }
@@ -49,7 +60,8 @@ pub(crate) async fn check(worker: &WorkerConfig, worker_bin: &Path, timeout: Dur
     Ok(())
 }
 
-async fn check_builtin(worker: &WorkerConfig, kind: &str, worker_bin: &Path, timeout: Duration) -> Result<(), String> {
+async fn check_builtin(worker: &WorkerConfig, kind: &str, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
+    let worker_bin = &launcher.worker_bin;
     if !BUILTIN_KINDS.contains(&kind) {
         return Err(format!(
             "unknown kind {kind:?}; built-in kinds: {} (for another program use command = [...])",
@@ -61,7 +73,7 @@ async fn check_builtin(worker: &WorkerConfig, kind: &str, worker_bin: &Path, tim
         format!("the worker executable cannot run: {e} (set [orchestrator] worker_bin or {})", launch::WORKER_BIN_ENV)
     })?;
     let shown = format!("`{} worker {kind} describe --json`", worker_bin.display());
-    let output = process::run_bounded(launch::describe_command(worker, kind, worker_bin), timeout)
+    let output = process::run_bounded(launch::describe_command(worker, kind, launcher), timeout)
         .await
         .map_err(|e| format!("{shown}: {e}"))?;
     if !output.status.success() {

@@ -12,7 +12,6 @@
 //! group has no live member left; an attempt's events carry its generation, so a late
 //! event from an old attempt is ignored.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,7 +27,7 @@ use crate::restart::{ExitInfo, Failure, RestartTracker, Verdict};
 use crate::state::{transition, WorkerState};
 use crate::status::Snapshot;
 use crate::watchdog::Watchdog;
-use crate::launch;
+use crate::launch::{self, Launcher};
 
 /// While stopping, how often the process group is checked for survivors.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -65,7 +64,7 @@ enum Timer {
 pub(crate) struct Context {
     pub sink: Arc<dyn LineSink>,
     pub watchdog: Arc<Watchdog>,
-    pub worker_bin: PathBuf,
+    pub launcher: Launcher,
 }
 
 /// The orchestrator's side of a running supervisor.
@@ -215,8 +214,8 @@ impl Supervisor {
         if let Some(port) = self.config.port.filter(|p| process::port_in_use(*p)) {
             return self.fail(Failure::PortBusy(port));
         }
-        let (program, args) = launch::run_line(&self.config, &self.ctx.worker_bin);
-        let mut cmd = launch::run_command(&self.config, &self.ctx.worker_bin);
+        let (program, args) = launch::run_line(&self.config, &self.ctx.launcher.worker_bin);
+        let mut cmd = launch::run_command(&self.config, &self.ctx.launcher);
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(child) => child,

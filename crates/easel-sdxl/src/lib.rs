@@ -11,6 +11,11 @@
 //! - [`config`]: the `config.json` files of a diffusers folder.
 //! - [`loader`]: where model files come from (a folder, or compiled in).
 //! - [`weights`]: finding and opening safetensors files (plain, fp16 variant, sharded).
+//! - [`header`]: what a safetensors file holds, from its header alone.
+//! - [`checkpoint`]: single-file SDXL checkpoints (original key layout) as a model source.
+//! - [`inspect`]: what a file or folder is (layout, components, dtype, parameters).
+//! - [`prompt`]: A1111 prompt weighting, `BREAK` and long prompts in 75-token chunks.
+//! - [`lora`]: kohya and diffusers LoRAs, applied per job and removed without reloading.
 //! - [`model`]: a loaded SDXL model (all components, one set of weights).
 //! - [`tiny`]: the bundled tiny model.
 //! - [`layers`]: building blocks shared by the UNet and the VAE.
@@ -20,16 +25,21 @@
 //! - [`device`]: device and dtype selection.
 
 pub mod clip;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 mod error;
+pub mod header;
 pub mod images;
+pub mod inspect;
 pub mod layers;
 pub mod loader;
+pub mod lora;
 pub mod metadata;
 pub mod model;
 pub mod noise;
 pub mod pipeline;
+pub mod prompt;
 pub mod schedulers;
 pub mod tiny;
 pub mod tokenizer;

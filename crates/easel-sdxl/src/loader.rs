@@ -21,6 +21,18 @@ pub trait ModelSource: Send + Sync {
     fn static_bytes(&self, _rel: &str) -> Option<&'static [u8]> {
         None
     }
+
+    /// The weights of component `sub` when they are not files of this source (a
+    /// single-file checkpoint maps them from its own keys); `None`: look for the files.
+    fn component_weights(&self, _sub: &str) -> Option<crate::weights::ComponentWeights> {
+        None
+    }
+
+    /// The tokenizer in folder `sub` when it is not given as files (a single-file
+    /// checkpoint uses the embedded CLIP vocabulary); `None`: read the files.
+    fn tokenizer(&self, _sub: &str) -> Option<Result<crate::tokenizer::ClipTokenizer>> {
+        None
+    }
 }
 
 /// A diffusers folder on disk.

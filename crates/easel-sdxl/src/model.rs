@@ -2,12 +2,16 @@
 //! UNet, the VAE and the scheduler config — built from a diffusers folder or from the
 //! bundled tiny model, with every architecture number read from its config files.
 //! Text-to-image and image-to-image share this one set of weights.
+//! A single-file checkpoint loads through the same path ([`SdxlModel::load_path`]): it is a
+//! [`ModelSource`] whose weights are renamed on the fly (`checkpoint`).
 
 use candle_core::{DType, Device};
 
 use crate::clip::ClipTextEncoder;
 use crate::config::{read_json, ClipConfig, PipelineConfig, UNetConfig, VaeConfig};
 use crate::loader::{DirSource, ModelSource};
+use crate::lora::base::Recorded;
+use crate::lora::LoraState;
 use crate::schedulers::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::UNet;
@@ -21,6 +25,9 @@ pub struct LoadOptions {
     pub device: Device,
     pub dtype: DType,
     pub variant: Variant,
+    /// For single-file checkpoints: a diffusers folder whose configs (and tokenizers, when
+    /// it has them) describe the file, instead of Easel's shipped SDXL-base configs.
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -29,6 +36,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             variant: Variant::Auto,
+            config_dir: None,
         }
     }
 }
@@ -48,6 +56,8 @@ pub struct SdxlModel {
     pub dtype: DType,
     /// Where it came from, for logs and PNG metadata.
     pub name: String,
+    /// The base tensors of the UNet and text encoders, for applying and removing LoRAs.
+    pub(crate) lora: LoraState,
 }
 
 impl SdxlModel {
@@ -60,6 +70,23 @@ impl SdxlModel {
             });
         }
         Self::load(&DirSource::new(path), opts)
+    }
+
+    /// Loads a diffusers folder or a single-file SDXL checkpoint (`.safetensors`, original
+    /// key layout; its configs are Easel's SDXL-base ones unless `opts.config_dir` names a folder).
+    pub fn load_path(path: &std::path::Path, opts: &LoadOptions) -> Result<Self> {
+        if path.is_file() {
+            let file = crate::checkpoint::SingleFile::open(path, opts.config_dir.as_deref())?;
+            return Self::load(&file, opts);
+        }
+        if !path.is_dir() {
+            return Err(crate::Error::MissingFile {
+                path: path.to_path_buf(),
+                hint: "pass a diffusers model folder (with model_index.json) or a single-file SDXL checkpoint (.safetensors)"
+                    .into(),
+            });
+        }
+        Self::load_dir(path, opts)
     }
 
     /// Loads the bundled tiny model (random weights: its images are abstract).
@@ -89,12 +116,13 @@ impl SdxlModel {
         let w = weights::find(src, "vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
         let vae = Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))?;
         let w = weights::find(src, "unet", "diffusion_pytorch_model", &opts.variant, dt)?;
-        let unet = UNet::new(&unet_config, w.var_builder(dt, dev)?).map_err(|e| w.error(e))?;
-        let text_encoder = load_clip(src, "text_encoder", false, opts)?;
-        let text_encoder_2 = load_clip(src, "text_encoder_2", true, opts)?;
+        let recorded: [Recorded; 3] = Default::default();
+        let unet = UNet::new(&unet_config, recorded[0].wrap(w.var_builder(dt, dev)?)).map_err(|e| w.error(e))?;
+        let (text_encoder, te1_config) = load_clip(src, "text_encoder", false, opts, &recorded[1])?;
+        let (text_encoder_2, te2_config) = load_clip(src, "text_encoder_2", true, opts, &recorded[2])?;
         Ok(Self {
-            tokenizer: ClipTokenizer::from_source(src, "tokenizer")?,
-            tokenizer_2: ClipTokenizer::from_source(src, "tokenizer_2")?,
+            tokenizer: load_tokenizer(src, "tokenizer")?,
+            tokenizer_2: load_tokenizer(src, "tokenizer_2")?,
             text_encoder,
             text_encoder_2,
             unet,
@@ -105,6 +133,7 @@ impl SdxlModel {
             device: dev.clone(),
             dtype: dt,
             name: src.describe(),
+            lora: LoraState::new(recorded, te1_config, te2_config),
         })
     }
 
@@ -124,9 +153,22 @@ impl SdxlModel {
     }
 }
 
-fn load_clip(src: &dyn ModelSource, sub: &str, projection: bool, opts: &LoadOptions) -> Result<ClipTextEncoder> {
+fn load_clip(
+    src: &dyn ModelSource,
+    sub: &str,
+    projection: bool,
+    opts: &LoadOptions,
+    record: &Recorded,
+) -> Result<(ClipTextEncoder, ClipConfig)> {
     let cfg: ClipConfig = read_json(src, &format!("{sub}/config.json"))?;
     cfg.validate()?;
     let w = weights::find(src, sub, "model", &opts.variant, opts.dtype)?;
-    ClipTextEncoder::new(&cfg, projection, w.var_builder(opts.dtype, &opts.device)?).map_err(|e| w.error(e))
+    let vb = record.wrap(w.var_builder(opts.dtype, &opts.device)?);
+    let encoder = ClipTextEncoder::new(&cfg, projection, vb).map_err(|e| w.error(e))?;
+    Ok((encoder, cfg))
+}
+
+/// The source's own tokenizer when it provides one, else its `sub/` files.
+fn load_tokenizer(src: &dyn ModelSource, sub: &str) -> Result<ClipTokenizer> {
+    src.tokenizer(sub).unwrap_or_else(|| ClipTokenizer::from_source(src, sub))
 }

@@ -12,6 +12,7 @@ use candle_core::{DType, Tensor};
 
 use crate::model::SdxlModel;
 use crate::noise::NoiseSource;
+use crate::prompt::PromptMode;
 use crate::schedulers::{self, SchedulerKind};
 use crate::unet::UNetCond;
 use crate::{Error, Result};
@@ -48,6 +49,8 @@ pub struct GenerateRequest {
     pub init_image: Option<InitImage>,
     /// Initial latents [B, 4, h, w], used as diffusers' `latents=` argument.
     pub latents: Option<Tensor>,
+    /// How prompt text is read: plain (diffusers, the default) or A1111 weighting.
+    pub prompt_mode: PromptMode,
 }
 
 impl GenerateRequest {
@@ -65,6 +68,7 @@ impl GenerateRequest {
             scheduler: SchedulerKind::default(),
             init_image: None,
             latents: None,
+            prompt_mode: PromptMode::Plain,
         }
     }
 }
@@ -236,7 +240,7 @@ impl SdxlModel {
         self.validate(req)?;
         let guided = req.guidance > 1.0;
         let b = req.num_images;
-        let emb = self.encode_prompt(&req.prompt, req.negative_prompt.as_deref(), guided, b)?;
+        let emb = self.encode_prompt_with(req.prompt_mode, &req.prompt, req.negative_prompt.as_deref(), guided, b)?;
         let rows = if guided { 2 * b } else { b };
         let time_ids = self.time_ids(req, rows)?;
         let mut sched = schedulers::build(req.scheduler, &self.scheduler_config, req.steps)?;

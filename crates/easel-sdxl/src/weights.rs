@@ -21,11 +21,16 @@ pub enum Variant {
     Exact(Option<String>),
 }
 
+/// Opens weights that are not files of a diffusers folder (a single-file checkpoint's
+/// renaming backend) as a VarBuilder for a dtype and device.
+pub type OpenWeights = std::sync::Arc<dyn Fn(DType, &Device) -> Result<VarBuilder<'static>> + Send + Sync>;
+
 /// The weight files of one component.
 pub struct ComponentWeights {
     /// Paths on disk (empty for embedded weights).
     pub files: Vec<PathBuf>,
     embedded: Option<&'static [u8]>,
+    custom: Option<OpenWeights>,
     /// For error messages.
     pub label: String,
 }
@@ -44,6 +49,9 @@ fn candidates(stem: &str, variant: &Variant, dtype: DType) -> Vec<String> {
 /// Finds the weights of component `sub` (`unet`, `vae`, `text_encoder`, ...), whose files
 /// are named `stem` (`diffusion_pytorch_model` or `model`).
 pub fn find(src: &dyn ModelSource, sub: &str, stem: &str, variant: &Variant, dtype: DType) -> Result<ComponentWeights> {
+    if let Some(w) = src.component_weights(sub) {
+        return Ok(w);
+    }
     let names = candidates(stem, variant, dtype);
     for name in &names {
         let rel = format!("{sub}/{name}");
@@ -51,6 +59,7 @@ pub fn find(src: &dyn ModelSource, sub: &str, stem: &str, variant: &Variant, dty
             return Ok(ComponentWeights {
                 files: vec![],
                 embedded: Some(bytes),
+                custom: None,
                 label: format!("{}/{rel}", src.describe()),
             });
         }
@@ -59,6 +68,7 @@ pub fn find(src: &dyn ModelSource, sub: &str, stem: &str, variant: &Variant, dty
             return Ok(ComponentWeights {
                 files: vec![path],
                 embedded: None,
+                custom: None,
                 label: format!("{}/{rel}", src.describe()),
             });
         }
@@ -108,13 +118,22 @@ fn sharded(src: &dyn ModelSource, sub: &str, index: &str) -> Result<ComponentWei
     Ok(ComponentWeights {
         files,
         embedded: None,
+        custom: None,
         label: format!("{}/{index}", src.describe()),
     })
 }
 
 impl ComponentWeights {
+    /// Weights opened by `open` (not files of a diffusers folder); `label` names them in errors.
+    pub fn custom(label: String, open: OpenWeights) -> Self {
+        Self { files: vec![], embedded: None, custom: Some(open), label }
+    }
+
     /// Opens the files as a VarBuilder producing `dtype` tensors on `device`.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        if let Some(open) = &self.custom {
+            return open(dtype, device);
+        }
         let vb = match self.embedded {
             Some(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
             // SAFETY: the files are mapped read-only; Easel never writes model files, and

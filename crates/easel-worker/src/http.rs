@@ -78,8 +78,8 @@ async fn memory_status(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> 
 }
 
 async fn memory_load(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
+    if let Some(refused) = refuse(&s, &headers) {
+        return refused;
     }
     let g = s.generator.clone();
     let _engine = s.engine.lock().await;
@@ -87,8 +87,8 @@ async fn memory_load(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 }
 
 async fn memory_unload(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
+    if let Some(refused) = refuse(&s, &headers) {
+        return refused;
     }
     let g = s.generator.clone();
     let _engine = s.engine.lock().await;
@@ -107,15 +107,15 @@ fn reply(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"success": false, "message": message}))).into_response()
 }
 
-/// Checks the bearer token of a mutating route (constant-time comparison).
-fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a mutating route without the right bearer token (constant-time check).
+fn refuse(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.admin_token else {
-        return Err(reply(StatusCode::FORBIDDEN, "memory routes are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token"));
+        return Some(reply(StatusCode::FORBIDDEN, "memory routes are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token"));
     };
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
-        _ => Err(reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (EASEL_ADMIN_TOKEN)")),
+        Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => None,
+        _ => Some(reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (EASEL_ADMIN_TOKEN)")),
     }
 }
 

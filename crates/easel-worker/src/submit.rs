@@ -115,9 +115,10 @@ pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finish
 }
 
 fn read_outcome(db: &Db, id: &str) -> Result<Option<Value>, SubmitError> {
-    Ok(match job_outcome(db, id)? {
-        Some((_, Some(body), _)) => Some(serde_json::from_str(&body).unwrap_or(Value::String(body))),
-        Some((state, None, Some(reason))) if state == "dead" => Some(json!({"job_id": id, "status": "dead_lettered", "reason": reason})),
+    let Some(row) = job_outcome(db, id)? else { return Ok(None) };
+    Ok(match (row.outcome, row.dead_reason) {
+        (Some(body), _) => Some(serde_json::from_str(&body).unwrap_or(Value::String(body))),
+        (None, Some(reason)) if row.state == "dead" => Some(json!({"job_id": id, "status": "dead_lettered", "reason": reason})),
         _ => None,
     })
 }

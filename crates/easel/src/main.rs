@@ -2,6 +2,10 @@
 //! to the library crates; everything it runs lives in those crates.
 
 mod generate;
+mod status;
+mod submit;
+mod up;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +24,15 @@ struct Cli {
 enum Command {
     /// Generate images from a prompt (the bundled tiny model unless --model is given).
     Generate(generate::GenerateArgs),
+    /// Run a queue worker: `easel worker sdxl run` (start, serve, launch: the same loop; describe).
+    Worker(worker::WorkerArgs),
+    /// Push a job to the worker queue, as the ourvidz producers do (`--wait` for the outcome).
+    Submit(submit::SubmitArgs),
+    /// Supervise workers from easel.toml (default: one SDXL worker): preflight, start, restart, stop.
+    #[command(alias = "orchestrate")]
+    Up(up::UpArgs),
+    /// Show the workers of a running `easel up` (state, pid, uptime, restarts, last exit, reason).
+    Status(status::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,19 +40,23 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.log_json);
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Worker(args) => worker::run(args),
+        Command::Submit(args) => submit::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(worker::exit_code(&e))
         }
     }
 }
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EASEL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,easel_worker=info,easel_orchestrator=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -201,7 +201,7 @@ fn bounded_int(config: &Map<String, Value>, key: &str, min: u64, max: u64) -> Re
 
 fn side_of(config: &Map<String, Value>, key: &str) -> Result<u32, JobError> {
     let side = bounded_int(config, key, MIN_SIDE as u64, MAX_SIDE as u64)? as u32;
-    if side % SIDE_MULTIPLE != 0 {
+    if !side.is_multiple_of(SIDE_MULTIPLE) {
         let down = side / SIDE_MULTIPLE * SIDE_MULTIPLE;
         return Err(JobError::invalid(format!(
             "config.{key} is {side}; it must be a multiple of {SIDE_MULTIPLE}: try {down} or {}",
@@ -343,7 +343,7 @@ mod tests {
             (r#"{"num_inference_steps":1000}"#, "num_inference_steps"),
             (r#"{"guidance_scale":-1}"#, "guidance_scale"),
             (r#"{"guidance_scale":"high"}"#, "guidance_scale"),
-            (r#"{"width":1000}"#, "multiple of 8"),
+            (r#"{"width":1020}"#, "multiple of 8: try 1016 or 1024"),
             (r#"{"height":8}"#, "config.height"),
             (r#"{"width":4096}"#, "config.width"),
             (r#"{"seed":-1}"#, "config.seed"),

@@ -115,8 +115,20 @@ impl Queue for SqliteQueue {
     }
 }
 
-/// The state and outcome of the newest job with `job_id` in the embedded job table.
-pub fn job_outcome(db: &Db, job_id: &str) -> Result<Option<(String, Option<String>, Option<String>)>, DbError> {
+/// A job row's end, as `easel submit --wait` reads it.
+#[derive(Clone, Debug)]
+pub struct JobRow {
+    /// `queued`, `leased`, `done` or `dead`.
+    pub state: String,
+    /// The terminal callback body, once recorded.
+    pub outcome: Option<String>,
+    /// Why it was dead-lettered.
+    pub dead_reason: Option<String>,
+}
+
+/// The newest row with `job_id` in the embedded job table.
+pub fn job_outcome(db: &Db, job_id: &str) -> Result<Option<JobRow>, DbError> {
     let sql = "SELECT state, outcome, dead_reason FROM jobs WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1";
-    db.call_blocking(|c| c.query_row(sql, params![job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+    let row = |r: &rusqlite::Row<'_>| Ok(JobRow { state: r.get(0)?, outcome: r.get(1)?, dead_reason: r.get(2)? });
+    db.call_blocking(|c| c.query_row(sql, params![job_id], row).optional())
 }

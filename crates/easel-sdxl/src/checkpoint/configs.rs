@@ -1,0 +1,26 @@
+//! Why this exists: a single-file checkpoint carries weights only — no config.json, no
+//! tokenizer. Easel ships SDXL-base's configs (the values of
+//! `stabilityai/stable-diffusion-xl-base-1.0`, written with diffusers' defaults filled in
+//! by `scripts/make_checkpoint_refs.py`) so such a file loads with nothing fetched; the
+//! tokenizers are the CLIP vocabulary embedded in the binary.
+
+use crate::loader::EmbeddedSource;
+
+macro_rules! base_files {
+    ($($rel:literal),* $(,)?) => {
+        &[$(($rel, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sdxl-base/", $rel)) as &[u8])),*]
+    };
+}
+
+/// SDXL-base's configs (no weights, no tokenizer files).
+pub static SDXL_BASE: EmbeddedSource = EmbeddedSource::new(
+    "Easel's SDXL-base configs",
+    base_files![
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder_2/config.json",
+        "unet/config.json",
+        "vae/config.json",
+    ],
+);

@@ -1,0 +1,164 @@
+//! Single-file SDXL checkpoints: the civitai-style `.safetensors` files that hold the UNet,
+//! the VAE and both text encoders in the original (LDM/SGM) key layout, in f32, f16 or bf16.
+//!
+//! Flow of [`SingleFile::open`]: read the header only ([`crate::header`]) → say what the
+//! file is when it is not an SDXL checkpoint ([`kind`]) → read the configs (Easel's shipped
+//! SDXL-base ones, [`configs`], or a diffusers folder's) → compare the architecture they
+//! describe with the file's shapes ([`signature`]) → memory-map the file. The result is a
+//! [`ModelSource`] whose components' weights are read through a renaming backend
+//! ([`backend`], [`keymap`]), so [`crate::SdxlModel::load`] builds it like any folder.
+
+pub mod backend;
+pub mod configs;
+pub mod keymap;
+pub mod kind;
+pub mod signature;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::safetensors::MmapedSafetensors;
+
+pub use kind::FileKind;
+pub use signature::{Architecture, Configs};
+
+use self::backend::LdmBackend;
+use self::keymap::KeyMap;
+use crate::config::{read_json, ClipConfig, UNetConfig, VaeConfig};
+use crate::header::Header;
+use crate::loader::{DirSource, ModelSource};
+use crate::tokenizer::ClipTokenizer;
+use crate::weights::ComponentWeights;
+use crate::{Error, Result};
+
+/// Where a single file's configs come from.
+enum ConfigSource {
+    /// Easel's SDXL-base configs and the embedded CLIP vocabulary.
+    Shipped,
+    /// A diffusers folder's configs (and its tokenizers when it has them).
+    Dir(DirSource),
+}
+
+impl ConfigSource {
+    fn src(&self) -> &dyn ModelSource {
+        match self {
+            ConfigSource::Shipped => &configs::SDXL_BASE,
+            ConfigSource::Dir(d) => d,
+        }
+    }
+}
+
+/// An opened single-file SDXL checkpoint, as a [`ModelSource`].
+pub struct SingleFile {
+    path: PathBuf,
+    configs: ConfigSource,
+    file: Arc<MmapedSafetensors>,
+    /// Key maps of unet, vae, text_encoder, text_encoder_2.
+    maps: [Arc<KeyMap>; 4],
+}
+
+impl SingleFile {
+    /// Opens `path`, with the configs of the diffusers folder `config_dir` when given.
+    pub fn open(path: &Path, config_dir: Option<&Path>) -> Result<Self> {
+        let header = Header::read(path)?;
+        require_sdxl(&header)?;
+        let configs = match config_dir {
+            Some(d) => ConfigSource::Dir(DirSource::new(d)),
+            None => ConfigSource::Shipped,
+        };
+        let cfgs = read_configs(configs.src())?;
+        check_architecture(&header, &cfgs, config_dir)?;
+        // SAFETY: mapped read-only; Easel never writes model files (as in weights.rs).
+        let file = unsafe { MmapedSafetensors::new(path) }
+            .map_err(|e| Error::Weights { path: path.into(), msg: format!("{e}; download it again") })?;
+        let vae_map = keymap::vae(cfgs.vae.block_out_channels.len(), cfgs.vae.layers_per_block);
+        let maps = [keymap::unet(&cfgs.unet)?, vae_map, keymap::clip_l(), keymap::open_clip_g()].map(Arc::new);
+        Ok(Self { path: path.into(), configs, file: Arc::new(file), maps })
+    }
+}
+
+/// Reads and checks the four weighted components' configs.
+pub fn read_configs(src: &dyn ModelSource) -> Result<Configs> {
+    let unet: UNetConfig = read_json(src, "unet/config.json")?;
+    unet.validate()?;
+    let vae: VaeConfig = read_json(src, "vae/config.json")?;
+    vae.validate()?;
+    let te1: ClipConfig = read_json(src, "text_encoder/config.json")?;
+    let te2: ClipConfig = read_json(src, "text_encoder_2/config.json")?;
+    Ok(Configs { unet, vae, te1, te2 })
+}
+
+/// Fails, saying what the file is, unless it is an SDXL checkpoint.
+fn require_sdxl(h: &Header) -> Result<()> {
+    let kind = FileKind::classify(h);
+    if kind == FileKind::SdxlCheckpoint {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "{} is {}, not an SDXL checkpoint: {}",
+        h.path.display(),
+        kind.describe(),
+        kind.advice()
+    )))
+}
+
+fn check_architecture(h: &Header, cfgs: &Configs, config_dir: Option<&Path>) -> Result<()> {
+    let diffs = Architecture::from_header(h).differences(&Architecture::from_configs(cfgs)?);
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    let hint = match config_dir {
+        None => "it is not SDXL-base-shaped; if it is an SDXL model of other widths, pass --config DIR \
+                 (a diffusers folder whose config.json files describe it)"
+            .to_string(),
+        Some(d) => format!("the configs in {} do not describe this checkpoint: pass the folder it was made from", d.display()),
+    };
+    let configs = config_dir.map_or("Easel's SDXL-base configs".to_string(), |d| d.display().to_string());
+    Err(Error::Config {
+        path: h.path.clone(),
+        msg: format!("its tensor shapes differ from {configs}: {}; {hint}", diffs.join(", ")),
+    })
+}
+
+/// The component a diffusers subfolder name stands for, as an index into `maps`.
+fn component_slot(sub: &str) -> Option<usize> {
+    ["unet", "vae", "text_encoder", "text_encoder_2"].iter().position(|s| *s == sub)
+}
+
+impl ModelSource for SingleFile {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn read(&self, rel: &str) -> Result<Cow<'_, [u8]>> {
+        self.configs.src().read(rel)
+    }
+
+    fn exists(&self, rel: &str) -> bool {
+        self.configs.src().exists(rel)
+    }
+
+    fn path(&self, rel: &str) -> Option<PathBuf> {
+        self.configs.src().path(rel)
+    }
+
+    fn component_weights(&self, sub: &str) -> Option<ComponentWeights> {
+        let map = self.maps[component_slot(sub)?].clone();
+        let file = self.file.clone();
+        let label = format!("{} ({sub})", self.path.display());
+        Some(ComponentWeights::custom(
+            label,
+            Arc::new(move |dtype, device| Ok(LdmBackend::var_builder(file.clone(), map.clone(), dtype, device))),
+        ))
+    }
+
+    fn tokenizer(&self, sub: &str) -> Option<Result<ClipTokenizer>> {
+        if self.configs.src().exists(&format!("{sub}/vocab.json")) {
+            return None;
+        }
+        // SDXL's first tokenizer pads with <|endoftext|>, the second with "!" (id 0).
+        let pad = if sub == "tokenizer_2" { "!" } else { "<|endoftext|>" };
+        Some(ClipTokenizer::embedded(pad))
+    }
+}

@@ -1,0 +1,182 @@
+//! Why this exists: `easel worker <kind> run|start|serve|launch|describe`, the thin wiring from
+//! arguments to `easel-worker`: flags become the top configuration layer, SIGTERM/SIGINT cancel
+//! the worker's shutdown token, and errors become exit codes — 0 after a graceful shutdown,
+//! 78 (EX_CONFIG) for configuration errors, 1 otherwise.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use easel_worker::config::Layers;
+use easel_worker::{registry, SdxlWorker, Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `easel worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The worker kind (`sdxl`).
+    kind: String,
+    #[command(subcommand)]
+    action: Action,
+}
+
+/// What to do with the worker kind.
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Run the job loop until SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Same as `run`.
+    Start(RunArgs),
+    /// Same as `run`.
+    Serve(RunArgs),
+    /// Same as `run`.
+    Launch(RunArgs),
+    /// Print the kind, entry points, queue and job types.
+    Describe(DescribeArgs),
+}
+
+/// Flags of the entry points; each overrides the environment and `easel.toml`.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// An `easel.toml` to read (`[worker]` table); default `$EASEL_CONFIG` or `./easel.toml`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the embedded database and local storage live (EASEL_DATA_DIR, default ./easel-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The queue: sqlite, redis://..., rediss://... or an Upstash https:// URL.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Port of the HTTP endpoints (WORKER_PORT, default 7859; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind (EASEL_BIND, default 127.0.0.1).
+    #[arg(long)]
+    bind: Option<String>,
+    /// A diffusers SDXL folder (EASEL_MODEL); default: the bundled tiny model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (EASEL_DEVICE).
+    #[arg(long)]
+    device: Option<String>,
+    /// sdxl, or fake for tests (EASEL_GENERATOR).
+    #[arg(long)]
+    generator: Option<String>,
+}
+
+/// Flags of `describe`.
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// Print JSON (for the orchestrator's preflight).
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunArgs {
+    /// The flags as configuration settings.
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        [
+            ("data_dir", path(&self.data_dir)),
+            ("queue_url", self.queue.clone()),
+            ("port", self.port.map(|p| p.to_string())),
+            ("bind", self.bind.clone()),
+            ("model", path(&self.model)),
+            ("device", self.device.clone()),
+            ("generator", self.generator.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// Runs `easel worker`.
+pub fn run(args: WorkerArgs) -> Result<()> {
+    let Some(kind) = registry::find(&args.kind) else {
+        let known: Vec<_> = registry::KINDS.iter().map(|k| k.name).collect();
+        bail!("unknown worker kind {:?}: use one of {}", args.kind, known.join(", "));
+    };
+    match args.action {
+        Action::Describe(d) => describe(kind, d.json),
+        Action::Run(a) => entry(kind, a, Entry::Run),
+        Action::Start(a) => entry(kind, a, Entry::Start),
+        Action::Serve(a) => entry(kind, a, Entry::Serve),
+        Action::Launch(a) => entry(kind, a, Entry::Launch),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Entry {
+    Run,
+    Start,
+    Serve,
+    Launch,
+}
+
+fn describe(kind: &registry::Kind, json: bool) -> Result<()> {
+    let layers = Layers::from_process(&[], None)?;
+    let queue = easel_worker::config::queue_name(&layers)?;
+    let port = layers.get("port").and_then(|p| p.parse().ok()).unwrap_or(7859);
+    let d = kind.describe(queue, port);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        println!("{} worker: {}", d.kind, kind.summary);
+        println!("  entry points: {}", d.entry_points.join(", "));
+        println!("  queue: {}   job types: {}", d.queue, d.job_types.join(", "));
+        println!("  endpoints on port {}: {} {} {} {}", d.port, d.health, d.live, d.ready, d.metrics);
+    }
+    Ok(())
+}
+
+fn entry(kind: &registry::Kind, args: RunArgs, entry: Entry) -> Result<()> {
+    let config = WorkerConfig::load(&args.flags(), args.config.as_deref())?;
+    if kind.name != "sdxl" {
+        bail!("worker kind {} has no runner in this binary", kind.name);
+    }
+    let worker = SdxlWorker::new(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match entry {
+            Entry::Run => worker.run(shutdown).await,
+            Entry::Start => worker.start(shutdown).await,
+            Entry::Serve => worker.serve(shutdown).await,
+            Entry::Launch => worker.launch(shutdown).await,
+        }
+    })?;
+    Ok(())
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+    }
+    token.cancel();
+}
+
+/// The exit code for an error of `easel worker` or `easel submit`: 78 for configuration errors.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(w) = cause.downcast_ref::<easel_worker::Error>() {
+            return w.exit_code();
+        }
+        if cause.downcast_ref::<easel_worker::ConfigError>().is_some() {
+            return easel_worker::EXIT_CONFIG;
+        }
+    }
+    1
+}

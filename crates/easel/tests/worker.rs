@@ -1,0 +1,224 @@
+//! `easel worker` and `easel submit` as processes: every registered worker kind exposes all
+//! four entry points through the CLI; configuration errors exit 78; SIGTERM exits 0; a worker
+//! SIGKILLed mid-job loses nothing (another worker completes the job); `submit --wait` prints
+//! the outcome and the asset paths.
+
+#[path = "../../easel-worker/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{free_port, service, unique, SupabaseStub, DEADLINE};
+
+const EASEL: &str = env!("CARGO_BIN_EXE_easel");
+
+/// Variables of the parent environment that would change what a worker connects to.
+const INHERITED: [&str; 9] = [
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_KEY",
+    "UPSTASH_REDIS_REST_URL",
+    "UPSTASH_REDIS_REST_TOKEN",
+    "WORKER_PORT",
+    "EASEL_QUEUE_URL",
+    "EASEL_DATA_DIR",
+    "EASEL_CONFIG",
+    "EASEL_MODEL",
+];
+
+/// `easel <args>` in `dir` with a clean worker environment plus `env`.
+fn easel(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut c = Command::new(EASEL);
+    c.args(args).current_dir(dir).env("EASEL_DATA_DIR", dir.join("data")).env("EASEL_LOG", "info");
+    for v in INHERITED.iter().filter(|v| **v != "EASEL_DATA_DIR") {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    c
+}
+
+/// A worker process whose log goes to a file (shown when a test fails).
+struct Proc {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Proc {
+    fn spawn(dir: &Path, name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut env = env.to_vec();
+        env.push(("WORKER_PORT", port.to_string()));
+        let child = easel(dir, args, &env).stdout(Stdio::null()).stderr(file).spawn().expect("spawn easel");
+        Self { child, log, port }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("worker exited with {status} before it was ready:\n{}", self.log());
+            }
+            assert!(start.elapsed() < DEADLINE, "worker not ready in time:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig}");
+    }
+
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "worker did not exit:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake() -> Vec<(&'static str, String)> {
+    vec![("EASEL_GENERATOR", "fake".into()), ("EASEL_POLL_MS", "50".into()), ("EASEL_RETRY_BASE_MS", "50".into())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registered_worker_kind_exposes_all_four_entry_points_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in easel_worker::registry::KINDS {
+        let out = easel(dir.path(), &["worker", kind.name, "describe", "--json"], &[]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d["kind"], kind.name);
+        assert_eq!(d["entry_points"], json!(["run", "start", "serve", "launch"]));
+        assert_eq!(d["queue"], "sdxl_queue");
+        assert_eq!(d["job_types"], json!(["sdxl_image_fast", "sdxl_image_high"]));
+        for entry in ["run", "start", "serve", "launch"] {
+            let mut w = Proc::spawn(dir.path(), entry, &["worker", kind.name, entry], &fake());
+            w.wait_ready().await;
+            w.signal("-TERM");
+            let status = w.wait_exit().await;
+            assert_eq!(status.code(), Some(0), "`easel worker {} {entry}` after SIGTERM:\n{}", kind.name, w.log());
+        }
+    }
+}
+
+#[test]
+fn configuration_errors_exit_78_and_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, needle) in [
+        ("WORKER_PORT", "http", "WORKER_PORT"),
+        ("EASEL_GENERATOR", "dalle", "EASEL_GENERATOR"),
+        ("UPSTASH_REDIS_REST_URL", "https://example.invalid", "UPSTASH_REDIS_REST_TOKEN"),
+        ("EASEL_MODEL", "/no/such/model", "/no/such/model"),
+    ] {
+        let out = easel(dir.path(), &["worker", "sdxl", "run"], &[(var, value.to_string())]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{var}={value}: {err}");
+        assert!(err.contains(needle), "{var}={value}: {err}");
+    }
+    let out = easel(dir.path(), &["worker", "video", "run"], &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sdxl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing_another_worker_completes_the_job() {
+    let Some(redis) = service("EASEL_TEST_REDIS_URL") else { return };
+    let stub = SupabaseStub::start("svc").await;
+    let queue = unique("sdxl_queue");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = fake();
+    env.extend([
+        ("EASEL_QUEUE_URL", redis.clone()),
+        ("EASEL_QUEUE_NAME", queue.clone()),
+        ("EASEL_LEASE_TTL_SECS", "2".into()),
+        ("SUPABASE_URL", stub.url.clone()),
+        ("SUPABASE_SERVICE_KEY", "svc".into()),
+    ]);
+    let mut slow = env.clone();
+    slow.push(("EASEL_FAKE_DELAY_MS", "600000".into()));
+    let mut a = Proc::spawn(dir.path(), "a", &["worker", "sdxl", "run", "--data-dir", "data-a"], &slow);
+    a.wait_ready().await;
+
+    let id = unique("job");
+    let payload = json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u", "config": {"num_images": 2}});
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("LPUSH").arg(&queue).arg(payload.to_string()).query_async(&mut conn).await.unwrap();
+    let pattern = format!("{queue}:processing:*");
+    let start = Instant::now();
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "worker a never took the job:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.signal("-KILL");
+    a.wait_exit().await;
+    assert!(stub.callbacks().is_empty(), "nothing was reported by the killed worker");
+
+    let mut b = Proc::spawn(dir.path(), "b", &["worker", "sdxl", "run", "--data-dir", "data-b"], &env);
+    b.wait_ready().await;
+    let cb = stub.callback_for(&id).await;
+    assert_eq!(cb.body["status"], "completed", "{}\n{}", cb.raw, b.log());
+    assert_eq!(cb.body["assets"].as_array().map(Vec::len), Some(2));
+    for i in 0..2 {
+        assert!(stub.objects().contains_key(&format!("workspace-temp/u/{id}/{i}.png")));
+        assert!(stub.objects().contains_key(&format!("workspace-temp/u/{id}/{i}.thumb.webp")));
+    }
+    b.signal("-TERM");
+    assert_eq!(b.wait_exit().await.code(), Some(0), "{}", b.log());
+    assert_eq!(stub.callbacks().len(), 1, "exactly one terminal callback");
+    assert!(b.log().contains("reclaimed"), "{}", b.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_prints_the_outcome_and_asset_paths_with_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Proc::spawn(dir.path(), "worker", &["worker", "sdxl", "run"], &[("EASEL_POLL_MS", "50".into())]);
+    w.wait_ready().await;
+    let args = ["submit", "--prompt", "a lighthouse", "--seed", "3", "--steps", "2", "--num-images", "2", "--wait", "--timeout", "120"];
+    let out = tokio::task::spawn_blocking({
+        let mut c = easel(dir.path(), &args, &[]);
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), w.log());
+    let id = stdout.lines().next().unwrap().to_string();
+    assert!(stdout.contains("\"status\": \"completed\""), "{stdout}");
+    let files: Vec<&str> = stdout.lines().filter(|l| l.ends_with(".png") || l.ends_with(".webp")).collect();
+    assert_eq!(files.len(), 4, "{stdout}");
+    for f in files {
+        assert!(Path::new(f).is_file() || dir.path().join(f).is_file(), "{f}");
+        assert!(f.contains(&id));
+    }
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit().await.code(), Some(0), "{}", w.log());
+}
