@@ -261,8 +261,8 @@ def assert_same_weights(a, b, rounding):
             assert torch.equal(sa[k].float() if sa[k].is_floating_point() else sa[k], want), (comp, k)
 
 
-def light_run(pipe, refs, prefix, prompt, negative, seed, steps=3, guidance=5.0, embeds=None):
-    """Euler from given latents; records latents_in, latents_out and image."""
+def light_run(pipe, refs, prefix, prompt, negative, seed, steps=3, guidance=5.0, embeds=None, image=True):
+    """Euler from given latents; records latents_in, latents_out and (when `image`) the image."""
     pipe = StableDiffusionXLPipeline(**pipe.components, add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
@@ -275,10 +275,11 @@ def light_run(pipe, refs, prefix, prompt, negative, seed, steps=3, guidance=5.0,
     else:
         call.update(embeds)
     with torch.no_grad():
-        image = pipe(**call).images
+        images = pipe(**call).images
     refs.add(f"{prefix}.latents_in", latents_in)
     refs.add(f"{prefix}.latents_out", last[-1])
-    refs.add(f"{prefix}.image", image)
+    if image:
+        refs.add(f"{prefix}.image", images)
     return dict(prefix=prefix, prompt=prompt, negative_prompt=negative, steps=steps, guidance_scale=guidance, width=64, height=64, scheduler="euler")
 
 
@@ -460,7 +461,7 @@ def prompt_refs(base):
     while nctx.shape[1] < ctx.shape[1]:
         nctx = torch.cat([nctx, empty], 1)
     embeds = dict(prompt_embeds=ctx, negative_prompt_embeds=nctx, pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=npooled)
-    js["run"] = light_run(base, refs, "a1111_run", prompt, negative, 601, embeds=embeds)
+    js["run"] = light_run(base, refs, "a1111_run", prompt, negative, 601, embeds=embeds, image=False)
     return refs, js
 
 
@@ -588,7 +589,7 @@ def record_model(pipe, refs, prefix, js_runs, seed):
     added = {"text_embeds": x["text_embeds"], "time_ids": x["time_ids"]}
     out = pipe.unet(x["sample"], torch.tensor(UNET_TIMESTEP), encoder_hidden_states=x["encoder_hidden_states"], added_cond_kwargs=added, return_dict=False)[0]
     refs.add(f"{prefix}.unet_out", out)
-    js_runs.append(light_run(pipe, refs, f"{prefix}.run", mt.PROMPT, mt.NEGATIVE, seed))
+    js_runs.append(light_run(pipe, refs, f"{prefix}.run", mt.PROMPT, mt.NEGATIVE, seed, image=False))
 
 
 def lora_refs(base):

@@ -14,7 +14,10 @@ pub async fn fetch_status(addr: &str) -> Result<StatusReport> {
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
     let response = crate::http::get(addr, "/status", STATUS_TIMEOUT)
         .await
-        .map_err(|message| Error::Unreachable { addr: addr.to_owned(), message })?;
+        .map_err(|message| Error::Unreachable {
+            addr: addr.to_owned(),
+            message,
+        })?;
     if response.status != 200 {
         return Err(Error::BadAnswer {
             addr: addr.to_owned(),

@@ -38,10 +38,11 @@ pub const SDXL_DEFAULT_PORT: u16 = 7859;
 
 /// Loading SDXL weights from a cold disk and initialising CUDA takes minutes, not seconds.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// Time for an in-flight job to finish or hand its lease back before SIGKILL.
-const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(30);
+/// Time for an in-flight job to finish or hand its lease back before SIGKILL: longer than
+/// the SDXL worker's own grace (`EASEL_SHUTDOWN_GRACE_SECS`, 60 s) plus its callback flush.
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(90);
 /// Longer than the default stop grace, so a graceful stop is never cut short by default.
-const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 /// `describe --json` and check commands do no model loading; a minute is generous.
 const DEFAULT_PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a starting worker's readiness is probed: fast enough not to delay the next
@@ -92,8 +93,9 @@ pub struct Config {
     /// Settings of the orchestrator itself.
     #[serde(default)]
     pub orchestrator: OrchestratorConfig,
-    /// The supervised workers, as `[[workers]]` tables.
-    #[serde(default)]
+    /// The supervised workers, as `[[workers]]` tables. A file without any runs the
+    /// embedded default (one SDXL worker); `workers = []` runs none.
+    #[serde(default = "default_workers")]
     pub workers: Vec<WorkerConfig>,
     /// `[worker]`: settings of the worker runtime itself (queue, storage, model), read by
     /// `easel worker` from the same file; the orchestrator only notices when they change.
@@ -201,7 +203,12 @@ pub struct ReadinessConfig {
 
 impl Default for ReadinessConfig {
     fn default() -> Self {
-        Self { http: None, command: None, alive_for: None, interval: DEFAULT_READY_INTERVAL }
+        Self {
+            http: None,
+            command: None,
+            alive_for: None,
+            interval: DEFAULT_READY_INTERVAL,
+        }
     }
 }
 
@@ -309,8 +316,10 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::ConfigRead { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml(&text, Origin::File(path.to_owned()))
     }
 
@@ -318,9 +327,7 @@ impl Config {
     pub fn discover(explicit: Option<&Path>) -> Result<Self> {
         match explicit {
             Some(path) => Self::load(path),
-            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
-                Self::load(Path::new(DEFAULT_CONFIG_FILE))
-            }
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => Self::load(Path::new(DEFAULT_CONFIG_FILE)),
             None => Self::embedded(),
         }
     }
@@ -362,8 +369,10 @@ impl Config {
 
     /// Checks what serde cannot: uniqueness, exclusive keys, ranges.
     pub fn validate(&self) -> Result<()> {
-        let invalid =
-            |message: String| Error::ConfigInvalid { origin: self.origin.to_string(), message };
+        let invalid = |message: String| Error::ConfigInvalid {
+            origin: self.origin.to_string(),
+            message,
+        };
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut ports: HashMap<u16, String> = HashMap::new();
         ports.insert(self.orchestrator.listen.port(), "[orchestrator] listen".to_owned());
@@ -406,7 +415,9 @@ impl WorkerConfig {
                 return Err(format!("env key {key:?} is not a valid variable name"));
             }
             if key == "WORKER_PORT" {
-                return Err("env sets WORKER_PORT: set `port = ...` instead (the orchestrator passes it and probes it)".into());
+                return Err(
+                    "env sets WORKER_PORT: set `port = ...` instead (the orchestrator passes it and probes it)".into(),
+                );
             }
         }
         Ok(())
@@ -437,7 +448,9 @@ impl WorkerConfig {
         }
         if let Some(path) = &r.http {
             if !path.starts_with('/') {
-                return Err(format!("readiness.http = {path:?} must be a path starting with '/', like \"/readyz\""));
+                return Err(format!(
+                    "readiness.http = {path:?} must be a path starting with '/', like \"/readyz\""
+                ));
             }
         }
         if let Some(command) = &r.command {
@@ -458,11 +471,17 @@ impl WorkerConfig {
     /// How the worker is started.
     pub fn launch(&self) -> Launch {
         match (&self.kind, &self.command) {
-            (Some(kind), _) => Launch::Builtin { kind: kind.clone(), args: self.args.clone() },
+            (Some(kind), _) => Launch::Builtin {
+                kind: kind.clone(),
+                args: self.args.clone(),
+            },
             (None, command) => {
                 let mut parts = command.clone().unwrap_or_default().into_iter();
                 let program = parts.next().unwrap_or_default();
-                Launch::External { program, args: parts.collect() }
+                Launch::External {
+                    program,
+                    args: parts.collect(),
+                }
             }
         }
     }
@@ -494,7 +513,10 @@ impl WorkerConfig {
 impl RestartConfig {
     fn validate(&self) -> Result<(), String> {
         if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
-            return Err(format!("restart.multiplier = {} must be at least 1.0 (2.0 doubles each delay)", self.multiplier));
+            return Err(format!(
+                "restart.multiplier = {} must be at least 1.0 (2.0 doubles each delay)",
+                self.multiplier
+            ));
         }
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(format!("restart.jitter = {} must be in [0, 1), e.g. 0.2", self.jitter));
@@ -523,8 +545,15 @@ fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn default_workers() -> Vec<WorkerConfig> {
+    // The embedded TOML has `[[workers]]`, so this does not recurse; a unit test parses it.
+    toml::from_str::<Config>(DEFAULT_CONFIG_TOML).map(|c| c.workers).unwrap_or_default()
+}
+
 fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7870)))
+    DEFAULT_LISTEN
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7870)))
 }
 fn default_shutdown_timeout() -> Duration {
     DEFAULT_SHUTDOWN_TIMEOUT
@@ -592,8 +621,20 @@ mod tests {
         let config = Config::embedded().unwrap();
         assert_eq!(config.workers.len(), 1);
         let sdxl = &config.workers[0];
-        assert_eq!(sdxl.launch(), Launch::Builtin { kind: "sdxl".into(), args: vec![] });
-        assert_eq!(sdxl.ready_check(), ReadyCheck::Http { port: 7859, path: "/readyz".into() });
+        assert_eq!(
+            sdxl.launch(),
+            Launch::Builtin {
+                kind: "sdxl".into(),
+                args: vec![]
+            }
+        );
+        assert_eq!(
+            sdxl.ready_check(),
+            ReadyCheck::Http {
+                port: 7859,
+                path: "/readyz".into()
+            }
+        );
         assert_eq!(sdxl.start_timeout, DEFAULT_START_TIMEOUT);
         assert_eq!(sdxl.restart.fatal_exit_codes, vec![78]);
         assert_eq!(config.orchestrator.listen.to_string(), DEFAULT_LISTEN);
@@ -638,7 +679,13 @@ mod tests {
                 args: vec!["wan_worker.py".into(), "--queue".into(), "wan_queue".into()]
             }
         );
-        assert_eq!(video.ready_check(), ReadyCheck::Http { port: 7860, path: "/health".into() });
+        assert_eq!(
+            video.ready_check(),
+            ReadyCheck::Http {
+                port: 7860,
+                path: "/health".into()
+            }
+        );
         assert_eq!(video.stop_grace, Duration::from_secs(45));
         assert_eq!(video.restart.max_failures, 3);
         assert_eq!(video.restart.multiplier, DEFAULT_MULTIPLIER);
@@ -656,17 +703,25 @@ mod tests {
     #[test]
     fn a_bad_duration_is_named_with_an_example() {
         let message = err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\nstop_grace = \"10 sec\"\n");
-        assert!(message.contains("\"10 sec\"") && message.contains("line 4"), "{message}");
+        assert!(
+            message.contains("\"10 sec\"") && message.contains("line 4"),
+            "{message}"
+        );
     }
 
     #[test]
     fn duplicate_names_and_ports_are_rejected() {
-        let message = err(
-            "[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n[[workers]]\nname = \"a\"\nkind = \"sdxl\"\nport = 1\n",
+        let message =
+            err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n[[workers]]\nname = \"a\"\nkind = \"sdxl\"\nport = 1\n");
+        assert!(
+            message.contains("#2") && message.contains("already used by [[workers]] #1"),
+            "{message}"
         );
-        assert!(message.contains("#2") && message.contains("already used by [[workers]] #1"), "{message}");
         let message = err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n[[workers]]\nname = \"b\"\nkind = \"sdxl\"\n");
-        assert!(message.contains("port = 7859 is already used by worker \"a\""), "{message}");
+        assert!(
+            message.contains("port = 7859 is already used by worker \"a\""),
+            "{message}"
+        );
         let message = err("[orchestrator]\nlisten = \"127.0.0.1:7859\"\n[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n");
         assert!(message.contains("[orchestrator] listen"), "{message}");
     }
@@ -676,7 +731,10 @@ mod tests {
         let message = err("[[workers]]\nname = \"a\"\nkind = \"sdxl\"\ncommand = [\"x\"]\n");
         assert!(message.contains("not both"), "{message}");
         let message = err("[[workers]]\nname = \"a\"\nport = 1\n");
-        assert!(message.contains("kind = \\\"sdxl\\\"") || message.contains("kind = \"sdxl\""), "{message}");
+        assert!(
+            message.contains("kind = \\\"sdxl\\\"") || message.contains("kind = \"sdxl\""),
+            "{message}"
+        );
         let message = err("[[workers]]\nname = \"a\"\ncommand = []\nport = 1\n");
         assert!(message.contains("`command` is empty"), "{message}");
     }
@@ -686,7 +744,10 @@ mod tests {
         let message = err("[[workers]]\nname = \"a\"\ncommand = [\"x\"]\n");
         assert!(message.contains("alive_for"), "{message}");
         let ok = parse("[[workers]]\nname = \"a\"\ncommand = [\"x\"]\nreadiness = { alive_for = \"2s\" }\n").unwrap();
-        assert_eq!(ok.workers[0].ready_check(), ReadyCheck::AliveFor(Duration::from_secs(2)));
+        assert_eq!(
+            ok.workers[0].ready_check(),
+            ReadyCheck::AliveFor(Duration::from_secs(2))
+        );
         let message = err("[[workers]]\nname = \"a\"\ncommand = [\"x\"]\nport = 1\nreadiness = { http = \"/a\", alive_for = \"2s\" }\n");
         assert!(message.contains("only one"), "{message}");
     }
@@ -704,12 +765,32 @@ mod tests {
     #[test]
     fn the_worker_runtimes_own_table_shares_the_file() {
         let config = parse(
-            "[worker]\nqueue_url = \"redis://localhost\"\npoll_ms = 5\n\n[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\n",
+            "[worker]\nqueue_url = \"redis://localhost\"\npoll_ms = 5\n\n[[workers]]\nname = \"a\"\nkind = \"sdxl\"\n",
         )
         .unwrap();
-        assert_eq!(config.workers.len(), 1);
+        assert_eq!(config.workers[0].name, "a");
         let runtime = config.worker_runtime.unwrap();
         assert_eq!(runtime.get("poll_ms").and_then(|v| v.as_integer()), Some(5));
+    }
+
+    #[test]
+    fn a_file_without_workers_runs_the_default_sdxl_worker_and_an_empty_list_none() {
+        let config = parse("[worker]\npoll_ms = 5\n[orchestrator]\nshutdown_timeout = \"2m\"\n").unwrap();
+        assert_eq!(config.workers, Config::embedded().unwrap().workers);
+        assert!(parse("workers = []\n").unwrap().workers.is_empty());
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("## Supervising workers: easel up").nth(1).expect("the README section");
+        let example = section.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("a toml example");
+        let config = parse(example).unwrap();
+        let order: Vec<&str> = config.start_order().iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(order, ["sdxl", "video"]);
+        assert_eq!(config.workers[1].ready_check(), ReadyCheck::Http { port: 7860, path: "/health".into() });
+        assert_eq!(config.workers[0].stop_grace, DEFAULT_STOP_GRACE);
+        assert_eq!(config.workers[1].restart, RestartConfig::default());
     }
 
     #[test]

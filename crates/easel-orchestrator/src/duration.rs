@@ -10,7 +10,9 @@ use serde::de::{self, Deserializer, Visitor};
 /// Parses `"250ms"`, `"1.5s"`, `"10m"`, `"2h"` or `"30"` (seconds).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad(text))?;
     let seconds = match unit.trim() {
@@ -33,7 +35,7 @@ pub fn format(d: Duration) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
-    if ms % 1000 != 0 {
+    if d.subsec_millis() != 0 {
         return format!("{:.1}s", d.as_secs_f64());
     }
     let s = d.as_secs();
@@ -60,9 +62,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
 }
 
 /// `#[serde(default, deserialize_with = "duration::deserialize_some")]` for optional fields.
-pub fn deserialize_some<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
+pub fn deserialize_some<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     deserialize(deserializer).map(Some)
 }
 
@@ -80,7 +80,9 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-        u64::try_from(v).map(Duration::from_secs).map_err(|_| E::custom(bad(&v.to_string())))
+        u64::try_from(v)
+            .map(Duration::from_secs)
+            .map_err(|_| E::custom(bad(&v.to_string())))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {

@@ -30,12 +30,21 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Response, 
 }
 
 async fn exchange(addr: &str, path: &str) -> Result<Response, String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("cannot send the request: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut raw = Vec::new();
     let limit = u64::try_from(MAX_RESPONSE_BYTES + 1).unwrap_or(u64::MAX);
-    (&mut stream).take(limit).read_to_end(&mut raw).await.map_err(|e| format!("cannot read the answer: {e}"))?;
+    (&mut stream)
+        .take(limit)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
     if raw.len() > MAX_RESPONSE_BYTES {
         return Err(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"));
     }
@@ -44,7 +53,10 @@ async fn exchange(addr: &str, path: &str) -> Result<Response, String> {
 
 /// Parses a complete HTTP/1.x response.
 fn parse(raw: &[u8]) -> Result<Response, String> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the answer is not HTTP (no header end)")?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the answer is not HTTP (no header end)")?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let body = &raw[split + 4..];
     let mut lines = head.split("\r\n");
@@ -60,13 +72,19 @@ fn parse(raw: &[u8]) -> Result<Response, String> {
         lower.starts_with("transfer-encoding:") && lower.contains("chunked")
     });
     let body = if chunked { dechunk(body)? } else { body.to_vec() };
-    Ok(Response { status, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(Response {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let end = data.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunked body")?;
+        let end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunked body")?;
         let size_text = String::from_utf8_lossy(&data[..end]);
         let size_hex = size_text.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_hex:?}"))?;
@@ -87,12 +105,19 @@ mod tests {
     #[test]
     fn parses_a_plain_response() {
         let r = parse(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\nloading\n").unwrap();
-        assert_eq!(r, Response { status: 503, body: "loading\n".into() });
+        assert_eq!(
+            r,
+            Response {
+                status: 503,
+                body: "loading\n".into()
+            }
+        );
     }
 
     #[test]
     fn parses_a_chunked_response() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n").unwrap();
+        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n")
+            .unwrap();
         assert_eq!(r.body, "abcde");
     }
 

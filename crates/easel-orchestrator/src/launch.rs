@@ -47,7 +47,10 @@ impl Launcher {
             crate::config::Origin::File(path) => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             crate::config::Origin::Embedded => None,
         };
-        Self { worker_bin: resolve_worker_bin(config.orchestrator.worker_bin.as_deref()), config_file }
+        Self {
+            worker_bin: resolve_worker_bin(config.orchestrator.worker_bin.as_deref()),
+            config_file,
+        }
     }
 }
 
@@ -108,7 +111,10 @@ pub(crate) fn environment(worker: &WorkerConfig) -> Vec<(String, String)> {
 
 /// The command line as shown to people (status, errors).
 pub(crate) fn display_line(program: &Path, args: &[String]) -> String {
-    std::iter::once(program.display().to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ")
+    std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn configured(mut cmd: tokio::process::Command, worker: &WorkerConfig) -> tokio::process::Command {
@@ -132,7 +138,10 @@ mod tests {
     fn a_builtin_kind_runs_as_easel_worker_kind_run() {
         let w = worker("[[workers]]\nname = \"s\"\nkind = \"sdxl\"\nargs = [\"--device\", \"cuda\"]\n");
         let (program, args) = run_line(&w, Path::new("/opt/easel"));
-        assert_eq!(display_line(&program, &args), "/opt/easel worker sdxl run --device cuda");
+        assert_eq!(
+            display_line(&program, &args),
+            "/opt/easel worker sdxl run --device cuda"
+        );
     }
 
     #[test]

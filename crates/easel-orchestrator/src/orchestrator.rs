@@ -82,7 +82,12 @@ impl Orchestrator {
             reloads: reloads_tx,
             force: CancellationToken::new(),
         });
-        Self { config, sink: Arc::new(StdioSink), shared, reloads }
+        Self {
+            config,
+            sink: Arc::new(StdioSink),
+            shared,
+            reloads,
+        }
     }
 
     /// Sends workers' output lines to `sink` instead of stdout/stderr.
@@ -98,19 +103,24 @@ impl Orchestrator {
 
     /// A handle that stays valid while and after it runs.
     pub fn handle(&self) -> Handle {
-        Handle { shared: Arc::clone(&self.shared) }
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Runs until `shutdown` is cancelled, then stops every worker; `Ok` after a clean stop.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let watchdog = Arc::new(Watchdog::start().map_err(Error::Watchdog)?);
         let listen = self.config.orchestrator.listen;
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Listen { addr: listen, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Listen { addr: listen, source })?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| Error::Listen { addr: listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Listen { addr: listen, source })?;
         let _ = self.shared.listen.set(addr);
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(crate::server::serve(listener, self.handle(), server_stop.clone()));
-        let watchdog = Arc::new(Watchdog::start().map_err(Error::Watchdog)?);
         tracing::info!("orchestrator listening on http://{addr} (/status, /metrics, /livez, /readyz)");
 
         let mut runner = Runner::new(self.config, self.sink, Arc::clone(&watchdog), Arc::clone(&self.shared));
@@ -134,10 +144,12 @@ impl Handle {
     pub fn status(&self) -> StatusReport {
         let now = Instant::now();
         let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-        let workers: Vec<WorkerReport> =
-            view.iter().map(|e| WorkerReport::new(&e.identity, &e.status.borrow(), now)).collect();
-        let ready = self.shared.startup_done.load(Ordering::SeqCst)
-            && workers.iter().all(|w| w.state == WorkerState::Running);
+        let workers: Vec<WorkerReport> = view
+            .iter()
+            .map(|e| WorkerReport::new(&e.identity, &e.status.borrow(), now))
+            .collect();
+        let ready =
+            self.shared.startup_done.load(Ordering::SeqCst) && workers.iter().all(|w| w.state == WorkerState::Running);
         StatusReport {
             orchestrator: OrchestratorReport {
                 pid: std::process::id(),
@@ -187,7 +199,13 @@ impl Entry {
             priority: config.priority,
         };
         let (tx, status) = watch::channel(Snapshot::new(WorkerState::Pending, None));
-        Self { config, identity, status, unstarted: Some(tx), supervisor: None }
+        Self {
+            config,
+            identity,
+            status,
+            unstarted: Some(tx),
+            supervisor: None,
+        }
     }
 
     fn state(&self) -> WorkerState {
@@ -207,8 +225,19 @@ struct Runner {
 
 impl Runner {
     fn new(config: Config, sink: Arc<dyn LineSink>, watchdog: Arc<Watchdog>, shared: Arc<Shared>) -> Self {
-        let ctx = Arc::new(Context { sink, watchdog, launcher: launch::Launcher::for_config(&config) });
-        Self { config, ctx, shared, entries: Vec::new(), queue: VecDeque::new(), gate: None }
+        let ctx = Arc::new(Context {
+            sink,
+            watchdog,
+            launcher: launch::Launcher::for_config(&config),
+        });
+        Self {
+            config,
+            ctx,
+            shared,
+            entries: Vec::new(),
+            queue: VecDeque::new(),
+            gate: None,
+        }
     }
 
     async fn event_loop(&mut self, mut reloads: mpsc::UnboundedReceiver<Config>, shutdown: &CancellationToken) {
@@ -226,7 +255,8 @@ impl Runner {
     async fn admit(&mut self, workers: Vec<WorkerConfig>) {
         let timeout = self.config.orchestrator.preflight_timeout;
         for worker in &workers {
-            self.entries.push(Entry::new(worker.clone(), &self.ctx.launcher.worker_bin));
+            self.entries
+                .push(Entry::new(worker.clone(), &self.ctx.launcher.worker_bin));
         }
         self.order();
         for worker in workers {
@@ -276,8 +306,8 @@ impl Runner {
             tracing::warn!("[orchestrator] listen changed: it takes effect when `easel up` restarts");
         }
         let wanted: Vec<WorkerConfig> = new.start_order().into_iter().cloned().collect();
-        let launch_changed = launch::Launcher::for_config(&new) != self.ctx.launcher
-            || new.worker_runtime != self.config.worker_runtime;
+        let launch_changed =
+            launch::Launcher::for_config(&new) != self.ctx.launcher || new.worker_runtime != self.config.worker_runtime;
         let mut stop = Vec::new();
         let mut admit = Vec::new();
         for entry in &self.entries {
@@ -291,8 +321,17 @@ impl Runner {
                 Some(_) => {}
             }
         }
-        admit.extend(wanted.iter().filter(|w| !self.entries.iter().any(|e| e.config.name == w.name)).cloned());
-        tracing::info!("reload: stopping [{}], starting [{}]", stop.join(", "), names(&admit).join(", "));
+        admit.extend(
+            wanted
+                .iter()
+                .filter(|w| !self.entries.iter().any(|e| e.config.name == w.name))
+                .cloned(),
+        );
+        tracing::info!(
+            "reload: stopping [{}], starting [{}]",
+            stop.join(", "),
+            names(&admit).join(", ")
+        );
         self.remove(&stop).await;
         self.config = new;
         *self.shared.origin.lock().unwrap_or_else(|p| p.into_inner()) = self.config.origin.to_string();
@@ -327,21 +366,37 @@ impl Runner {
         for entry in &mut self.entries {
             if let Some(tx) = entry.unstarted.take() {
                 if entry.state() == WorkerState::Pending {
-                    tx.send_replace(Snapshot::new(WorkerState::Stopped, Some("not started: shutting down".into())));
+                    tx.send_replace(Snapshot::new(
+                        WorkerState::Stopped,
+                        Some("not started: shutting down".into()),
+                    ));
                 }
             }
         }
         let handles: Vec<supervisor::Handle> = self.entries.iter_mut().filter_map(|e| e.supervisor.take()).collect();
         let timeout = self.config.orchestrator.shutdown_timeout;
-        tracing::info!("stopping {} worker(s), allowing up to {}", handles.len(), Human(timeout));
+        tracing::info!(
+            "stopping {} worker(s), allowing up to {}",
+            handles.len(),
+            Human(timeout)
+        );
         stop_supervisors(handles, timeout, &self.shared.force).await;
     }
 
     /// Entries in start order (priority, then config file order).
     fn order(&mut self) {
-        let position = |name: &str| self.config.workers.iter().position(|w| w.name == name).unwrap_or(usize::MAX);
-        let mut keyed: Vec<(i64, usize, Entry)> =
-            self.entries.drain(..).map(|e| (e.config.priority, position(&e.config.name), e)).collect();
+        let position = |name: &str| {
+            self.config
+                .workers
+                .iter()
+                .position(|w| w.name == name)
+                .unwrap_or(usize::MAX)
+        };
+        let mut keyed: Vec<(i64, usize, Entry)> = self
+            .entries
+            .drain(..)
+            .map(|e| (e.config.priority, position(&e.config.name), e))
+            .collect();
         keyed.sort_by_key(|(priority, index, _)| (*priority, *index));
         self.entries = keyed.into_iter().map(|(_, _, e)| e).collect();
         let mut queue: Vec<String> = self.queue.drain(..).collect();
@@ -357,7 +412,10 @@ impl Runner {
         let view = self
             .entries
             .iter()
-            .map(|e| ViewEntry { identity: e.identity.clone(), status: e.status.clone() })
+            .map(|e| ViewEntry {
+                identity: e.identity.clone(),
+                status: e.status.clone(),
+            })
             .collect();
         *self.shared.view.write().unwrap_or_else(|p| p.into_inner()) = view;
     }

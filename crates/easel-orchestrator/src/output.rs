@@ -103,11 +103,7 @@ where
 async fn read_lines<R: AsyncRead + Unpin>(reader: R, mut on_line: impl FnMut(&str)) {
     let mut reader = BufReader::new(reader);
     let mut line: Vec<u8> = Vec::new();
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
-            Err(_) => break,
-        };
+    while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }

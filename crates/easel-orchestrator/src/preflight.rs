@@ -51,7 +51,11 @@ pub(crate) async fn check(worker: &WorkerConfig, launcher: &Launcher, timeout: D
     match worker.launch() {
         Launch::Builtin { kind, .. } => check_builtin(worker, &kind, launcher, timeout).await?,
         Launch::External { program, .. } => {
-            process::find_program(&program, worker.cwd.as_deref(), worker.env.get("PATH").map(String::as_str))?;
+            process::find_program(
+                &program,
+                worker.cwd.as_deref(),
+                worker.env.get("PATH").map(String::as_str),
+            )?;
         }
     }
     if let Some(argv) = &worker.check {
@@ -60,7 +64,12 @@ pub(crate) async fn check(worker: &WorkerConfig, launcher: &Launcher, timeout: D
     Ok(())
 }
 
-async fn check_builtin(worker: &WorkerConfig, kind: &str, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
+async fn check_builtin(
+    worker: &WorkerConfig,
+    kind: &str,
+    launcher: &Launcher,
+    timeout: Duration,
+) -> Result<(), String> {
     let worker_bin = &launcher.worker_bin;
     if !BUILTIN_KINDS.contains(&kind) {
         return Err(format!(
@@ -70,7 +79,10 @@ async fn check_builtin(worker: &WorkerConfig, kind: &str, launcher: &Launcher, t
     }
     let bin_text = worker_bin.to_string_lossy();
     process::find_program(&bin_text, None, None).map_err(|e| {
-        format!("the worker executable cannot run: {e} (set [orchestrator] worker_bin or {})", launch::WORKER_BIN_ENV)
+        format!(
+            "the worker executable cannot run: {e} (set [orchestrator] worker_bin or {})",
+            launch::WORKER_BIN_ENV
+        )
     })?;
     let shown = format!("`{} worker {kind} describe --json`", worker_bin.display());
     let output = process::run_bounded(launch::describe_command(worker, kind, launcher), timeout)
@@ -93,8 +105,11 @@ fn verify_describe(describe: &Describe, kind: &str) -> Result<(), String> {
     if describe.kind != kind {
         return Err(format!("describes kind {:?}, not {kind:?}", describe.kind));
     }
-    let missing: Vec<&str> =
-        REQUIRED_ENTRY_POINTS.iter().copied().filter(|e| !describe.entry_points.iter().any(|have| have == e)).collect();
+    let missing: Vec<&str> = REQUIRED_ENTRY_POINTS
+        .iter()
+        .copied()
+        .filter(|e| !describe.entry_points.iter().any(|have| have == e))
+        .collect();
     if !missing.is_empty() {
         return Err(format!(
             "lists entry points [{}]: missing {} (every worker must answer to {})",
@@ -117,15 +132,29 @@ fn verify_describe(describe: &Describe, kind: &str) -> Result<(), String> {
 async fn check_command(worker: &WorkerConfig, argv: &[String], timeout: Duration) -> Result<(), String> {
     let shown = format!("check `{}`", argv.join(" "));
     let program = argv.first().map(String::as_str).unwrap_or_default();
-    process::find_program(program, worker.cwd.as_deref(), worker.env.get("PATH").map(String::as_str))
-        .map_err(|e| format!("{shown}: {e}"))?;
+    process::find_program(
+        program,
+        worker.cwd.as_deref(),
+        worker.env.get("PATH").map(String::as_str),
+    )
+    .map_err(|e| format!("{shown}: {e}"))?;
     let cmd = launch::aux_command(worker, argv).ok_or_else(|| format!("{shown}: empty command"))?;
-    let output = process::run_bounded(cmd, timeout).await.map_err(|e| format!("{shown}: {e}"))?;
+    let output = process::run_bounded(cmd, timeout)
+        .await
+        .map_err(|e| format!("{shown}: {e}"))?;
     if output.status.success() {
         return Ok(());
     }
-    let detail = if output.stderr.is_empty() { &output.stdout } else { &output.stderr };
-    Err(format!("{shown} {}{}", crate::restart::ExitInfo::from_status(output.status), last_line(detail)))
+    let detail = if output.stderr.is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    Err(format!(
+        "{shown} {}{}",
+        crate::restart::ExitInfo::from_status(output.status),
+        last_line(detail)
+    ))
 }
 
 /// `": <last non-empty line>"` of a command's output, or nothing.

@@ -4,6 +4,10 @@
 //! orchestrator dies (`PR_SET_PDEATHSIG`). The [`crate::watchdog`] covers what that
 //! misses (grandchildren, other Unixes).
 //!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that spawned the child ends, so spawns must
+//! happen on threads that live as long as the orchestrator (the runtime's own threads do;
+//! never `spawn_blocking`).
+//!
 //! Liveness of a group is read from `/proc`, not from `kill(-pgid, 0)`: where PID 1 does
 //! not reap orphans (containers, micro-VMs), dead members linger as zombies and `kill`
 //! would call them alive.
@@ -46,7 +50,10 @@ pub(crate) async fn run_bounded(
             if let Some(pgid) = pgid {
                 let _ = signal_group(pgid, Signal::KILL);
             }
-            Err(format!("still running after {}; killed", crate::duration::Human(timeout)))
+            Err(format!(
+                "still running after {}; killed",
+                crate::duration::Human(timeout)
+            ))
         }
     }
 }
@@ -65,11 +72,17 @@ fn die_with_parent(parent: Pid) -> io::Result<()> {
 /// Sends `signal` to the process group `pgid`. `Ok(false)`: the group no longer exists.
 pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<bool> {
     let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid process group {pgid}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid process group {pgid}"),
+        ));
     };
     if pid.is_init() {
         // kill(-1, ...) would signal every process we may signal: never.
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal process group 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal process group 1",
+        ));
     }
     match rustix::process::kill_process_group(pid, signal) {
         Ok(()) => Ok(true),
@@ -84,10 +97,14 @@ pub(crate) fn group_alive(pgid: u32) -> bool {
     {
         if let Ok(entries) = std::fs::read_dir("/proc") {
             return entries.flatten().any(|entry| {
-                let stat = entry.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).and_then(
-                    |pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok(),
-                );
-                stat.as_deref().and_then(parse_stat).is_some_and(|(state, pgrp)| pgrp == pgid && !is_dead(state))
+                let stat = entry
+                    .file_name()
+                    .to_str()
+                    .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok());
+                stat.as_deref()
+                    .and_then(parse_stat)
+                    .is_some_and(|(state, pgrp)| pgrp == pgid && !is_dead(state))
             });
         }
     }
@@ -106,7 +123,10 @@ pub fn process_alive(pid: u32) -> bool {
             .and_then(parse_stat)
             .is_some_and(|(state, _)| !is_dead(state));
     }
-    i32::try_from(pid).ok().and_then(Pid::from_raw).is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 fn is_dead(state: char) -> bool {
@@ -142,15 +162,22 @@ pub(crate) fn find_program(program: &str, cwd: Option<&Path>, path_var: Option<&
         return if is_executable(&path) {
             Ok(path)
         } else if path.exists() {
-            Err(format!("{} is not an executable file (chmod +x it, or run it through its interpreter)", path.display()))
+            Err(format!(
+                "{} is not an executable file (chmod +x it, or run it through its interpreter)",
+                path.display()
+            ))
         } else {
             Err(format!("{} does not exist", path.display()))
         };
     }
-    let path_var = path_var.map(str::to_owned).or_else(|| std::env::var("PATH").ok()).unwrap_or_default();
-    std::env::split_paths(&path_var).map(|dir| dir.join(program)).find(|p| is_executable(p)).ok_or_else(|| {
-        format!("program {program:?} not found in PATH (install it, or give its full path)")
-    })
+    let path_var = path_var
+        .map(str::to_owned)
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| format!("program {program:?} not found in PATH (install it, or give its full path)"))
 }
 
 fn is_executable(path: &Path) -> bool {

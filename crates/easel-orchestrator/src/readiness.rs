@@ -50,7 +50,10 @@ pub(crate) async fn probe(worker: &WorkerConfig, check: &ReadyCheck) -> Result<(
             let output = process::run_bounded(cmd, PROBE_TIMEOUT).await?;
             match output.status.success() {
                 true => Ok(()),
-                false => Err(format!("readiness command {}", crate::restart::ExitInfo::from_status(output.status))),
+                false => Err(format!(
+                    "readiness command {}",
+                    crate::restart::ExitInfo::from_status(output.status)
+                )),
             }
         }
         ReadyCheck::AliveFor(_) => Ok(()),

@@ -30,7 +30,10 @@ impl ExitInfo {
     /// From the standard library's status.
     pub fn from_status(status: std::process::ExitStatus) -> Self {
         use std::os::unix::process::ExitStatusExt;
-        Self { code: status.code(), signal: status.signal() }
+        Self {
+            code: status.code(),
+            signal: status.signal(),
+        }
     }
 
     /// Exit code 0.
@@ -127,7 +130,11 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// A tracker with no failures yet.
     pub fn new(config: RestartConfig) -> Self {
-        Self { config, consecutive: 0, window: VecDeque::new() }
+        Self {
+            config,
+            consecutive: 0,
+            window: VecDeque::new(),
+        }
     }
 
     /// Decides what follows `failure` at `now`; `random` in [0, 1) draws the jitter.
@@ -136,7 +143,11 @@ impl RestartTracker {
             return verdict;
         }
         self.window.push_back(now);
-        while self.window.front().is_some_and(|t| now.duration_since(*t) > self.config.failure_window) {
+        while self
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.config.failure_window)
+        {
             self.window.pop_front();
         }
         let count = self.window.len();
@@ -181,7 +192,10 @@ impl RestartTracker {
         let clean = matches!(failure, Failure::Exited(e) if e.success());
         match (self.config.policy, clean) {
             (RestartPolicy::Never, true) | (RestartPolicy::OnFailure, true) => Some(Verdict::Leave {
-                reason: format!("{failure} on its own; restart policy {:?} leaves it stopped", self.config.policy),
+                reason: format!(
+                    "{failure} on its own; restart policy {:?} leaves it stopped",
+                    self.config.policy
+                ),
             }),
             (RestartPolicy::Never, false) => Some(Verdict::Fatal {
                 reason: format!("{failure}; restart policy never: not restarted"),
@@ -208,7 +222,10 @@ mod tests {
     }
 
     fn crash() -> Failure {
-        Failure::Exited(ExitInfo { code: Some(1), signal: None })
+        Failure::Exited(ExitInfo {
+            code: Some(1),
+            signal: None,
+        })
     }
 
     fn delay(verdict: Verdict) -> Duration {
@@ -235,10 +252,14 @@ mod tests {
 
     #[test]
     fn consecutive_failures_get_growing_delays() {
-        let mut tracker = RestartTracker::new(RestartConfig { max_failures: 100, ..config() });
+        let mut tracker = RestartTracker::new(RestartConfig {
+            max_failures: 100,
+            ..config()
+        });
         let t0 = Instant::now();
-        let delays: Vec<Duration> =
-            (0..4).map(|i| delay(tracker.on_failure(&crash(), t0 + Duration::from_secs(i), 0.99))).collect();
+        let delays: Vec<Duration> = (0..4)
+            .map(|i| delay(tracker.on_failure(&crash(), t0 + Duration::from_secs(i), 0.99)))
+            .collect();
         assert!(delays.windows(2).all(|w| w[1] > w[0]), "{delays:?}");
     }
 
@@ -263,7 +284,9 @@ mod tests {
         let verdict = tracker.on_failure(&crash(), t0 + Duration::from_secs(4), 0.0);
         assert_eq!(
             verdict,
-            Verdict::Fatal { reason: "5 failures within 1m; the last: exited with code 1".into() }
+            Verdict::Fatal {
+                reason: "5 failures within 1m; the last: exited with code 1".into()
+            }
         );
     }
 
@@ -280,38 +303,76 @@ mod tests {
     #[test]
     fn exit_code_78_is_fatal_at_once() {
         let mut tracker = RestartTracker::new(config());
-        let exit = Failure::Exited(ExitInfo { code: Some(78), signal: None });
+        let exit = Failure::Exited(ExitInfo {
+            code: Some(78),
+            signal: None,
+        });
         match tracker.on_failure(&exit, Instant::now(), 0.0) {
-            Verdict::Fatal { reason } => assert!(reason.contains("code 78") && reason.contains("configuration"), "{reason}"),
+            Verdict::Fatal { reason } => assert!(
+                reason.contains("code 78") && reason.contains("configuration"),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn on_failure_policy_leaves_a_clean_exit_stopped_and_restarts_a_crash() {
-        let mut tracker = RestartTracker::new(RestartConfig { policy: RestartPolicy::OnFailure, ..config() });
-        let clean = Failure::Exited(ExitInfo { code: Some(0), signal: None });
-        assert!(matches!(tracker.on_failure(&clean, Instant::now(), 0.0), Verdict::Leave { .. }));
+        let mut tracker = RestartTracker::new(RestartConfig {
+            policy: RestartPolicy::OnFailure,
+            ..config()
+        });
+        let clean = Failure::Exited(ExitInfo {
+            code: Some(0),
+            signal: None,
+        });
+        assert!(matches!(
+            tracker.on_failure(&clean, Instant::now(), 0.0),
+            Verdict::Leave { .. }
+        ));
         delay(tracker.on_failure(&crash(), Instant::now(), 0.0));
     }
 
     #[test]
     fn never_policy_does_not_restart() {
-        let mut tracker = RestartTracker::new(RestartConfig { policy: RestartPolicy::Never, ..config() });
-        assert!(matches!(tracker.on_failure(&crash(), Instant::now(), 0.0), Verdict::Fatal { .. }));
+        let mut tracker = RestartTracker::new(RestartConfig {
+            policy: RestartPolicy::Never,
+            ..config()
+        });
+        assert!(matches!(
+            tracker.on_failure(&crash(), Instant::now(), 0.0),
+            Verdict::Fatal { .. }
+        ));
     }
 
     #[test]
     fn always_policy_restarts_a_clean_exit() {
         let mut tracker = RestartTracker::new(config());
-        let clean = Failure::Exited(ExitInfo { code: Some(0), signal: None });
+        let clean = Failure::Exited(ExitInfo {
+            code: Some(0),
+            signal: None,
+        });
         delay(tracker.on_failure(&clean, Instant::now(), 0.0));
     }
 
     #[test]
     fn exits_read_as_sentences() {
-        assert_eq!(ExitInfo { code: Some(3), signal: None }.to_string(), "exited with code 3");
-        assert_eq!(ExitInfo { code: None, signal: Some(9) }.to_string(), "killed by signal 9 (SIGKILL)");
+        assert_eq!(
+            ExitInfo {
+                code: Some(3),
+                signal: None
+            }
+            .to_string(),
+            "exited with code 3"
+        );
+        assert_eq!(
+            ExitInfo {
+                code: None,
+                signal: Some(9)
+            }
+            .to_string(),
+            "killed by signal 9 (SIGKILL)"
+        );
         assert!(Failure::NotReady(Duration::from_secs(900)).to_string().contains("15m"));
     }
 }

@@ -21,7 +21,10 @@ pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: Cancellat
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(handle);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
         tracing::error!("the /status server stopped: {e}");
     }
 }
@@ -31,7 +34,10 @@ async fn status(State(handle): State<Handle>) -> impl IntoResponse {
 }
 
 async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&handle.status()))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render_metrics(&handle.status()),
+    )
 }
 
 /// The event loop answers, so the process is alive.
@@ -42,7 +48,11 @@ async fn livez() -> &'static str {
 /// 200 once the start order is done and every worker runs; 503 with each state otherwise.
 async fn readyz(State(handle): State<Handle>) -> impl IntoResponse {
     let report = handle.status();
-    let lines: String = report.workers.iter().map(|w| format!("{}: {}\n", w.name, w.state)).collect();
+    let lines: String = report
+        .workers
+        .iter()
+        .map(|w| format!("{}: {}\n", w.name, w.state))
+        .collect();
     if report.orchestrator.ready {
         (StatusCode::OK, format!("ready\n{lines}"))
     } else {

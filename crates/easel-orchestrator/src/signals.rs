@@ -22,7 +22,8 @@ pub async fn run_until_signalled(orchestrator: Orchestrator) -> Result<()> {
         hup: signal(SignalKind::hangup()).map_err(Error::Signals)?,
     };
     let shutdown = CancellationToken::new();
-    let forward = tokio::spawn(listeners.forward(shutdown.clone(), orchestrator.handle(), orchestrator.config().clone()));
+    let forward =
+        tokio::spawn(listeners.forward(shutdown.clone(), orchestrator.handle(), orchestrator.config().clone()));
     let result = orchestrator.run(shutdown).await;
     forward.abort();
     result

@@ -70,7 +70,10 @@ impl WorkerState {
 
     /// No process will run again under this supervisor.
     pub fn is_terminal(self) -> bool {
-        matches!(self, WorkerState::Stopped | WorkerState::Fatal | WorkerState::PreflightFailed)
+        matches!(
+            self,
+            WorkerState::Stopped | WorkerState::Fatal | WorkerState::PreflightFailed
+        )
     }
 
     /// The start order may move on: the worker is ready, or will not become ready.
@@ -137,7 +140,11 @@ mod tests {
     fn terminal_states_are_never_left() {
         for from in [Stopped, Fatal, PreflightFailed] {
             for to in WorkerState::ALL {
-                assert_eq!(transition(from, to), Err(IllegalTransition { from, to }), "{from} → {to}");
+                assert_eq!(
+                    transition(from, to),
+                    Err(IllegalTransition { from, to }),
+                    "{from} → {to}"
+                );
             }
         }
     }

@@ -91,7 +91,15 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     pub(crate) fn new(state: WorkerState, reason: Option<String>) -> Self {
-        Self { state, pid: None, since: None, restarts: 0, last_exit: None, reason, next_start: None }
+        Self {
+            state,
+            pid: None,
+            since: None,
+            restarts: 0,
+            last_exit: None,
+            reason,
+            next_start: None,
+        }
     }
 }
 
@@ -115,7 +123,9 @@ impl WorkerReport {
             pid: snapshot.pid,
             port: identity.port,
             priority: identity.priority,
-            uptime_s: snapshot.since.map(|t| round_ms(now.saturating_duration_since(t).as_secs_f64())),
+            uptime_s: snapshot
+                .since
+                .map(|t| round_ms(now.saturating_duration_since(t).as_secs_f64())),
             restarts: snapshot.restarts,
             last_exit: snapshot.last_exit.map(|(exit, at)| LastExit {
                 code: exit.code,
@@ -124,7 +134,9 @@ impl WorkerReport {
                 at_unix: round_ms(at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)),
             }),
             reason: snapshot.reason.clone(),
-            next_start_in_s: snapshot.next_start.map(|t| round_ms(t.saturating_duration_since(now).as_secs_f64())),
+            next_start_in_s: snapshot
+                .next_start
+                .map(|t| round_ms(t.saturating_duration_since(now).as_secs_f64())),
         }
     }
 }
@@ -137,15 +149,40 @@ fn round_ms(seconds: f64) -> f64 {
 pub fn render_metrics(report: &StatusReport) -> String {
     let mut out = String::new();
     let o = &report.orchestrator;
-    metric(&mut out, "easel_orchestrator_uptime_seconds", "gauge", "Seconds since the orchestrator started.");
+    metric(
+        &mut out,
+        "easel_orchestrator_uptime_seconds",
+        "gauge",
+        "Seconds since the orchestrator started.",
+    );
     let _ = writeln!(out, "easel_orchestrator_uptime_seconds {}", o.uptime_s);
-    metric(&mut out, "easel_orchestrator_ready", "gauge", "1 when every worker is running.");
+    metric(
+        &mut out,
+        "easel_orchestrator_ready",
+        "gauge",
+        "1 when every worker is running.",
+    );
     let _ = writeln!(out, "easel_orchestrator_ready {}", u8::from(o.ready));
-    metric(&mut out, "easel_worker_up", "gauge", "1 when the worker is running (ready).");
+    metric(
+        &mut out,
+        "easel_worker_up",
+        "gauge",
+        "1 when the worker is running (ready).",
+    );
     for w in &report.workers {
-        let _ = writeln!(out, "easel_worker_up{{worker=\"{}\"}} {}", w.name, u8::from(w.state == WorkerState::Running));
+        let _ = writeln!(
+            out,
+            "easel_worker_up{{worker=\"{}\"}} {}",
+            w.name,
+            u8::from(w.state == WorkerState::Running)
+        );
     }
-    metric(&mut out, "easel_worker_state", "gauge", "1 for the worker's current lifecycle state.");
+    metric(
+        &mut out,
+        "easel_worker_state",
+        "gauge",
+        "1 for the worker's current lifecycle state.",
+    );
     for w in &report.workers {
         for state in WorkerState::ALL {
             let _ = writeln!(
@@ -156,13 +193,32 @@ pub fn render_metrics(report: &StatusReport) -> String {
             );
         }
     }
-    metric(&mut out, "easel_worker_restarts_total", "counter", "Restarts of the worker.");
+    metric(
+        &mut out,
+        "easel_worker_restarts_total",
+        "counter",
+        "Restarts of the worker.",
+    );
     for w in &report.workers {
-        let _ = writeln!(out, "easel_worker_restarts_total{{worker=\"{}\"}} {}", w.name, w.restarts);
+        let _ = writeln!(
+            out,
+            "easel_worker_restarts_total{{worker=\"{}\"}} {}",
+            w.name, w.restarts
+        );
     }
-    metric(&mut out, "easel_worker_uptime_seconds", "gauge", "Seconds since the worker's process started.");
+    metric(
+        &mut out,
+        "easel_worker_uptime_seconds",
+        "gauge",
+        "Seconds since the worker's process started.",
+    );
     for w in &report.workers {
-        let _ = writeln!(out, "easel_worker_uptime_seconds{{worker=\"{}\"}} {}", w.name, w.uptime_s.unwrap_or(0.0));
+        let _ = writeln!(
+            out,
+            "easel_worker_uptime_seconds{{worker=\"{}\"}} {}",
+            w.name,
+            w.uptime_s.unwrap_or(0.0)
+        );
     }
     out
 }
@@ -177,7 +233,13 @@ mod tests {
     use std::time::Duration;
 
     fn identity() -> Identity {
-        Identity { name: "sdxl".into(), kind: "sdxl".into(), command: "easel worker sdxl run".into(), port: Some(7859), priority: 1 }
+        Identity {
+            name: "sdxl".into(),
+            kind: "sdxl".into(),
+            command: "easel worker sdxl run".into(),
+            port: Some(7859),
+            priority: 1,
+        }
     }
 
     #[test]
@@ -188,7 +250,13 @@ mod tests {
             pid: None,
             since: None,
             restarts: 2,
-            last_exit: Some((ExitInfo { code: Some(1), signal: None }, UNIX_EPOCH + Duration::from_secs(1_700_000_000))),
+            last_exit: Some((
+                ExitInfo {
+                    code: Some(1),
+                    signal: None,
+                },
+                UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            )),
             reason: Some("exited with code 1; restarting in 2s".into()),
             next_start: Some(now + Duration::from_millis(1500)),
         };

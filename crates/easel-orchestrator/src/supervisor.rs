@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::WorkerConfig;
 use crate::duration::Human;
+use crate::launch::{self, Launcher};
 use crate::output::{self, LineSink, Stream, Tail};
 use crate::process::{self, GroupSignal};
 use crate::readiness;
@@ -27,7 +28,6 @@ use crate::restart::{ExitInfo, Failure, RestartTracker, Verdict};
 use crate::state::{transition, WorkerState};
 use crate::status::Snapshot;
 use crate::watchdog::Watchdog;
-use crate::launch::{self, Launcher};
 
 /// While stopping, how often the process group is checked for survivors.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -131,11 +131,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut events: mpsc::UnboundedReceiver<Event>,
-    ) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut events: mpsc::UnboundedReceiver<Event>) {
         let mut commands_open = true;
         self.start_attempt();
         self.publish();
@@ -216,13 +212,16 @@ impl Supervisor {
         }
         let (program, args) = launch::run_line(&self.config, &self.ctx.launcher.worker_bin);
         let mut cmd = launch::run_command(&self.config, &self.ctx.launcher);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => return self.fail(Failure::SpawnFailed(format!("{}: {e}", program.display()))),
         };
         let Some(pgid) = child.id() else {
-            return self.fail(Failure::SpawnFailed("the process vanished before it was seen".to_owned()));
+            return self.fail(Failure::SpawnFailed(
+                "the process vanished before it was seen".to_owned(),
+            ));
         };
         self.ctx.watchdog.guard(pgid, self.config.stop_grace);
         self.pump_output(&mut child);
@@ -232,7 +231,12 @@ impl Supervisor {
         let prober = readiness::spawn_prober(&self.config, move || {
             let _ = ready_tx.send(Event::Ready { generation });
         });
-        self.attempt = Some(Attempt { generation, pgid, leader_exited: false, prober });
+        self.attempt = Some(Attempt {
+            generation,
+            pgid,
+            leader_exited: false,
+            prober,
+        });
         self.snapshot.pid = Some(pgid);
         self.snapshot.since = Some(Instant::now());
         self.timer = Some((Instant::now() + self.config.start_timeout, Timer::StartDeadline));
@@ -242,10 +246,22 @@ impl Supervisor {
     fn pump_output(&self, child: &mut tokio::process::Child) {
         let sink = || Arc::clone(&self.ctx.sink);
         if let Some(out) = child.stdout.take() {
-            output::pump(out, Arc::clone(&self.name), Stream::Stdout, sink(), Arc::clone(&self.tail));
+            output::pump(
+                out,
+                Arc::clone(&self.name),
+                Stream::Stdout,
+                sink(),
+                Arc::clone(&self.tail),
+            );
         }
         if let Some(err) = child.stderr.take() {
-            output::pump(err, Arc::clone(&self.name), Stream::Stderr, sink(), Arc::clone(&self.tail));
+            output::pump(
+                err,
+                Arc::clone(&self.name),
+                Stream::Stderr,
+                sink(),
+                Arc::clone(&self.tail),
+            );
         }
     }
 
@@ -255,7 +271,10 @@ impl Supervisor {
         tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => ExitInfo::from_status(status),
-                Err(_) => ExitInfo { code: None, signal: None },
+                Err(_) => ExitInfo {
+                    code: None,
+                    signal: None,
+                },
             };
             let _ = events.send(Event::Exited { generation, exit });
         });
@@ -342,14 +361,20 @@ impl Supervisor {
         self.signal(GroupSignal::TERM);
         let grace = self.config.stop_grace;
         tracing::info!(worker.name = %self.name, "stopping: SIGTERM sent, SIGKILL after {}", Human(grace));
-        self.stop = Some(StopPlan { kill_at: Instant::now() + grace, killed_at: None });
+        self.stop = Some(StopPlan {
+            kill_at: Instant::now() + grace,
+            killed_at: None,
+        });
         self.timer = Some((Instant::now() + STOP_POLL, Timer::StopPoll));
     }
 
     /// After a terminal verdict, a process may still be exiting: kill and wait it out.
     fn reap_leftovers(&mut self) {
         if self.attempt.is_some() {
-            self.stop = Some(StopPlan { kill_at: Instant::now(), killed_at: None });
+            self.stop = Some(StopPlan {
+                kill_at: Instant::now(),
+                killed_at: None,
+            });
             self.timer = Some((Instant::now(), Timer::StopPoll));
         }
     }
@@ -385,7 +410,11 @@ impl Supervisor {
             self.signal(GroupSignal::KILL);
             plan.killed_at = Some(now);
         }
-        let next = if plan.killed_at.is_none() { (now + STOP_POLL).min(plan.kill_at) } else { now + STOP_POLL };
+        let next = if plan.killed_at.is_none() {
+            (now + STOP_POLL).min(plan.kill_at)
+        } else {
+            now + STOP_POLL
+        };
         self.stop = Some(plan);
         self.timer = Some((next, Timer::StopPoll));
     }

@@ -51,7 +51,10 @@ impl Watchdog {
             .process_group(0)
             .spawn()?;
         let pipe = child.stdin.take();
-        Ok(Self { pipe: Mutex::new(pipe), child: Mutex::new(Some(child)) })
+        Ok(Self {
+            pipe: Mutex::new(pipe),
+            child: Mutex::new(Some(child)),
+        })
     }
 
     /// From now on, the group `pgid` is killed if the orchestrator dies.
@@ -131,7 +134,10 @@ mod tests {
         watchdog.guard(released.id(), Duration::from_millis(100));
         watchdog.release(released.id());
         drop(watchdog);
-        assert!(wait_until(Duration::from_secs(5), || announced.try_wait().unwrap().is_some()));
+        assert!(wait_until(Duration::from_secs(5), || announced
+            .try_wait()
+            .unwrap()
+            .is_some()));
         assert!(process_alive(released.id()));
         released.kill().unwrap();
         released.wait().unwrap();

@@ -47,7 +47,9 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let env = Self { dir: tempfile::tempdir().unwrap() };
+        let env = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
         let wrapper = format!("#!/bin/sh\nexec python3 {:?} \"$@\"\n", script().display().to_string());
         std::fs::write(env.fake_bin(), wrapper).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -99,7 +101,11 @@ fn script() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The fake worker's event log: `<event> <pid> <unix time>` lines.
@@ -149,7 +155,12 @@ impl Running {
         let handle = orchestrator.handle();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(orchestrator.run(shutdown.clone()));
-        Self { handle, shutdown, task, lines }
+        Self {
+            handle,
+            shutdown,
+            task,
+            lines,
+        }
     }
 
     fn worker(&self, name: &str) -> WorkerReport {
@@ -161,7 +172,13 @@ impl Running {
     }
 
     async fn wait_state(&self, name: &str, state: WorkerState) -> WorkerReport {
-        let reached = || self.handle.status().workers.iter().any(|w| w.name == name && w.state == state);
+        let reached = || {
+            self.handle
+                .status()
+                .workers
+                .iter()
+                .any(|w| w.name == name && w.state == state)
+        };
         eventually(&format!("{name} {state}"), || self.describe(), reached).await;
         self.worker(name)
     }
@@ -170,14 +187,22 @@ impl Running {
     async fn stop(self) -> (Handle, Duration) {
         let began = Instant::now();
         self.shutdown.cancel();
-        let result = tokio::time::timeout(DEADLINE, self.task).await.expect("run returns").expect("no panic");
+        let result = tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("run returns")
+            .expect("no panic");
         result.expect("a clean stop");
         (self.handle, began.elapsed())
     }
 }
 
 fn worker(report: &StatusReport, name: &str) -> WorkerReport {
-    report.workers.iter().find(|w| w.name == name).cloned().unwrap_or_else(|| panic!("no worker {name} in {report:?}"))
+    report
+        .workers
+        .iter()
+        .find(|w| w.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no worker {name} in {report:?}"))
 }
 
 fn fast_restarts(max_failures: u32) -> String {
@@ -202,24 +227,53 @@ async fn a_healthy_builtin_worker_runs_prefixes_its_output_and_stops_cleanly() {
     assert_eq!(env.log("sdxl").pids("start"), [pid]);
     assert_eq!(report.restarts, 0);
     assert_eq!(report.port, Some(port));
-    assert!(report.command.ends_with(&format!("worker sdxl run --log {}", env.log("sdxl").0.display())));
+    assert!(report
+        .command
+        .ends_with(&format!("worker sdxl run --log {}", env.log("sdxl").0.display())));
 
     let lines = running.lines.clone();
-    eventually("prefixed output", || running.describe(), || lines.contains(&format!("[sdxl] hello from {pid}"))).await;
+    eventually(
+        "prefixed output",
+        || running.describe(),
+        || lines.contains(&format!("[sdxl] hello from {pid}")),
+    )
+    .await;
 
     let addr = running.handle.listen_addr().unwrap().to_string();
     let over_http = easel_orchestrator::fetch_status(&addr).await.unwrap();
     assert_eq!(worker(&over_http, "sdxl").state, WorkerState::Running);
     assert!(over_http.orchestrator.ready);
-    let metrics = easel_orchestrator::http::get(&addr, "/metrics", DEADLINE).await.unwrap();
-    assert!(metrics.body.contains("easel_worker_up{worker=\"sdxl\"} 1"), "{}", metrics.body);
-    assert_eq!(easel_orchestrator::http::get(&addr, "/readyz", DEADLINE).await.unwrap().status, 200);
-    assert_eq!(easel_orchestrator::http::get(&addr, "/livez", DEADLINE).await.unwrap().status, 200);
+    let metrics = easel_orchestrator::http::get(&addr, "/metrics", DEADLINE)
+        .await
+        .unwrap();
+    assert!(
+        metrics.body.contains("easel_worker_up{worker=\"sdxl\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        easel_orchestrator::http::get(&addr, "/readyz", DEADLINE)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        easel_orchestrator::http::get(&addr, "/livez", DEADLINE)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 
     let (handle, _) = running.stop().await;
     let report = worker(&handle.status(), "sdxl");
     assert_eq!(report.state, WorkerState::Stopped);
-    assert_eq!(report.last_exit.map(|e| e.code), Some(Some(0)), "SIGTERM handled: exit 0");
+    assert_eq!(
+        report.last_exit.map(|e| e.code),
+        Some(Some(0)),
+        "SIGTERM handled: exit 0"
+    );
     assert_eq!(env.log("sdxl").pids("term"), [pid]);
     assert!(!process_alive(pid));
 }
@@ -238,9 +292,16 @@ async fn a_worker_that_exits_at_startup_goes_fatal_after_max_failures_with_the_r
     let reason = report.reason.clone().unwrap_or_default();
     assert!(reason.contains("3 failures within 1m"), "{reason}");
     assert!(reason.contains("exited with code 3"), "{reason}");
-    assert!(reason.contains("last output: fatal: cannot load the model (exit 3)"), "{reason}");
+    assert!(
+        reason.contains("last output: fatal: cannot load the model (exit 3)"),
+        "{reason}"
+    );
     assert_eq!(report.restarts, 2);
-    assert_eq!(env.log("broken").pids("start").len(), 3, "started exactly max_failures times");
+    assert_eq!(
+        env.log("broken").pids("start").len(),
+        3,
+        "started exactly max_failures times"
+    );
     assert_eq!(report.last_exit.map(|e| e.code), Some(Some(3)));
     running.stop().await;
     assert_eq!(env.log("broken").pids("start").len(), 3, "never started again");
@@ -258,7 +319,10 @@ async fn exit_code_78_is_fatal_at_once() {
     let running = Running::start(config);
     let report = running.wait_state("misconfigured", WorkerState::Fatal).await;
     let reason = report.reason.unwrap_or_default();
-    assert!(reason.contains("code 78") && reason.contains("configuration error"), "{reason}");
+    assert!(
+        reason.contains("code 78") && reason.contains("configuration error"),
+        "{reason}"
+    );
     assert_eq!(env.log("misconfigured").pids("start").len(), 1);
     assert_eq!(report.restarts, 0);
     running.stop().await;
@@ -282,7 +346,10 @@ async fn a_worker_that_crashes_after_a_while_is_restarted_with_growing_delays() 
     let crashes = log.events("crash");
     let delays: Vec<f64> = (0..3).map(|i| starts[i + 1].1 - crashes[i].1).collect();
     assert!(delays.windows(2).all(|d| d[1] > d[0]), "delays grow: {delays:?}");
-    assert!(delays[0] >= 0.08 && delays[1] >= 0.32 && delays[2] >= 1.28, "at least the jittered backoff: {delays:?}");
+    assert!(
+        delays[0] >= 0.08 && delays[1] >= 0.32 && delays[2] >= 1.28,
+        "at least the jittered backoff: {delays:?}"
+    );
     let report = running.worker("flaky");
     assert!(report.restarts >= 3);
     let last = report.last_exit.expect("a last exit");
@@ -325,7 +392,10 @@ async fn a_worker_that_spawns_a_child_takes_the_child_down_when_stopped() {
     assert!(process_alive(child));
     running.stop().await;
     assert!(!process_alive(pid));
-    assert!(!process_alive(child), "the child (which ignores SIGTERM) died with its worker");
+    assert!(
+        !process_alive(child),
+        "the child (which ignores SIGTERM) died with its worker"
+    );
 }
 
 #[tokio::test]
@@ -341,7 +411,10 @@ async fn a_crashed_workers_children_die_before_it_is_restarted() {
     let log = env.log("crasher");
     eventually("a second start", || running.describe(), || log.pids("start").len() >= 2).await;
     let first_child = log.pids("child")[0];
-    assert!(!process_alive(first_child), "no duplicate consumer left from the first run");
+    assert!(
+        !process_alive(first_child),
+        "no duplicate consumer left from the first run"
+    );
     running.stop().await;
 }
 
@@ -360,7 +433,12 @@ async fn a_worker_never_ready_is_killed_at_its_start_timeout_and_counted_as_fail
     assert!(reason.contains("not ready within start_timeout (300ms)"), "{reason}");
     assert_eq!(report.restarts, 1, "two attempts, then FATAL");
     let pids = env.log("slow").pids("start");
-    eventually("killed", || running.describe(), || pids.iter().all(|p| !process_alive(*p))).await;
+    eventually(
+        "killed",
+        || running.describe(),
+        || pids.iter().all(|p| !process_alive(*p)),
+    )
+    .await;
     running.stop().await;
 }
 
@@ -379,7 +457,11 @@ async fn startup_follows_priority_and_waits_for_readiness() {
     running.wait_state("second", WorkerState::Running).await;
     let first = env.log("first").events("start")[0].1;
     let second = env.log("second").events("start")[0].1;
-    assert!(second - first >= 0.7, "second started {:.3}s after first, before it was ready", second - first);
+    assert!(
+        second - first >= 0.7,
+        "second started {:.3}s after first, before it was ready",
+        second - first
+    );
     let names: Vec<String> = running.handle.status().workers.into_iter().map(|w| w.name).collect();
     assert_eq!(names, ["first", "second"], "status lists workers in start order");
     running.stop().await;
@@ -405,13 +487,28 @@ async fn a_worker_failing_preflight_is_reported_and_not_started_while_others_run
     running.wait_state("video", WorkerState::Running).await;
     let reason = |name: &str| running.worker(name).reason.unwrap_or_default();
     assert_eq!(running.worker("old-sdxl").state, WorkerState::PreflightFailed);
-    assert!(reason("old-sdxl").contains("missing serve, launch"), "{}", reason("old-sdxl"));
+    assert!(
+        reason("old-sdxl").contains("missing serve, launch"),
+        "{}",
+        reason("old-sdxl")
+    );
     assert_eq!(running.worker("missing").state, WorkerState::PreflightFailed);
-    assert!(reason("missing").contains("\"no-such-worker-program\" not found in PATH"), "{}", reason("missing"));
+    assert!(
+        reason("missing").contains("\"no-such-worker-program\" not found in PATH"),
+        "{}",
+        reason("missing")
+    );
     assert_eq!(running.worker("checked").state, WorkerState::PreflightFailed);
-    assert!(reason("checked").contains("exited with code 2: CUDA not found"), "{}", reason("checked"));
+    assert!(
+        reason("checked").contains("exited with code 2: CUDA not found"),
+        "{}",
+        reason("checked")
+    );
     assert!(env.log("old-sdxl").pids("start").is_empty() && env.log("checked").pids("start").is_empty());
-    assert!(!running.handle.status().orchestrator.ready, "not ready while workers are missing");
+    assert!(
+        !running.handle.status().orchestrator.ready,
+        "not ready while workers are missing"
+    );
     running.stop().await;
 }
 
@@ -424,7 +521,10 @@ fn orchestrator_child_process() {
     let Some(path) = std::env::var_os(CHILD_CONFIG_ENV) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let result = runtime.block_on(async {
         let config = Config::load(Path::new(&path))?;
         easel_orchestrator::run_until_signalled(Orchestrator::new(config)).await
@@ -447,7 +547,12 @@ impl Child {
         let output = env.path("orchestrator.out");
         let out = std::fs::File::create(&output).unwrap();
         let process = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["orchestrator_child_process", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "orchestrator_child_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_CONFIG_ENV, config_file)
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -481,7 +586,10 @@ impl Child {
             }
             tokio::time::sleep(POLL).await;
         }
-        panic!("timed out waiting for: {what}\nlast status: {last:#?}\norchestrator output:\n{}", self.output());
+        panic!(
+            "timed out waiting for: {what}\nlast status: {last:#?}\norchestrator output:\n{}",
+            self.output()
+        );
     }
 
     async fn wait_exit(&mut self) -> std::process::ExitStatus {
@@ -508,7 +616,12 @@ impl Drop for Child {
 fn all_running<'a>(names: &'a [&'a str]) -> impl Fn(&StatusReport) -> bool + 'a {
     move |report| {
         report.workers.len() == names.len()
-            && names.iter().all(|n| report.workers.iter().any(|w| w.name == *n && w.state == WorkerState::Running))
+            && names.iter().all(|n| {
+                report
+                    .workers
+                    .iter()
+                    .any(|w| w.name == *n && w.state == WorkerState::Running)
+            })
     }
 }
 
@@ -532,8 +645,12 @@ async fn killing_the_orchestrator_with_sigkill_takes_its_workers_and_their_child
 
     orchestrator.signal(Signal::KILL);
     orchestrator.wait_exit().await;
-    eventually("the worker and its child exit", || orchestrator.output(), || !process_alive(pid) && !process_alive(child))
-        .await;
+    eventually(
+        "the worker and its child exit",
+        || orchestrator.output(),
+        || !process_alive(pid) && !process_alive(child),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -543,7 +660,10 @@ async fn sighup_reloads_the_config_and_sigterm_stops_everything_with_exit_0() {
     let file = env.path("easel.toml");
     let (pa, pb, pc, pd) = (free_port(), free_port(), free_port(), free_port());
     let worker_toml = |name: &str, port: u16, extra: &str| {
-        format!("[[workers]]\nname = \"{name}\"\n{}\nport = {port}\nstop_grace = \"2s\"\n{extra}\n", env.command(name, &[]))
+        format!(
+            "[[workers]]\nname = \"{name}\"\n{}\nport = {port}\nstop_grace = \"2s\"\n{extra}\n",
+            env.command(name, &[])
+        )
     };
     let before = [
         worker_toml("kept", pa, ""),
@@ -553,7 +673,9 @@ async fn sighup_reloads_the_config_and_sigterm_stops_everything_with_exit_0() {
     .concat();
     std::fs::write(&file, env.toml(&addr, &before)).unwrap();
     let mut orchestrator = Child::start(&env, &file, addr);
-    let report = orchestrator.wait_status("three running", all_running(&["kept", "removed", "changed"])).await;
+    let report = orchestrator
+        .wait_status("three running", all_running(&["kept", "removed", "changed"]))
+        .await;
     let pid = |report: &StatusReport, name: &str| worker(report, name).pid.unwrap();
     let (kept, removed, changed) = (pid(&report, "kept"), pid(&report, "removed"), pid(&report, "changed"));
 
@@ -573,7 +695,11 @@ async fn sighup_reloads_the_config_and_sigterm_stops_everything_with_exit_0() {
     assert_eq!(pid(&report, "kept"), kept, "an unchanged worker is left alone");
     assert!(!process_alive(removed), "a removed worker is stopped");
     assert!(!process_alive(changed), "a changed worker is restarted");
-    assert_eq!(env.log("removed").pids("term"), [removed], "stopped gracefully (SIGTERM)");
+    assert_eq!(
+        env.log("removed").pids("term"),
+        [removed],
+        "stopped gracefully (SIGTERM)"
+    );
 
     let survivors = [kept, pid(&report, "changed"), pid(&report, "added")];
     orchestrator.signal(Signal::TERM);
@@ -583,5 +709,8 @@ async fn sighup_reloads_the_config_and_sigterm_stops_everything_with_exit_0() {
         assert!(!process_alive(pid), "worker {pid} stopped");
     }
     let output = orchestrator.output();
-    assert!(output.contains("[kept] stopped cleanly"), "prefixed worker output:\n{output}");
+    assert!(
+        output.contains("[kept] stopped cleanly"),
+        "prefixed worker output:\n{output}"
+    );
 }

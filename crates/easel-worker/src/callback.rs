@@ -77,9 +77,26 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier storing in `db` and sending to `target`.
-    pub fn new(db: Db, target: CallbackTarget, secret: Option<Secret>, policy: RetryPolicy, metrics: Arc<Metrics>) -> Self {
-        let http = reqwest::Client::builder().timeout(SEND_TIMEOUT).build().unwrap_or_default();
-        Self { db, target, secret, http, policy, metrics, wake: Notify::new() }
+    pub fn new(
+        db: Db,
+        target: CallbackTarget,
+        secret: Option<Secret>,
+        policy: RetryPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self {
+            db,
+            target,
+            secret,
+            http,
+            policy,
+            metrics,
+            wake: Notify::new(),
+        }
     }
 
     /// Stores a terminal body for `job_id` durably and wakes the delivery loop.
@@ -90,7 +107,9 @@ impl Notifier {
         };
         let job_id = job_id.to_string();
         let sql = "INSERT INTO outbox (job_id, body, target, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)";
-        self.db.call(move |c| c.execute(sql, params![job_id, body, target, now()])).await?;
+        self.db
+            .call(move |c| c.execute(sql, params![job_id, body, target, now()]))
+            .await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -99,7 +118,10 @@ impl Notifier {
     pub async fn has_terminal(&self, job_id: &str) -> Result<bool, CallbackError> {
         let job_id = job_id.to_string();
         let sql = "SELECT 1 FROM outbox WHERE job_id = ?1 LIMIT 1";
-        let found = self.db.call(move |c| c.query_row(sql, params![job_id], |_| Ok(())).optional()).await?;
+        let found = self
+            .db
+            .call(move |c| c.query_row(sql, params![job_id], |_| Ok(())).optional())
+            .await?;
         Ok(found.is_some())
     }
 
@@ -135,13 +157,18 @@ impl Notifier {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         let mut tried = Vec::new();
         while tokio::time::Instant::now() < deadline {
-            let Ok(Some(row)) = self.claim_excluding(&tried).await else { break };
+            let Ok(Some(row)) = self.claim_excluding(&tried).await else {
+                break;
+            };
             tried.push(row.id);
             let _ = tokio::time::timeout_at(deadline, self.attempt(row)).await;
         }
         match self.pending().await {
             Ok(0) => tracing::info!("all callbacks delivered"),
-            Ok(n) => tracing::warn!(pending = n, "callbacks left in the outbox; they are sent on the next start"),
+            Ok(n) => tracing::warn!(
+                pending = n,
+                "callbacks left in the outbox; they are sent on the next start"
+            ),
             Err(e) => tracing::error!(error = %e, "cannot count undelivered callbacks"),
         }
     }
@@ -153,7 +180,11 @@ impl Notifier {
 
     async fn claim_excluding(&self, ids: &[i64]) -> Result<Option<Row>, CallbackError> {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let cond = if ids.is_empty() { String::new() } else { format!("AND id NOT IN ({})", list.join(",")) };
+        let cond = if ids.is_empty() {
+            String::new()
+        } else {
+            format!("AND id NOT IN ({})", list.join(","))
+        };
         self.claim_where(&cond).await
     }
 
@@ -167,7 +198,13 @@ impl Notifier {
         let t = now();
         let row = self.db.call(move |c| {
             c.query_row(&sql, params![t + CLAIM_SECS, t], |r| {
-                Ok(Row { id: r.get(0)?, job_id: r.get(1)?, body: r.get(2)?, target: r.get(3)?, attempts: r.get(4)? })
+                Ok(Row {
+                    id: r.get(0)?,
+                    job_id: r.get(1)?,
+                    body: r.get(2)?,
+                    target: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
             })
             .optional()
         });
@@ -183,17 +220,27 @@ impl Notifier {
     async fn attempt(&self, row: Row) {
         let span = tracing::info_span!("callback", job.id = %row.job_id, attempt = row.attempts);
         let _enter = span.enter();
-        let result = if row.target == JOB_TABLE { self.to_job_table(&row).await } else { self.send(&row).await };
+        let result = if row.target == JOB_TABLE {
+            self.to_job_table(&row).await
+        } else {
+            self.send(&row).await
+        };
         let (sql, err, label) = match &result {
-            Attempt::Delivered => ("UPDATE outbox SET delivered_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3", None, CallbackResult::Delivered),
+            Attempt::Delivered => (
+                "UPDATE outbox SET delivered_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
+                None,
+                CallbackResult::Delivered,
+            ),
             Attempt::Retry(e) if self.policy.may_retry(row.attempts) => (
                 "UPDATE outbox SET next_attempt_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
                 Some(e.clone()),
                 CallbackResult::Retry,
             ),
-            Attempt::Retry(e) | Attempt::GiveUp(e) => {
-                ("UPDATE outbox SET given_up_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3", Some(e.clone()), CallbackResult::GaveUp)
-            }
+            Attempt::Retry(e) | Attempt::GiveUp(e) => (
+                "UPDATE outbox SET given_up_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
+                Some(e.clone()),
+                CallbackResult::GaveUp,
+            ),
         };
         self.metrics.callback(label);
         let when = match label {
@@ -208,22 +255,37 @@ impl Notifier {
     }
 
     async fn send(&self, row: &Row) -> Attempt {
-        let mut req = self.http.post(&row.target).header(reqwest::header::CONTENT_TYPE, "application/json");
+        let mut req = self
+            .http
+            .post(&row.target)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let CallbackTarget::Http { bearer: Some(key), .. } = &self.target {
             req = req.bearer_auth(key.expose());
         }
         if let Some(secret) = &self.secret {
             let ts = (now() as u64).to_string();
-            req = req.header("X-Easel-Timestamp", &ts).header("X-Easel-Signature", signature(secret, &ts, &row.body));
+            req = req
+                .header("X-Easel-Timestamp", &ts)
+                .header("X-Easel-Signature", signature(secret, &ts, &row.body));
         }
         match req.body(row.body.clone()).send().await {
             Err(e) => Attempt::Retry(format!("network error: {e}")),
             Ok(resp) if resp.status().as_u16() == 200 => Attempt::Delivered,
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let said: String = resp.text().await.unwrap_or_default().chars().take(ANSWER_PREVIEW).collect();
+                let said: String = resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(ANSWER_PREVIEW)
+                    .collect();
                 let msg = format!("HTTP {status}: {said}");
-                if crate::storage::retryable_status(status) { Attempt::Retry(msg) } else { Attempt::GiveUp(msg) }
+                if crate::storage::retryable_status(status) {
+                    Attempt::Retry(msg)
+                } else {
+                    Attempt::GiveUp(msg)
+                }
             }
         }
     }

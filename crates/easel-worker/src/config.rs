@@ -21,18 +21,32 @@ struct Setting {
 }
 
 const fn s(key: &'static str, env: &'static [&'static str], default: Option<&'static str>) -> Setting {
-    Setting { key, env, secret: false, default }
+    Setting {
+        key,
+        env,
+        secret: false,
+        default,
+    }
 }
 
 const fn secret(key: &'static str, env: &'static [&'static str]) -> Setting {
-    Setting { key, env, secret: true, default: None }
+    Setting {
+        key,
+        env,
+        secret: true,
+        default: None,
+    }
 }
 
 /// Every setting the worker reads. The ourvidz names come first where both exist.
 const SETTINGS: &[Setting] = &[
     s("worker_name", &["EASEL_WORKER_NAME"], Some("sdxl")),
     s("data_dir", &["EASEL_DATA_DIR"], Some("./easel-data")),
-    s("queue_url", &["EASEL_QUEUE_URL", "UPSTASH_REDIS_REST_URL"], Some("sqlite")),
+    s(
+        "queue_url",
+        &["EASEL_QUEUE_URL", "UPSTASH_REDIS_REST_URL"],
+        Some("sqlite"),
+    ),
     secret("queue_token", &["UPSTASH_REDIS_REST_TOKEN"]),
     s("queue_name", &["EASEL_QUEUE_NAME"], Some(DEFAULT_QUEUE)),
     s("supabase_url", &["SUPABASE_URL"], None),
@@ -72,7 +86,12 @@ pub const DB_FILE: &str = "easel.db";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{setting} = {value:?} (from {origin}) {problem}")]
-    Invalid { setting: String, value: String, origin: Source, problem: String },
+    Invalid {
+        setting: String,
+        value: String,
+        origin: Source,
+        problem: String,
+    },
     #[error("{0}")]
     Missing(String),
     #[error("cannot read config file {path}: {msg}")]
@@ -180,8 +199,17 @@ impl Layers {
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
         let secret = SETTINGS.iter().any(|s| s.key == key && s.secret);
-        let value = if secret { "<redacted>".to_string() } else { self.get(key).unwrap_or("").to_string() };
-        ConfigError::Invalid { setting: key.to_string(), value, origin: self.source(key), problem: problem.into() }
+        let value = if secret {
+            "<redacted>".to_string()
+        } else {
+            self.get(key).unwrap_or("").to_string()
+        };
+        ConfigError::Invalid {
+            setting: key.to_string(),
+            value,
+            origin: self.source(key),
+            problem: problem.into(),
+        }
     }
 
     fn secret(&self, key: &str) -> Option<Secret> {
@@ -190,7 +218,9 @@ impl Layers {
 
     fn number<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<T, ConfigError> {
         let v = self.get(key).unwrap_or("");
-        v.trim().parse().map_err(|_| self.invalid(key, format!("is not {what}")))
+        v.trim()
+            .parse()
+            .map_err(|_| self.invalid(key, format!("is not {what}")))
     }
 
     fn flag(&self, key: &str) -> Result<bool, ConfigError> {
@@ -224,11 +254,18 @@ fn pick(
 /// Reads the `[worker]` table of an `easel.toml` as text values. Keys it does not know are
 /// logged and ignored (the file is shared with the orchestrator).
 fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    let err = |msg: String| ConfigError::File { path: path.to_path_buf(), msg };
+    let err = |msg: String| ConfigError::File {
+        path: path.to_path_buf(),
+        msg,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| err(format!("{e}")))?;
-    let Some(worker) = doc.get("worker") else { return Ok(BTreeMap::new()) };
-    let table = worker.as_table().ok_or_else(|| err("[worker] must be a table".into()))?;
+    let Some(worker) = doc.get("worker") else {
+        return Ok(BTreeMap::new());
+    };
+    let table = worker
+        .as_table()
+        .ok_or_else(|| err("[worker] must be a table".into()))?;
     let mut out = BTreeMap::new();
     for (k, v) in table {
         if !SETTINGS.iter().any(|s| s.key == k) {
@@ -266,7 +303,13 @@ pub enum StorageBackend {
     /// Supabase Storage REST at `{url}/storage/v1/object/{bucket}/{key}`.
     Supabase { url: String, key: Secret },
     /// An S3-compatible bucket.
-    S3 { bucket: String, endpoint: Option<String>, region: String, access_key_id: Option<String>, secret_access_key: Option<Secret> },
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+        region: String,
+        access_key_id: Option<String>,
+        secret_access_key: Option<Secret>,
+    },
 }
 
 /// Where terminal callbacks go.
@@ -282,7 +325,11 @@ pub enum CallbackTarget {
 #[derive(Clone, Debug)]
 pub enum GeneratorChoice {
     /// The SDXL engine: a diffusers folder, or the bundled tiny model when `model` is `None`.
-    Sdxl { model: Option<PathBuf>, device: String, dtype: Option<String> },
+    Sdxl {
+        model: Option<PathBuf>,
+        device: String,
+        dtype: Option<String>,
+    },
     /// The fast fake (tests and demos): solid images after `delay`.
     Fake { delay: Duration },
 }
@@ -395,13 +442,21 @@ pub fn queue(l: &Layers) -> Result<QueueBackend, ConfigError> {
                 "the queue is Upstash REST but UPSTASH_REDIS_REST_TOKEN is not set: set it to the REST token".into(),
             )
         })?;
-        return Ok(QueueBackend::Upstash { url: url.trim_end_matches('/').to_string(), token });
+        return Ok(QueueBackend::Upstash {
+            url: url.trim_end_matches('/').to_string(),
+            token,
+        });
     }
-    Err(l.invalid("queue_url", "is not a queue: use sqlite, redis://..., rediss://... or an Upstash https:// URL"))
+    Err(l.invalid(
+        "queue_url",
+        "is not a queue: use sqlite, redis://..., rediss://... or an Upstash https:// URL",
+    ))
 }
 
 fn supabase(l: &Layers) -> Result<Option<(String, Secret)>, ConfigError> {
-    let Some(url) = l.get("supabase_url") else { return Ok(None) };
+    let Some(url) = l.get("supabase_url") else {
+        return Ok(None);
+    };
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(l.invalid("supabase_url", "must be an http(s) URL such as https://xyz.supabase.co"));
     }
@@ -415,7 +470,9 @@ fn storage(l: &Layers, data_dir: &Path, supabase: Option<&(String, Secret)>) -> 
     let default = if supabase.is_some() { "supabase" } else { "local" };
     let choice = l.get("storage").unwrap_or(default);
     if choice == "local" {
-        return Ok(StorageBackend::Local { root: data_dir.join("storage") });
+        return Ok(StorageBackend::Local {
+            root: data_dir.join("storage"),
+        });
     }
     if choice == "supabase" {
         let (url, key) = supabase.cloned().ok_or_else(|| {
@@ -442,11 +499,15 @@ fn callback(l: &Layers, supabase: Option<&(String, Secret)>) -> Result<CallbackT
     let bearer = supabase.map(|(_, k)| k.clone());
     match (l.get("callback_url"), supabase) {
         (Some("job-table"), _) => Ok(CallbackTarget::JobTable),
-        (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
-            Ok(CallbackTarget::Http { url: url.to_string(), bearer })
-        }
+        (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => Ok(CallbackTarget::Http {
+            url: url.to_string(),
+            bearer,
+        }),
         (Some(_), _) => Err(l.invalid("callback_url", "must be an http(s) URL, or job-table")),
-        (None, Some((url, _))) => Ok(CallbackTarget::Http { url: format!("{url}/functions/v1/job-callback"), bearer }),
+        (None, Some((url, _))) => Ok(CallbackTarget::Http {
+            url: format!("{url}/functions/v1/job-callback"),
+            bearer,
+        }),
         (None, None) => Ok(CallbackTarget::JobTable),
     }
 }
@@ -468,7 +529,10 @@ fn generator(l: &Layers) -> Result<GeneratorChoice, ConfigError> {
 fn timing(l: &Layers) -> Result<Timing, ConfigError> {
     let lease: u64 = positive(l, "lease_ttl_secs")?;
     if lease > MAX_LEASE_SECS {
-        return Err(l.invalid("lease_ttl_secs", format!("is longer than a day; use at most {MAX_LEASE_SECS}")));
+        return Err(l.invalid(
+            "lease_ttl_secs",
+            format!("is longer than a day; use at most {MAX_LEASE_SECS}"),
+        ));
     }
     Ok(Timing {
         poll: Duration::from_millis(positive(l, "poll_ms")?),
@@ -503,7 +567,10 @@ mod tests {
         assert!(matches!(c.queue, QueueBackend::Sqlite));
         assert!(matches!(c.storage, StorageBackend::Local { .. }));
         assert!(matches!(c.callback, CallbackTarget::JobTable));
-        assert_eq!((c.port, c.queue_name.as_str(), c.bucket.as_str()), (7859, "sdxl_queue", "workspace-temp"));
+        assert_eq!(
+            (c.port, c.queue_name.as_str(), c.bucket.as_str()),
+            (7859, "sdxl_queue", "workspace-temp")
+        );
         assert_eq!(c.bind.to_string(), "127.0.0.1");
     }
 
@@ -542,13 +609,21 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_variable_and_the_fix() {
-        let err = WorkerConfig::from_layers(&layers(&[], &[("WORKER_PORT", "http")])).unwrap_err().to_string();
-        assert!(err.contains("port") && err.contains("WORKER_PORT") && err.contains("a port number"), "{err}");
+        let err = WorkerConfig::from_layers(&layers(&[], &[("WORKER_PORT", "http")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("port") && err.contains("WORKER_PORT") && err.contains("a port number"),
+            "{err}"
+        );
     }
 
     #[test]
     fn secrets_never_appear_in_errors_or_debug_output() {
-        let env = [("UPSTASH_REDIS_REST_URL", "https://u"), ("UPSTASH_REDIS_REST_TOKEN", "hunter2")];
+        let env = [
+            ("UPSTASH_REDIS_REST_URL", "https://u"),
+            ("UPSTASH_REDIS_REST_TOKEN", "hunter2"),
+        ];
         let c = WorkerConfig::from_layers(&layers(&[], &env)).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         let err = WorkerConfig::from_layers(&layers(&[], &[("SUPABASE_URL", "https://x")])).unwrap_err();

@@ -66,15 +66,26 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database at `path`, and its folder.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let fail = |msg: String| DbError { path: path.to_path_buf(), msg };
+        let fail = |msg: String| DbError {
+            path: path.to_path_buf(),
+            msg,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its folder: {e}; set EASEL_DATA_DIR to a writable folder")))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                fail(format!(
+                    "cannot create its folder: {e}; set EASEL_DATA_DIR to a writable folder"
+                ))
+            })?;
         }
         let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| fail(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| fail(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
     }
 
     /// The file.
@@ -90,21 +101,33 @@ impl Db {
     {
         let this = self.clone();
         let joined = tokio::task::spawn_blocking(move || this.call_blocking(f)).await;
-        joined.map_err(|e| DbError { path: self.path.clone(), msg: format!("database task failed: {e}") })?
+        joined.map_err(|e| DbError {
+            path: self.path.clone(),
+            msg: format!("database task failed: {e}"),
+        })?
     }
 
     /// Runs `f` on the connection on this thread.
     pub fn call_blocking<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DbError> {
-        let guard = self.conn.lock().map_err(|_| self.error("connection lock poisoned".into()))?;
+        let guard = self
+            .conn
+            .lock()
+            .map_err(|_| self.error("connection lock poisoned".into()))?;
         f(&guard).map_err(|e| self.error(e.to_string()))
     }
 
     fn error(&self, msg: String) -> DbError {
-        DbError { path: self.path.clone(), msg }
+        DbError {
+            path: self.path.clone(),
+            msg,
+        }
     }
 }
 
 /// Seconds since the Unix epoch, as the contract's timestamps are.
 pub fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

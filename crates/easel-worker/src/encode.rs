@@ -22,17 +22,27 @@ pub struct EncodeError {
 
 /// The PNG of `img` with `parameters` in its text chunk.
 pub fn png(img: &RgbImage, parameters: &str) -> Result<Vec<u8>, EncodeError> {
-    easel_sdxl::metadata::encode_png(img, parameters).map_err(|e| EncodeError { what: "PNG", msg: e.to_string() })
+    easel_sdxl::metadata::encode_png(img, parameters).map_err(|e| EncodeError {
+        what: "PNG",
+        msg: e.to_string(),
+    })
 }
 
 /// The thumbnail of `img`: longest edge [`THUMBNAIL_EDGE`] (never upscaled), WebP.
 pub fn thumbnail(img: &RgbImage) -> Result<Vec<u8>, EncodeError> {
     let (w, h) = thumbnail_size(img.width(), img.height());
-    let small = if (w, h) == img.dimensions() { img.clone() } else { image::imageops::resize(img, w, h, FilterType::Lanczos3) };
+    let small = if (w, h) == img.dimensions() {
+        img.clone()
+    } else {
+        image::imageops::resize(img, w, h, FilterType::Lanczos3)
+    };
     let mut out = Cursor::new(Vec::new());
     WebPEncoder::new_lossless(&mut out)
         .encode(small.as_raw(), w, h, ExtendedColorType::Rgb8)
-        .map_err(|e| EncodeError { what: "WebP thumbnail", msg: e.to_string() })?;
+        .map_err(|e| EncodeError {
+            what: "WebP thumbnail",
+            msg: e.to_string(),
+        })?;
     Ok(out.into_inner())
 }
 

@@ -79,7 +79,11 @@ pub trait Generator: Send + Sync {
     /// Frees the model (no-op when unloaded). A later `generate` loads it again.
     fn unload(&self) -> Result<(), GeneratorError>;
     /// Generates `spec.num_images` images; `progress(step, total)` after each step.
-    fn generate(&self, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError>;
+    fn generate(
+        &self,
+        spec: &GenerationSpec,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<Vec<GeneratedImage>, GeneratorError>;
     /// Accelerator memory, zeros on CPU.
     fn memory(&self) -> MemoryReport {
         MemoryReport::default()
@@ -96,13 +100,20 @@ pub struct FakeGenerator {
 impl FakeGenerator {
     /// A fake that takes `delay` per job.
     pub fn new(delay: Duration) -> Self {
-        Self { delay, loaded: AtomicBool::new(false) }
+        Self {
+            delay,
+            loaded: AtomicBool::new(false),
+        }
     }
 }
 
 impl Generator for FakeGenerator {
     fn info(&self) -> GeneratorInfo {
-        GeneratorInfo { name: "fake".into(), preset_side: Some(64), device: "cpu".into() }
+        GeneratorInfo {
+            name: "fake".into(),
+            preset_side: Some(64),
+            device: "cpu".into(),
+        }
     }
 
     fn is_loaded(&self) -> bool {
@@ -119,11 +130,17 @@ impl Generator for FakeGenerator {
         Ok(())
     }
 
-    fn generate(&self, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError> {
+    fn generate(
+        &self,
+        spec: &GenerationSpec,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<Vec<GeneratedImage>, GeneratorError> {
         self.load()?;
         std::thread::sleep(self.delay);
         progress(spec.steps, spec.steps);
-        let images = (0..spec.num_images).map(|i| fake_image(spec, spec.seed.wrapping_add(i as u64))).collect();
+        let images = (0..spec.num_images)
+            .map(|i| fake_image(spec, spec.seed.wrapping_add(i as u64)))
+            .collect();
         Ok(images)
     }
 }
@@ -131,6 +148,9 @@ impl Generator for FakeGenerator {
 fn fake_image(spec: &GenerationSpec, seed: u64) -> GeneratedImage {
     let b = seed.to_le_bytes();
     let rgb = RgbImage::from_pixel(spec.width, spec.height, Rgb([b[0], b[1], b[2]]));
-    let parameters = format!("{}\nSteps: {}, Seed: {seed}, Size: {}x{}, Model: fake", spec.prompt, spec.steps, spec.width, spec.height);
+    let parameters = format!(
+        "{}\nSteps: {}, Seed: {seed}, Size: {}x{}, Model: fake",
+        spec.prompt, spec.steps, spec.width, spec.height
+    );
     GeneratedImage { rgb, parameters }
 }

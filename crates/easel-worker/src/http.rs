@@ -23,12 +23,24 @@ use crate::worker::Shared;
 use crate::Error;
 
 /// Binds `addr` and serves until `stop`; returns the bound address and the server task.
-pub async fn serve(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken) -> Result<(SocketAddr, JoinHandle<()>), Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
-    let bound = listener.local_addr().map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
+pub async fn serve(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), Error> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(|source| Error::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
     let app = router(shared);
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server stopped");
         }
@@ -59,7 +71,11 @@ async fn livez() -> &'static str {
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let phase = s.phase();
-    let status = if phase == WorkerPhase::Ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if phase == WorkerPhase::Ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, format!("{}\n", phase.as_str())).into_response()
 }
 
@@ -110,12 +126,21 @@ fn reply(status: StatusCode, message: &str) -> Response {
 /// The refusal of a mutating route without the right bearer token (constant-time check).
 fn refuse(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.admin_token else {
-        return Some(reply(StatusCode::FORBIDDEN, "memory routes are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token"));
+        return Some(reply(
+            StatusCode::FORBIDDEN,
+            "memory routes are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token",
+        ));
     };
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => None,
-        _ => Some(reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (EASEL_ADMIN_TOKEN)")),
+        _ => Some(reply(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (EASEL_ADMIN_TOKEN)",
+        )),
     }
 }
 

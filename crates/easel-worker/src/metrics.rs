@@ -18,7 +18,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [Outcome::Completed, Outcome::Failed, Outcome::DeadLettered, Outcome::Released];
+    const ALL: [Outcome; 4] = [
+        Outcome::Completed,
+        Outcome::Failed,
+        Outcome::DeadLettered,
+        Outcome::Released,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -124,19 +129,39 @@ impl Metrics {
         for o in Outcome::ALL {
             let _ = writeln!(s, "easel_jobs_total{{outcome=\"{}\"}} {}", o.label(), self.jobs(o));
         }
-        s.push_str("# HELP easel_job_phase_seconds Time spent in each job phase.\n# TYPE easel_job_phase_seconds summary\n");
+        s.push_str(
+            "# HELP easel_job_phase_seconds Time spent in each job phase.\n# TYPE easel_job_phase_seconds summary\n",
+        );
         for (i, p) in Phase::ALL.iter().enumerate() {
             let secs = load(&self.phase_micros[i]) as f64 / 1e6;
             let _ = writeln!(s, "easel_job_phase_seconds_sum{{phase=\"{}\"}} {secs}", p.label());
-            let _ = writeln!(s, "easel_job_phase_seconds_count{{phase=\"{}\"}} {}", p.label(), load(&self.phase_count[i]));
+            let _ = writeln!(
+                s,
+                "easel_job_phase_seconds_count{{phase=\"{}\"}} {}",
+                p.label(),
+                load(&self.phase_count[i])
+            );
         }
         s.push_str("# HELP easel_callback_attempts_total Callback attempts, by result.\n# TYPE easel_callback_attempts_total counter\n");
         for (i, r) in CallbackResult::ALL.iter().enumerate() {
-            let _ = writeln!(s, "easel_callback_attempts_total{{result=\"{}\"}} {}", r.label(), load(&self.callbacks[i]));
+            let _ = writeln!(
+                s,
+                "easel_callback_attempts_total{{result=\"{}\"}} {}",
+                r.label(),
+                load(&self.callbacks[i])
+            );
         }
         s.push_str("# HELP easel_upload_attempts_total Storage upload attempts, by result.\n# TYPE easel_upload_attempts_total counter\n");
-        let _ = writeln!(s, "easel_upload_attempts_total{{result=\"ok\"}} {}", load(&self.uploads_ok));
-        let _ = writeln!(s, "easel_upload_attempts_total{{result=\"failed\"}} {}", load(&self.uploads_failed));
+        let _ = writeln!(
+            s,
+            "easel_upload_attempts_total{{result=\"ok\"}} {}",
+            load(&self.uploads_ok)
+        );
+        let _ = writeln!(
+            s,
+            "easel_upload_attempts_total{{result=\"failed\"}} {}",
+            load(&self.uploads_failed)
+        );
         if let Some(d) = depth {
             s.push_str("# HELP easel_queue_depth Jobs in the queue, by state.\n# TYPE easel_queue_depth gauge\n");
             let _ = writeln!(s, "easel_queue_depth{{state=\"queued\"}} {}", d.queued);

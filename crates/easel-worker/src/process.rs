@@ -56,7 +56,10 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
     if d.deliveries > ctx.max_deliveries {
         return fail_over_limit(&ctx, &d, &env, &mut st).await;
     }
-    tracing::info!(job.r#type = env.job_type_text().as_deref().unwrap_or("?"), "job started");
+    tracing::info!(
+        job.r#type = env.job_type_text().as_deref().unwrap_or("?"),
+        "job started"
+    );
     let started = Instant::now();
     let (body, outcome) = match execute(&ctx, &env, &mut st).await {
         Ok(body) => (body, Outcome::Completed),
@@ -86,7 +89,10 @@ async fn fail_over_limit(ctx: &Shared, d: &Delivery, env: &Envelope, st: &mut Jo
         "job was delivered {} times without finishing (the worker stopped or crashed each time); giving up after {}",
         d.deliveries, ctx.max_deliveries
     );
-    tracing::error!(deliveries = d.deliveries, "delivery limit exceeded; failing and dead-lettering the job");
+    tracing::error!(
+        deliveries = d.deliveries,
+        "delivery limit exceeded; failing and dead-lettering the job"
+    );
     let body = failed_body(env, &JobError::new(ErrorKind::DeliveryLimit, msg.clone()));
     if let Err(e) = ctx.notifier.record(&env.id, body).await {
         tracing::error!(error = %e, "cannot store the failure callback; the job will be redelivered");
@@ -129,10 +135,6 @@ async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<Stri
     let spec = JobSpec::from_envelope(env, ctx.generator.info().preset_side)?;
     advance(st, JobState::Accepted);
     let init = fetch_reference(ctx, &spec).await?;
-    let started = Instant::now();
-    advance(st, JobState::Generating);
-    let images = generate(ctx, &spec, init.clone()).await?;
-    advance(st, JobState::Uploading);
     let img2img = init.as_ref().and(spec.reference.as_ref()).map(|r| Img2ImgMetadata {
         denoise_strength: r.strength,
         pipeline: "img2img",
@@ -140,8 +142,16 @@ async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<Stri
         effective_steps: r.effective_steps,
         exact_copy_mode: r.exact_copy,
     });
+    let started = Instant::now();
+    advance(st, JobState::Generating);
+    let images = generate(ctx, &spec, init).await?;
+    advance(st, JobState::Uploading);
     let assets = upload(ctx, &spec, images, img2img).await?;
-    Ok(wire::to_json(&wire::completed(&spec, assets, started.elapsed().as_secs_f64())))
+    Ok(wire::to_json(&wire::completed(
+        &spec,
+        assets,
+        started.elapsed().as_secs_f64(),
+    )))
 }
 
 async fn fetch_reference(ctx: &Shared, spec: &JobSpec) -> Result<Option<InitSpec>, JobError> {
@@ -150,7 +160,10 @@ async fn fetch_reference(ctx: &Shared, spec: &JobSpec) -> Result<Option<InitSpec
     let fetched = reference::fetch(&ctx.http, &r.url).await;
     ctx.metrics.phase(Phase::Reference, started.elapsed());
     match fetched {
-        Ok(img) => Ok(Some(InitSpec { image: reference::cover(&img, spec.width, spec.height), strength: r.strength })),
+        Ok(img) => Ok(Some(InitSpec {
+            image: reference::cover(&img, spec.width, spec.height),
+            strength: r.strength,
+        })),
         Err(e) if ctx.reference_fallback => {
             tracing::warn!(error = %e, "reference image unavailable; falling back to text-to-image (EASEL_REFERENCE_FALLBACK)");
             Ok(None)
@@ -196,8 +209,13 @@ async fn encode_all(ctx: &Shared, images: Vec<GeneratedImage>) -> Result<Vec<Enc
             .iter()
             .map(|g| {
                 let png = encode::png(&g.rgb, &g.parameters)?;
-                let thumbnail = encode::thumbnail(&g.rgb).map_err(|e| tracing::warn!(error = %e, "no thumbnail")).ok();
-                Ok(Encoded { png: png.into(), thumbnail: thumbnail.map(Bytes::from) })
+                let thumbnail = encode::thumbnail(&g.rgb)
+                    .map_err(|e| tracing::warn!(error = %e, "no thumbnail"))
+                    .ok();
+                Ok(Encoded {
+                    png: png.into(),
+                    thumbnail: thumbnail.map(Bytes::from),
+                })
             })
             .collect::<Result<Vec<_>, encode::EncodeError>>()
     })
@@ -229,7 +247,10 @@ async fn upload(
     ctx.metrics.phase(Phase::Upload, started.elapsed());
     if assets.is_empty() {
         let why = last_error.map(|e| e.to_string()).unwrap_or_default();
-        return Err(JobError::new(ErrorKind::Storage, format!("no image could be uploaded: {why}")));
+        return Err(JobError::new(
+            ErrorKind::Storage,
+            format!("no image could be uploaded: {why}"),
+        ));
     }
     Ok(assets)
 }
@@ -243,7 +264,15 @@ async fn upload_one(
 ) -> Result<Asset, storage::StorageError> {
     let key = wire::image_key(&spec.user_id, &spec.id, i);
     let size = e.png.len() as u64;
-    storage::put_with_retry(ctx.storage.as_ref(), &ctx.storage_policy, &ctx.metrics, &key, e.png, "image/png").await?;
+    storage::put_with_retry(
+        ctx.storage.as_ref(),
+        &ctx.storage_policy,
+        &ctx.metrics,
+        &key,
+        e.png,
+        "image/png",
+    )
+    .await?;
     let thumbnail_url = match e.thumbnail {
         Some(t) => upload_thumbnail(ctx, spec, i, t).await,
         None => None,
@@ -261,12 +290,25 @@ async fn upload_one(
         negative_prompt_used: spec.negative_prompt.is_some(),
         img2img,
     };
-    Ok(Asset { kind: "image", url: key, thumbnail_url, metadata })
+    Ok(Asset {
+        kind: "image",
+        url: key,
+        thumbnail_url,
+        metadata,
+    })
 }
 
 async fn upload_thumbnail(ctx: &Shared, spec: &JobSpec, i: u32, bytes: Bytes) -> Option<String> {
     let key = wire::thumbnail_key(&spec.user_id, &spec.id, i);
-    let r = storage::put_with_retry(ctx.storage.as_ref(), &ctx.storage_policy, &ctx.metrics, &key, bytes, "image/webp").await;
+    let r = storage::put_with_retry(
+        ctx.storage.as_ref(),
+        &ctx.storage_policy,
+        &ctx.metrics,
+        &key,
+        bytes,
+        "image/webp",
+    )
+    .await;
     match r {
         Ok(()) => Some(key),
         Err(e) => {

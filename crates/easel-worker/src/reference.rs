@@ -28,15 +28,27 @@ fn fail(url: &str, msg: impl std::fmt::Display) -> JobError {
 }
 
 async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, JobError> {
-    let mut resp = http.get(url).timeout(FETCH_TIMEOUT).send().await.map_err(|e| fail(url, format!("cannot fetch: {e}")))?;
+    let mut resp = http
+        .get(url)
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| fail(url, format!("cannot fetch: {e}")))?;
     if !resp.status().is_success() {
-        return Err(fail(url, format!("HTTP {}; check that the URL is public or signed", resp.status())));
+        return Err(fail(
+            url,
+            format!("HTTP {}; check that the URL is public or signed", resp.status()),
+        ));
     }
     if resp.content_length().is_some_and(|n| n > MAX_BYTES) {
         return Err(fail(url, format!("larger than {MAX_BYTES} bytes")));
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(url, format!("download interrupted: {e}")))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| fail(url, format!("download interrupted: {e}")))?
+    {
         if bytes.len() as u64 + chunk.len() as u64 > MAX_BYTES {
             return Err(fail(url, format!("larger than {MAX_BYTES} bytes")));
         }
@@ -49,7 +61,9 @@ fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable: {e}"))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| format!("not a PNG, JPEG or WebP image ({e})"))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| format!("not a PNG, JPEG or WebP image ({e})"))?;
     if w > MAX_SIDE || h > MAX_SIDE {
         return Err(format!("{w}x{h} is larger than {MAX_SIDE} px on a side"));
     }
@@ -61,7 +75,10 @@ fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
 pub fn cover(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let scale = f64::max(width as f64 / w.max(1) as f64, height as f64 / h.max(1) as f64);
-    let (sw, sh) = (((w as f64 * scale).ceil() as u32).max(width), ((h as f64 * scale).ceil() as u32).max(height));
+    let (sw, sh) = (
+        ((w as f64 * scale).ceil() as u32).max(width),
+        ((h as f64 * scale).ceil() as u32).max(height),
+    );
     let scaled = image::imageops::resize(img, sw, sh, FilterType::Lanczos3);
     image::imageops::crop_imm(&scaled, (sw - width) / 2, (sh - height) / 2, width, height).to_image()
 }

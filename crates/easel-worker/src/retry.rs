@@ -26,12 +26,20 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The storage policy with `base` as the first delay.
     pub fn storage(base: Duration) -> Self {
-        Self { max_attempts: STORAGE_ATTEMPTS, base, max_delay: STORAGE_MAX_DELAY }
+        Self {
+            max_attempts: STORAGE_ATTEMPTS,
+            base,
+            max_delay: STORAGE_MAX_DELAY,
+        }
     }
 
     /// The callback policy with `base` as the first delay.
     pub fn callback(base: Duration) -> Self {
-        Self { max_attempts: CALLBACK_ATTEMPTS, base, max_delay: CALLBACK_MAX_DELAY }
+        Self {
+            max_attempts: CALLBACK_ATTEMPTS,
+            base,
+            max_delay: CALLBACK_MAX_DELAY,
+        }
     }
 
     /// The delay after failed attempt number `attempt` (1-based).
@@ -52,7 +60,11 @@ mod tests {
 
     #[test]
     fn delays_double_and_are_capped() {
-        let p = RetryPolicy { max_attempts: 4, base: Duration::from_secs(1), max_delay: Duration::from_secs(3) };
+        let p = RetryPolicy {
+            max_attempts: 4,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3),
+        };
         let d: Vec<_> = (1..=4).map(|a| p.delay(a).as_secs()).collect();
         assert_eq!(d, [1, 2, 3, 3]);
         assert!(p.may_retry(3) && !p.may_retry(4));

@@ -35,8 +35,13 @@ pub struct SdxlGenerator {
 impl SdxlGenerator {
     /// A generator for `model_dir` (the bundled tiny model when `None`) on `device`.
     pub fn new(model_dir: Option<PathBuf>, device: &str, dtype: Option<&str>) -> Result<Self, ConfigError> {
-        let device: DeviceSpec = device.parse().map_err(|e| ConfigError::Unusable(format!("EASEL_DEVICE: {e}")))?;
-        let dtype = dtype.map(parse_dtype).transpose().map_err(|e| ConfigError::Unusable(format!("EASEL_DTYPE: {e}")))?;
+        let device: DeviceSpec = device
+            .parse()
+            .map_err(|e| ConfigError::Unusable(format!("EASEL_DEVICE: {e}")))?;
+        let dtype = dtype
+            .map(parse_dtype)
+            .transpose()
+            .map_err(|e| ConfigError::Unusable(format!("EASEL_DTYPE: {e}")))?;
         if let Some(dir) = &model_dir {
             if !dir.join("model_index.json").is_file() {
                 return Err(ConfigError::Unusable(format!(
@@ -45,7 +50,13 @@ impl SdxlGenerator {
                 )));
             }
         }
-        Ok(Self { model_dir, device, dtype, model: Mutex::new(None), native_side: AtomicU32::new(TINY_SIDE) })
+        Ok(Self {
+            model_dir,
+            device,
+            dtype,
+            model: Mutex::new(None),
+            native_side: AtomicU32::new(TINY_SIDE),
+        })
     }
 
     fn is_tiny(&self) -> bool {
@@ -55,7 +66,11 @@ impl SdxlGenerator {
     fn load_model(&self) -> Result<SdxlModel, GeneratorError> {
         let device = self.device.open().map_err(|e| GeneratorError::Load(e.to_string()))?;
         let dtype = self.dtype.unwrap_or_else(|| default_dtype(&device));
-        let opts = LoadOptions { device, dtype, ..Default::default() };
+        let opts = LoadOptions {
+            device,
+            dtype,
+            ..Default::default()
+        };
         let model = match &self.model_dir {
             Some(dir) => SdxlModel::load_dir(dir, &opts),
             None => SdxlModel::load_tiny(&opts),
@@ -64,7 +79,10 @@ impl SdxlGenerator {
     }
 
     fn with_model<T>(&self, f: impl FnOnce(&SdxlModel) -> Result<T, GeneratorError>) -> Result<T, GeneratorError> {
-        let mut guard = self.model.lock().map_err(|_| GeneratorError::Generate("model lock poisoned".into()))?;
+        let mut guard = self
+            .model
+            .lock()
+            .map_err(|_| GeneratorError::Generate("model lock poisoned".into()))?;
         if guard.is_none() {
             let model = self.load_model()?;
             self.native_side.store(model.default_size() as u32, Ordering::SeqCst);
@@ -84,7 +102,11 @@ impl Generator for SdxlGenerator {
             None => "tiny-sdxl (bundled, random weights)".into(),
         };
         let preset_side = self.is_tiny().then(|| self.native_side.load(Ordering::SeqCst));
-        GeneratorInfo { name, preset_side, device: self.device.to_string() }
+        GeneratorInfo {
+            name,
+            preset_side,
+            device: self.device.to_string(),
+        }
     }
 
     fn is_loaded(&self) -> bool {
@@ -96,29 +118,45 @@ impl Generator for SdxlGenerator {
     }
 
     fn unload(&self) -> Result<(), GeneratorError> {
-        let mut guard = self.model.lock().map_err(|_| GeneratorError::Load("model lock poisoned".into()))?;
+        let mut guard = self
+            .model
+            .lock()
+            .map_err(|_| GeneratorError::Load("model lock poisoned".into()))?;
         *guard = None;
         Ok(())
     }
 
-    fn generate(&self, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError> {
+    fn generate(
+        &self,
+        spec: &GenerationSpec,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<Vec<GeneratedImage>, GeneratorError> {
         self.with_model(|model| run(model, spec, progress))
     }
 }
 
-fn run(model: &SdxlModel, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError> {
+fn run(
+    model: &SdxlModel,
+    spec: &GenerationSpec,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<Vec<GeneratedImage>, GeneratorError> {
     let err = |e: easel_sdxl::Error| GeneratorError::Generate(e.to_string());
     let req = request(model, spec).map_err(err)?;
     model.validate(&req).map_err(err)?;
     let mut noise = SeededNoise::new(req.seed, req.num_images);
     let out = model
-        .generate(&req, &mut noise, &mut |p: Progress| progress(p.step as u32, p.total as u32))
+        .generate(&req, &mut noise, &mut |p: Progress| {
+            progress(p.step as u32, p.total as u32)
+        })
         .map_err(err)?;
     let rgb = images::to_rgb(&out.images).map_err(err)?;
     let images = rgb
         .into_iter()
         .enumerate()
-        .map(|(i, rgb)| GeneratedImage { rgb, parameters: metadata::parameters(&req, i, &model.name) })
+        .map(|(i, rgb)| GeneratedImage {
+            rgb,
+            parameters: metadata::parameters(&req, i, &model.name),
+        })
         .collect();
     Ok(images)
 }
@@ -132,7 +170,10 @@ fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<Gener
     req.seed = spec.seed;
     if let Some(init) = &spec.init {
         let img = images::fit(init.image.clone(), spec.width, spec.height);
-        req.init_image = Some(InitImage { pixels: images::to_tensor(&img, &model.device)?, strength: init.strength });
+        req.init_image = Some(InitImage {
+            pixels: images::to_tensor(&img, &model.device)?,
+            strength: init.strength,
+        });
     }
     Ok(req)
 }

@@ -52,7 +52,11 @@ impl JobState {
     /// Moves to `next`, or says why it cannot.
     pub fn move_to(&mut self, next: JobState) -> Result<(), IllegalMove> {
         if !self.can_move_to(next) {
-            return Err(IllegalMove { what: "job", from: self.to_string(), to: next.to_string() });
+            return Err(IllegalMove {
+                what: "job",
+                from: self.to_string(),
+                to: next.to_string(),
+            });
         }
         *self = next;
         Ok(())
@@ -93,7 +97,11 @@ impl WorkerPhase {
     /// Moves to `next`, or says why it cannot.
     pub fn move_to(&mut self, next: WorkerPhase) -> Result<(), IllegalMove> {
         if !self.can_move_to(next) {
-            return Err(IllegalMove { what: "worker", from: format!("{self:?}"), to: format!("{next:?}") });
+            return Err(IllegalMove {
+                what: "worker",
+                from: format!("{self:?}"),
+                to: format!("{next:?}"),
+            });
         }
         *self = next;
         Ok(())

@@ -35,7 +35,15 @@ pub fn new_job_id() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
     let variant = ((u8::from_str_radix(&h[16..17], 16).unwrap_or(0) & 0x3) | 0x8) as u32;
-    format!("{}-{}-4{}-{:x}{}-{}", &h[0..8], &h[8..12], &h[13..16], variant, &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        variant,
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// The contract payload of `s` with job id `id`.
@@ -73,7 +81,9 @@ pub enum SubmitError {
     Config(#[from] crate::ConfigError),
     #[error("job {0} has no outcome after {1:?}; is a worker running (`easel worker sdxl run`)?")]
     Timeout(String, Duration),
-    #[error("--wait needs outcomes kept in the embedded job table; with a callback URL configured the outcome goes there")]
+    #[error(
+        "--wait needs outcomes kept in the embedded job table; with a callback URL configured the outcome goes there"
+    )]
     CannotWait,
 }
 
@@ -81,7 +91,14 @@ pub enum SubmitError {
 pub async fn push(layers: &Layers, payload: &Value) -> Result<(), SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
     let db = Db::open(&config.db_path())?;
-    let q = queue::open(&config.queue, &config.queue_name, queue::consumer_id("submit"), &db, config.timing.lease_ttl).await?;
+    let q = queue::open(
+        &config.queue,
+        &config.queue_name,
+        queue::consumer_id("submit"),
+        &db,
+        config.timing.lease_ttl,
+    )
+    .await?;
     q.push(&payload.to_string()).await?;
     Ok(())
 }
@@ -105,7 +122,10 @@ pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finish
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(outcome) = read_outcome(&db, id)? {
-            return Ok(Finished { files: asset_files(&config, &outcome), outcome });
+            return Ok(Finished {
+                files: asset_files(&config, &outcome),
+                outcome,
+            });
         }
         if Instant::now() >= deadline {
             return Err(SubmitError::Timeout(id.to_string(), timeout));
@@ -115,18 +135,28 @@ pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finish
 }
 
 fn read_outcome(db: &Db, id: &str) -> Result<Option<Value>, SubmitError> {
-    let Some(row) = job_outcome(db, id)? else { return Ok(None) };
+    let Some(row) = job_outcome(db, id)? else {
+        return Ok(None);
+    };
     Ok(match (row.outcome, row.dead_reason) {
         (Some(body), _) => Some(serde_json::from_str(&body).unwrap_or(Value::String(body))),
-        (None, Some(reason)) if row.state == "dead" => Some(json!({"job_id": id, "status": "dead_lettered", "reason": reason})),
+        (None, Some(reason)) if row.state == "dead" => {
+            Some(json!({"job_id": id, "status": "dead_lettered", "reason": reason}))
+        }
         _ => None,
     })
 }
 
 fn asset_files(config: &WorkerConfig, outcome: &Value) -> Vec<PathBuf> {
-    let StorageBackend::Local { root } = &config.storage else { return Vec::new() };
+    let StorageBackend::Local { root } = &config.storage else {
+        return Vec::new();
+    };
     let bucket = root.join(&config.bucket);
-    let assets = outcome.get("assets").and_then(Value::as_array).cloned().unwrap_or_default();
+    let assets = outcome
+        .get("assets")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     assets
         .iter()
         .flat_map(|a| ["url", "thumbnail_url"].map(|k| a.get(k).and_then(Value::as_str).map(|p| bucket.join(p))))
@@ -149,7 +179,13 @@ mod tests {
 
     #[test]
     fn the_payload_is_a_contract_job() {
-        let s = Submission { prompt: "p".into(), job_type: "sdxl_image_fast".into(), user_id: "u".into(), seed: Some(3), ..Default::default() };
+        let s = Submission {
+            prompt: "p".into(),
+            job_type: "sdxl_image_fast".into(),
+            user_id: "u".into(),
+            seed: Some(3),
+            ..Default::default()
+        };
         let v = payload(&s, "j");
         let env = crate::contract::parse(&v.to_string()).unwrap();
         let spec = crate::contract::JobSpec::from_envelope(&env, None).unwrap();

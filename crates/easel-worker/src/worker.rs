@@ -108,7 +108,9 @@ impl SdxlWorker {
     /// (exit 78) and on an unusable data dir.
     pub fn new(config: WorkerConfig) -> Result<Self, Error> {
         let generator: Arc<dyn Generator> = match &config.generator {
-            GeneratorChoice::Sdxl { model, device, dtype } => Arc::new(SdxlGenerator::new(model.clone(), device, dtype.as_deref())?),
+            GeneratorChoice::Sdxl { model, device, dtype } => {
+                Arc::new(SdxlGenerator::new(model.clone(), device, dtype.as_deref())?)
+            }
             GeneratorChoice::Fake { delay } => Arc::new(FakeGenerator::new(*delay)),
         };
         Self::with_generator(config, generator)
@@ -118,7 +120,13 @@ impl SdxlWorker {
     pub fn with_generator(config: WorkerConfig, generator: Arc<dyn Generator>) -> Result<Self, Error> {
         let storage = storage::open(&config.storage, &config.bucket)?;
         let db = Db::open(&config.db_path())?;
-        Ok(Self { config, generator, storage, db, metrics: Arc::new(Metrics::default()) })
+        Ok(Self {
+            config,
+            generator,
+            storage,
+            db,
+            metrics: Arc::new(Metrics::default()),
+        })
     }
 
     /// The counters (tests read them).
@@ -131,7 +139,13 @@ impl SdxlWorker {
         let consumer = queue::consumer_id(&c.worker_name);
         let queue = queue::open(&c.queue, &c.queue_name, consumer, &self.db, c.timing.lease_ttl).await?;
         let policy = RetryPolicy::callback(c.timing.retry_base);
-        let notifier = Notifier::new(self.db.clone(), c.callback.clone(), c.callback_secret.clone(), policy, self.metrics.clone());
+        let notifier = Notifier::new(
+            self.db.clone(),
+            c.callback.clone(),
+            c.callback_secret.clone(),
+            policy,
+            self.metrics.clone(),
+        );
         Ok(Arc::new(Shared {
             name: c.worker_name.clone(),
             kind: "sdxl",
@@ -211,7 +225,10 @@ impl SdxlWorker {
         }
         shared.set_phase(WorkerPhase::Draining);
         let grace = self.config.timing.shutdown_grace;
-        tracing::info!(grace_secs = grace.as_secs(), "shutdown requested; letting the running job finish");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutdown requested; letting the running job finish"
+        );
         if tokio::time::timeout(grace, &mut job).await.is_err() {
             tracing::warn!("the running job did not finish within the grace period; handing its lease back");
             match shared.queue.release(&d).await {
@@ -264,7 +281,11 @@ async fn pause(d: Duration, shutdown: &CancellationToken) {
 }
 
 /// The heartbeat and reclaim loops, stopped by `stop`.
-fn spawn_lease_tasks(shared: &Arc<Shared>, config: &WorkerConfig, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_lease_tasks(
+    shared: &Arc<Shared>,
+    config: &WorkerConfig,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let (hb, rc) = (config.timing.heartbeat(), config.timing.reclaim_every());
     let heartbeat = every(hb, stop.clone(), shared.clone(), |s| async move {
         if let Err(e) = s.queue.heartbeat().await {

@@ -12,6 +12,7 @@ use candle_core::Tensor;
 use clap::Args;
 use easel_sdxl::device::{default_dtype, parse_dtype, DeviceSpec};
 use easel_sdxl::images;
+use easel_sdxl::lora::LoraFile;
 use easel_sdxl::metadata;
 use easel_sdxl::noise::SeededNoise;
 use easel_sdxl::pipeline::{GenerateRequest, InitImage, Progress};
@@ -53,9 +54,21 @@ pub struct GenerateArgs {
     /// How much image-to-image changes the init image, in (0, 1].
     #[arg(long, default_value_t = 0.3)]
     strength: f64,
-    /// A diffusers SDXL folder; default: the bundled tiny model (abstract images).
+    /// A diffusers SDXL folder or a single-file SDXL checkpoint (.safetensors); default: the
+    /// bundled tiny model (abstract images).
     #[arg(long, env = "EASEL_MODEL")]
     model: Option<PathBuf>,
+    /// For a single-file checkpoint not shaped like SDXL-base: a diffusers folder whose
+    /// config.json files (and tokenizers) describe it. Default: Easel's SDXL-base configs.
+    #[arg(long, value_name = "DIR")]
+    config: Option<PathBuf>,
+    /// A LoRA (kohya or diffusers layout) as FILE or FILE:SCALE (scale 1); repeatable.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]")]
+    loras: Vec<String>,
+    /// How the prompt is read: `plain` (diffusers: as is, 77 tokens) or `a1111`
+    /// ((word:1.3), (word), [word], BREAK, prompts longer than 77 tokens).
+    #[arg(long, default_value = "plain")]
+    prompt_mode: String,
     /// f32, f16 or bf16; default: f32 on CPU, bf16 on CUDA.
     #[arg(long)]
     dtype: Option<String>,
@@ -81,13 +94,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let opts = LoadOptions {
         device: device.clone(),
         dtype,
+        config_dir: args.config.clone(),
         ..Default::default()
     };
     let started = Instant::now();
-    let model = match &args.model {
-        Some(p) => SdxlModel::load_dir(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
+    let mut model = match &args.model {
+        Some(p) => SdxlModel::load_path(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
         None => SdxlModel::load_tiny(&opts)?,
     };
+    apply_loras(&mut model, &args.loras)?;
     tracing::info!(model = %model.name, secs = started.elapsed().as_secs_f64(), "model loaded");
     let req = build_request(&args, &model, scheduler)?;
     model.validate(&req)?;
@@ -151,7 +166,33 @@ fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKin
     req.scheduler = scheduler;
     req.init_image = init_image;
     req.latents = latents;
+    req.prompt_mode = args.prompt_mode.parse()?;
     Ok(req)
+}
+
+/// Applies `--lora FILE[:SCALE]` arguments (a one-shot run never needs to remove them).
+fn apply_loras(model: &mut SdxlModel, specs: &[String]) -> Result<()> {
+    let mut loras = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (path, scale) = match spec.rsplit_once(':').map(|(p, s)| (p, s.parse::<f64>())) {
+            Some((p, Ok(scale))) => (p, scale),
+            _ => (spec.as_str(), 1.0),
+        };
+        let lora = LoraFile::open(Path::new(path)).with_context(|| format!("reading LoRA {path}"))?;
+        loras.push((lora, scale));
+    }
+    if loras.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<(&LoraFile, f64)> = loras.iter().map(|(l, s)| (l, *s)).collect();
+    let report = model.set_loras(&refs)?;
+    for l in &report.loras {
+        eprintln!("LoRA {} × {}: {} layers merged", l.path, l.scale, l.layers);
+        if !l.unmatched.is_empty() {
+            eprintln!("  warning: {} layers match nothing in this model (e.g. {})", l.unmatched.len(), l.unmatched[0]);
+        }
+    }
+    Ok(())
 }
 
 fn rand_seed() -> u64 {

@@ -78,13 +78,18 @@ pub fn run(args: SubmitArgs) -> Result<()> {
     let layers = Layers::from_process(&flags, args.config.as_deref())?;
     let id = args.id.clone().unwrap_or_else(submit::new_job_id);
     let payload = submit::payload(&submission(&args), &id);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(submit::push(&layers, &payload)).map_err(anyhow_of)?;
     println!("{id}");
     if !args.wait {
         return Ok(());
     }
-    let finished = rt.block_on(submit::wait(&layers, &id, Duration::from_secs(args.timeout))).map_err(anyhow_of)?;
+    let finished = rt
+        .block_on(submit::wait(&layers, &id, Duration::from_secs(args.timeout)))
+        .map_err(anyhow_of)?;
     println!("{}", serde_json::to_string_pretty(&finished.outcome)?);
     for f in &finished.files {
         println!("{}", f.display());

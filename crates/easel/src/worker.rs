@@ -125,7 +125,10 @@ fn describe(kind: &registry::Kind, json: bool) -> Result<()> {
         println!("{} worker: {}", d.kind, kind.summary);
         println!("  entry points: {}", d.entry_points.join(", "));
         println!("  queue: {}   job types: {}", d.queue, d.job_types.join(", "));
-        println!("  endpoints on port {}: {} {} {} {}", d.port, d.health, d.live, d.ready, d.metrics);
+        println!(
+            "  endpoints on port {}: {} {} {} {}",
+            d.port, d.health, d.live, d.ready, d.metrics
+        );
     }
     Ok(())
 }
@@ -136,7 +139,10 @@ fn entry(kind: &registry::Kind, args: RunArgs, entry: Entry) -> Result<()> {
         bail!("worker kind {} has no runner in this binary", kind.name);
     }
     let worker = SdxlWorker::new(config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));

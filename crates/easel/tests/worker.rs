@@ -31,7 +31,10 @@ const INHERITED: [&str; 9] = [
 /// `easel <args>` in `dir` with a clean worker environment plus `env`.
 fn easel(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
     let mut c = Command::new(EASEL);
-    c.args(args).current_dir(dir).env("EASEL_DATA_DIR", dir.join("data")).env("EASEL_LOG", "info");
+    c.args(args)
+        .current_dir(dir)
+        .env("EASEL_DATA_DIR", dir.join("data"))
+        .env("EASEL_LOG", "info");
     for v in INHERITED.iter().filter(|v| **v != "EASEL_DATA_DIR") {
         c.env_remove(v);
     }
@@ -53,7 +56,11 @@ impl Proc {
         let file = std::fs::File::create(&log).unwrap();
         let mut env = env.to_vec();
         env.push(("WORKER_PORT", port.to_string()));
-        let child = easel(dir, args, &env).stdout(Stdio::null()).stderr(file).spawn().expect("spawn easel");
+        let child = easel(dir, args, &env)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn easel");
         Self { child, log, port }
     }
 
@@ -77,7 +84,11 @@ impl Proc {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill {sig}");
     }
 
@@ -101,14 +112,20 @@ impl Drop for Proc {
 }
 
 fn fake() -> Vec<(&'static str, String)> {
-    vec![("EASEL_GENERATOR", "fake".into()), ("EASEL_POLL_MS", "50".into()), ("EASEL_RETRY_BASE_MS", "50".into())]
+    vec![
+        ("EASEL_GENERATOR", "fake".into()),
+        ("EASEL_POLL_MS", "50".into()),
+        ("EASEL_RETRY_BASE_MS", "50".into()),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_registered_worker_kind_exposes_all_four_entry_points_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     for kind in easel_worker::registry::KINDS {
-        let out = easel(dir.path(), &["worker", kind.name, "describe", "--json"], &[]).output().unwrap();
+        let out = easel(dir.path(), &["worker", kind.name, "describe", "--json"], &[])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let d: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(d["kind"], kind.name);
@@ -120,7 +137,13 @@ async fn every_registered_worker_kind_exposes_all_four_entry_points_through_the_
             w.wait_ready().await;
             w.signal("-TERM");
             let status = w.wait_exit().await;
-            assert_eq!(status.code(), Some(0), "`easel worker {} {entry}` after SIGTERM:\n{}", kind.name, w.log());
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "`easel worker {} {entry}` after SIGTERM:\n{}",
+                kind.name,
+                w.log()
+            );
         }
     }
 }
@@ -131,10 +154,16 @@ fn configuration_errors_exit_78_and_name_the_variable() {
     for (var, value, needle) in [
         ("WORKER_PORT", "http", "WORKER_PORT"),
         ("EASEL_GENERATOR", "dalle", "EASEL_GENERATOR"),
-        ("UPSTASH_REDIS_REST_URL", "https://example.invalid", "UPSTASH_REDIS_REST_TOKEN"),
+        (
+            "UPSTASH_REDIS_REST_URL",
+            "https://example.invalid",
+            "UPSTASH_REDIS_REST_TOKEN",
+        ),
         ("EASEL_MODEL", "/no/such/model", "/no/such/model"),
     ] {
-        let out = easel(dir.path(), &["worker", "sdxl", "run"], &[(var, value.to_string())]).output().unwrap();
+        let out = easel(dir.path(), &["worker", "sdxl", "run"], &[(var, value.to_string())])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{var}={value}: {err}");
         assert!(err.contains(needle), "{var}={value}: {err}");
@@ -146,7 +175,9 @@ fn configuration_errors_exit_78_and_name_the_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_loses_nothing_another_worker_completes_the_job() {
-    let Some(redis) = service("EASEL_TEST_REDIS_URL") else { return };
+    let Some(redis) = service("EASEL_TEST_REDIS_URL") else {
+        return;
+    };
     let stub = SupabaseStub::start("svc").await;
     let queue = unique("sdxl_queue");
     let dir = tempfile::tempdir().unwrap();
@@ -160,14 +191,25 @@ async fn a_worker_killed_mid_job_loses_nothing_another_worker_completes_the_job(
     ]);
     let mut slow = env.clone();
     slow.push(("EASEL_FAKE_DELAY_MS", "600000".into()));
-    let mut a = Proc::spawn(dir.path(), "a", &["worker", "sdxl", "run", "--data-dir", "data-a"], &slow);
+    let mut a = Proc::spawn(
+        dir.path(),
+        "a",
+        &["worker", "sdxl", "run", "--data-dir", "data-a"],
+        &slow,
+    );
     a.wait_ready().await;
 
     let id = unique("job");
-    let payload = json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u", "config": {"num_images": 2}});
+    let payload =
+        json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u", "config": {"num_images": 2}});
     let client = redis::Client::open(redis.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("LPUSH").arg(&queue).arg(payload.to_string()).query_async(&mut conn).await.unwrap();
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&queue)
+        .arg(payload.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let pattern = format!("{queue}:processing:*");
     let start = Instant::now();
     loop {
@@ -182,14 +224,21 @@ async fn a_worker_killed_mid_job_loses_nothing_another_worker_completes_the_job(
     a.wait_exit().await;
     assert!(stub.callbacks().is_empty(), "nothing was reported by the killed worker");
 
-    let mut b = Proc::spawn(dir.path(), "b", &["worker", "sdxl", "run", "--data-dir", "data-b"], &env);
+    let mut b = Proc::spawn(
+        dir.path(),
+        "b",
+        &["worker", "sdxl", "run", "--data-dir", "data-b"],
+        &env,
+    );
     b.wait_ready().await;
     let cb = stub.callback_for(&id).await;
     assert_eq!(cb.body["status"], "completed", "{}\n{}", cb.raw, b.log());
     assert_eq!(cb.body["assets"].as_array().map(Vec::len), Some(2));
     for i in 0..2 {
         assert!(stub.objects().contains_key(&format!("workspace-temp/u/{id}/{i}.png")));
-        assert!(stub.objects().contains_key(&format!("workspace-temp/u/{id}/{i}.thumb.webp")));
+        assert!(stub
+            .objects()
+            .contains_key(&format!("workspace-temp/u/{id}/{i}.thumb.webp")));
     }
     b.signal("-TERM");
     assert_eq!(b.wait_exit().await.code(), Some(0), "{}", b.log());
@@ -200,9 +249,27 @@ async fn a_worker_killed_mid_job_loses_nothing_another_worker_completes_the_job(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_prints_the_outcome_and_asset_paths_with_the_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Proc::spawn(dir.path(), "worker", &["worker", "sdxl", "run"], &[("EASEL_POLL_MS", "50".into())]);
+    let mut w = Proc::spawn(
+        dir.path(),
+        "worker",
+        &["worker", "sdxl", "run"],
+        &[("EASEL_POLL_MS", "50".into())],
+    );
     w.wait_ready().await;
-    let args = ["submit", "--prompt", "a lighthouse", "--seed", "3", "--steps", "2", "--num-images", "2", "--wait", "--timeout", "120"];
+    let args = [
+        "submit",
+        "--prompt",
+        "a lighthouse",
+        "--seed",
+        "3",
+        "--steps",
+        "2",
+        "--num-images",
+        "2",
+        "--wait",
+        "--timeout",
+        "120",
+    ];
     let out = tokio::task::spawn_blocking({
         let mut c = easel(dir.path(), &args, &[]);
         move || c.output().unwrap()
@@ -210,10 +277,18 @@ async fn submit_wait_prints_the_outcome_and_asset_paths_with_the_embedded_defaul
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), w.log());
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.log()
+    );
     let id = stdout.lines().next().unwrap().to_string();
     assert!(stdout.contains("\"status\": \"completed\""), "{stdout}");
-    let files: Vec<&str> = stdout.lines().filter(|l| l.ends_with(".png") || l.ends_with(".webp")).collect();
+    let files: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with(".png") || l.ends_with(".webp"))
+        .collect();
     assert_eq!(files.len(), 4, "{stdout}");
     for f in files {
         assert!(Path::new(f).is_file() || dir.path().join(f).is_file(), "{f}");

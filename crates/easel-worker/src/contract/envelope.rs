@@ -33,22 +33,34 @@ pub fn parse(raw: &str) -> Result<Envelope, Unreadable> {
     let value: Value =
         serde_json::from_str(raw).map_err(|e| unreadable(format!("payload is not JSON ({e}); push a JSON object")))?;
     let Value::Object(fields) = value else {
-        return Err(unreadable(format!("payload is JSON {} but must be an object", kind_of(&value))));
+        return Err(unreadable(format!(
+            "payload is JSON {} but must be an object",
+            kind_of(&value)
+        )));
     };
     let id = read_id(&fields)?;
     Ok(Envelope { id, fields })
 }
 
 fn read_id(fields: &Map<String, Value>) -> Result<String, Unreadable> {
-    let found = ID_FIELDS.iter().find_map(|k| fields.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)));
+    let found = ID_FIELDS
+        .iter()
+        .find_map(|k| fields.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)));
     let Some((name, value)) = found else {
-        return Err(unreadable("payload has no job id: set \"id\" (or the legacy \"jobId\") to the job's id"));
+        return Err(unreadable(
+            "payload has no job id: set \"id\" (or the legacy \"jobId\") to the job's id",
+        ));
     };
     match value {
         Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_ID_CHARS => Ok(s.clone()),
         Value::String(s) if s.trim().is_empty() => Err(unreadable(format!("\"{name}\" is an empty string"))),
-        Value::String(_) => Err(unreadable(format!("\"{name}\" is longer than {MAX_ID_CHARS} characters"))),
-        other => Err(unreadable(format!("\"{name}\" is {} but must be a string", kind_of(other)))),
+        Value::String(_) => Err(unreadable(format!(
+            "\"{name}\" is longer than {MAX_ID_CHARS} characters"
+        ))),
+        other => Err(unreadable(format!(
+            "\"{name}\" is {} but must be a string",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -76,7 +88,9 @@ impl Envelope {
 
     /// The job type as written, if it is a string (for the failure callback's `job_type`).
     pub fn job_type_text(&self) -> Option<String> {
-        self.field(&["type", "jobType"]).and_then(Value::as_str).map(str::to_string)
+        self.field(&["type", "jobType"])
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 }
 

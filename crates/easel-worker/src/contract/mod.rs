@@ -57,7 +57,10 @@ pub struct JobError {
 impl JobError {
     /// A job error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// A validation error.

@@ -85,9 +85,15 @@ mod tests {
         let fast = JobType::SdxlImageFast.preset(None);
         assert_eq!(fast["num_inference_steps"], 15);
         assert_eq!(fast["guidance_scale"], 6.0);
-        assert_eq!((fast["width"].clone(), fast["height"].clone()), (json!(1024), json!(1024)));
+        assert_eq!(
+            (fast["width"].clone(), fast["height"].clone()),
+            (json!(1024), json!(1024))
+        );
         let high = JobType::SdxlImageHigh.preset(None);
-        assert_eq!((high["num_inference_steps"].clone(), high["guidance_scale"].clone()), (json!(25), json!(7.5)));
+        assert_eq!(
+            (high["num_inference_steps"].clone(), high["guidance_scale"].clone()),
+            (json!(25), json!(7.5))
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::envelope::{kind_of, Envelope};
 use super::preset::{merge, JobType, DEFAULT_NEGATIVE_PROMPT};
-use super::JobError;
 use super::ErrorKind;
+use super::JobError;
 
 /// Smallest image side: below this SDXL's latents are too small to mean anything.
 pub const MIN_SIDE: u32 = 64;
@@ -99,7 +99,8 @@ impl JobSpec {
 }
 
 fn job_type(env: &Envelope) -> Result<JobType, JobError> {
-    let t = text(env, &["type", "jobType"], "type")?.ok_or_else(|| missing("type", "sdxl_image_fast or sdxl_image_high"))?;
+    let t = text(env, &["type", "jobType"], "type")?
+        .ok_or_else(|| missing("type", "sdxl_image_fast or sdxl_image_high"))?;
     JobType::from_wire(&t).ok_or_else(|| {
         JobError::new(
             ErrorKind::UnsupportedJobType,
@@ -136,7 +137,10 @@ fn text(env: &Envelope, names: &[&str], label: &str) -> Result<Option<String>, J
             s.chars().count()
         ))),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(JobError::invalid(format!("\"{label}\" is {} but must be a string", kind_of(other)))),
+        Some(other) => Err(JobError::invalid(format!(
+            "\"{label}\" is {} but must be a string",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -145,7 +149,10 @@ fn object<'a>(env: &'a Envelope, name: &str) -> Result<Option<&'a Map<String, Va
     match env.field(&[name]) {
         None => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
-        Some(other) => Err(JobError::invalid(format!("\"{name}\" is {} but must be an object", kind_of(other)))),
+        Some(other) => Err(JobError::invalid(format!(
+            "\"{name}\" is {} but must be an object",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -153,7 +160,12 @@ fn compel(env: &Envelope) -> Result<(bool, Option<String>), JobError> {
     let enabled = match env.field(&["compel_enabled"]) {
         None => false,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(JobError::invalid(format!("\"compel_enabled\" is {} but must be true or false", kind_of(other)))),
+        Some(other) => {
+            return Err(JobError::invalid(format!(
+                "\"compel_enabled\" is {} but must be true or false",
+                kind_of(other)
+            )))
+        }
     };
     let weights = text(env, &["compel_weights"], "compel_weights")?.filter(|w| !w.trim().is_empty());
     Ok((enabled, weights))
@@ -175,7 +187,11 @@ fn as_int(v: &Value) -> Option<i128> {
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e18).map(|f| f as i128)),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
+                    .map(|f| f as i128)
+            }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -191,11 +207,17 @@ fn as_float(v: &Value) -> Option<f64> {
 }
 
 fn bounded_int(config: &Map<String, Value>, key: &str, min: u64, max: u64) -> Result<u64, JobError> {
-    let v = config.get(key).ok_or_else(|| JobError::invalid(format!("config.{key} is missing")))?;
+    let v = config
+        .get(key)
+        .ok_or_else(|| JobError::invalid(format!("config.{key} is missing")))?;
     match as_int(v) {
         Some(n) if n >= min as i128 && n <= max as i128 => Ok(n as u64),
-        Some(n) => Err(JobError::invalid(format!("config.{key} is {n}; it must be between {min} and {max}"))),
-        None => Err(JobError::invalid(format!("config.{key} is {v} but must be a whole number between {min} and {max}"))),
+        Some(n) => Err(JobError::invalid(format!(
+            "config.{key} is {n}; it must be between {min} and {max}"
+        ))),
+        None => Err(JobError::invalid(format!(
+            "config.{key} is {v} but must be a whole number between {min} and {max}"
+        ))),
     }
 }
 
@@ -215,15 +237,21 @@ fn guidance(config: &Map<String, Value>) -> Result<f64, JobError> {
     let v = config.get("guidance_scale").cloned().unwrap_or(Value::Null);
     match as_float(&v) {
         Some(g) if (0.0..=MAX_GUIDANCE).contains(&g) => Ok(g),
-        _ => Err(JobError::invalid(format!("config.guidance_scale is {v}; it must be a number between 0 and {MAX_GUIDANCE}"))),
+        _ => Err(JobError::invalid(format!(
+            "config.guidance_scale is {v}; it must be a number between 0 and {MAX_GUIDANCE}"
+        ))),
     }
 }
 
 fn seed(config: &Map<String, Value>) -> Result<Option<u64>, JobError> {
-    let Some(v) = config.get("seed").filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(v) = config.get("seed").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
     match as_int(v) {
         Some(n) if (0..=u64::MAX as i128).contains(&n) => Ok(Some(n as u64)),
-        _ => Err(JobError::invalid(format!("config.seed is {v}; it must be a whole number ≥ 0 (or null for a random seed)"))),
+        _ => Err(JobError::invalid(format!(
+            "config.seed is {v}; it must be a whole number ≥ 0 (or null for a random seed)"
+        ))),
     }
 }
 
@@ -235,12 +263,15 @@ fn random_seed() -> u64 {
 fn negative_prompt(config: &Map<String, Value>) -> Result<Option<String>, JobError> {
     match config.get("negative_prompt") {
         None | Some(Value::Null) => Ok(Some(DEFAULT_NEGATIVE_PROMPT.to_string())),
-        Some(Value::String(s)) if s.chars().count() > MAX_PROMPT_CHARS => {
-            Err(JobError::invalid(format!("config.negative_prompt is longer than {MAX_PROMPT_CHARS} characters")))
-        }
+        Some(Value::String(s)) if s.chars().count() > MAX_PROMPT_CHARS => Err(JobError::invalid(format!(
+            "config.negative_prompt is longer than {MAX_PROMPT_CHARS} characters"
+        ))),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(JobError::invalid(format!("config.negative_prompt is {} but must be a string", kind_of(other)))),
+        Some(other) => Err(JobError::invalid(format!(
+            "config.negative_prompt is {} but must be a string",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -249,20 +280,39 @@ fn reference(metadata: &Map<String, Value>, steps: u32) -> Result<Option<Referen
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.trim().to_string(),
         Some(other) => {
-            return Err(JobError::invalid(format!("metadata.reference_image_url is {} but must be a URL string", kind_of(other))))
+            return Err(JobError::invalid(format!(
+                "metadata.reference_image_url is {} but must be a URL string",
+                kind_of(other)
+            )))
         }
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(JobError::invalid(format!("metadata.reference_image_url {url:?} must be an http:// or https:// URL")));
+        return Err(JobError::invalid(format!(
+            "metadata.reference_image_url {url:?} must be an http:// or https:// URL"
+        )));
     }
     let exact_copy = match metadata.get("exact_copy_mode") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(JobError::invalid(format!("metadata.exact_copy_mode is {} but must be a boolean", kind_of(other)))),
+        Some(other) => {
+            return Err(JobError::invalid(format!(
+                "metadata.exact_copy_mode is {} but must be a boolean",
+                kind_of(other)
+            )))
+        }
     };
-    let asked = if exact_copy { EXACT_COPY_STRENGTH } else { strength(metadata)? };
+    let asked = if exact_copy {
+        EXACT_COPY_STRENGTH
+    } else {
+        strength(metadata)?
+    };
     let (strength, effective_steps) = at_least_one_step(asked, steps);
-    Ok(Some(ReferenceSpec { url, strength, effective_steps, exact_copy }))
+    Ok(Some(ReferenceSpec {
+        url,
+        strength,
+        effective_steps,
+        exact_copy,
+    }))
 }
 
 fn strength(metadata: &Map<String, Value>) -> Result<f64, JobError> {
@@ -271,7 +321,9 @@ fn strength(metadata: &Map<String, Value>) -> Result<f64, JobError> {
             None | Some(Value::Null) => Ok(None),
             Some(v) => match as_float(v) {
                 Some(f) if (0.0..=1.0).contains(&f) => Ok(Some(f)),
-                _ => Err(JobError::invalid(format!("metadata.{key} is {v}; it must be a number between 0 and 1"))),
+                _ => Err(JobError::invalid(format!(
+                    "metadata.{key} is {v}; it must be a number between 0 and 1"
+                ))),
             },
         }
     };
@@ -305,7 +357,10 @@ mod tests {
     #[test]
     fn a_minimal_job_gets_the_preset_and_default_negative_prompt() {
         let s = spec(r#"{"id":"j","type":"sdxl_image_fast","prompt":"p","user_id":"u"}"#).unwrap();
-        assert_eq!((s.steps, s.guidance, s.width, s.height, s.num_images), (15, 6.0, 1024, 1024, 1));
+        assert_eq!(
+            (s.steps, s.guidance, s.width, s.height, s.num_images),
+            (15, 6.0, 1024, 1024, 1)
+        );
         assert_eq!(s.negative_prompt.as_deref(), Some(DEFAULT_NEGATIVE_PROMPT));
         assert!(s.reference.is_none());
     }
@@ -315,14 +370,18 @@ mod tests {
         let raw = r#"{"jobId":"j","jobType":"sdxl_image_high","prompt":"","userId":"u","config":null,"metadata":null,
                       "compel_enabled":null,"compel_weights":null}"#;
         let s = spec(raw).unwrap();
-        assert_eq!((s.job_type, s.user_id.as_str(), s.steps), (JobType::SdxlImageHigh, "u", 25));
+        assert_eq!(
+            (s.job_type, s.user_id.as_str(), s.steps),
+            (JobType::SdxlImageHigh, "u", 25)
+        );
     }
 
     #[test]
     fn seed_zero_is_a_real_seed_and_numeric_strings_are_read() {
         let s = spec(r#"{"id":"j","type":"sdxl_image_fast","prompt":"p","user_id":"u","config":{"seed":0}}"#).unwrap();
         assert_eq!(s.seed, 0);
-        let s = spec(r#"{"id":"j","type":"sdxl_image_fast","prompt":"p","user_id":"u","config":{"seed":"42"}}"#).unwrap();
+        let s =
+            spec(r#"{"id":"j","type":"sdxl_image_fast","prompt":"p","user_id":"u","config":{"seed":"42"}}"#).unwrap();
         assert_eq!(s.seed, 42);
     }
 
@@ -360,9 +419,15 @@ mod tests {
     #[test]
     fn img2img_strength_falls_back_and_exact_copy_runs_one_step() {
         let base = r#"{"id":"j","type":"sdxl_image_fast","prompt":"p","user_id":"u","metadata":"#;
-        let s = spec(&format!(r#"{base}{{"reference_image_url":"https://x/y.png","reference_strength":0.2}}}}"#)).unwrap();
+        let s = spec(&format!(
+            r#"{base}{{"reference_image_url":"https://x/y.png","reference_strength":0.2}}}}"#
+        ))
+        .unwrap();
         assert!((s.reference.unwrap().strength - 0.8).abs() < 1e-9);
-        let s = spec(&format!(r#"{base}{{"reference_image_url":"https://x/y.png","exact_copy_mode":true}}}}"#)).unwrap();
+        let s = spec(&format!(
+            r#"{base}{{"reference_image_url":"https://x/y.png","exact_copy_mode":true}}}}"#
+        ))
+        .unwrap();
         let r = s.reference.unwrap();
         assert_eq!(r.effective_steps, 1);
         assert!(((15.0 * r.strength).floor() as u32) >= 1);
@@ -383,7 +448,10 @@ mod tests {
         for steps in 1..=150 {
             for s in [0.0, 0.001, 0.05, 0.5, 1.0] {
                 let (strength, run) = at_least_one_step(s, steps);
-                assert!(run >= 1 && ((steps as f64) * strength).floor() as u32 >= 1, "{steps} {s}");
+                assert!(
+                    run >= 1 && ((steps as f64) * strength).floor() as u32 >= 1,
+                    "{steps} {s}"
+                );
                 assert!(strength <= 1.0);
             }
         }

@@ -128,7 +128,11 @@ pub fn failed(id: &str, job_type: Option<String>, error: &JobError, timestamp: f
         status: "failed",
         assets: Vec::new(),
         error_message: Some(error.message.clone()),
-        metadata: FailureMetadata { error_type: error.kind.as_str(), job_type, timestamp },
+        metadata: FailureMetadata {
+            error_type: error.kind.as_str(),
+            job_type,
+            timestamp,
+        },
     }
 }
 
@@ -146,6 +150,9 @@ pub fn thumbnail_key(user_id: &str, job_id: &str, i: u32) -> String {
 pub fn to_json<M: Serialize>(body: &CallbackBody<M>) -> String {
     serde_json::to_string(body).unwrap_or_else(|e| {
         // Serialising these plain structs cannot fail; keep a valid body if it ever does.
-        format!(r#"{{"job_id":{:?},"status":"failed","assets":[],"error_message":"serialisation failed: {e}"}}"#, body.job_id)
+        format!(
+            r#"{{"job_id":{:?},"status":"failed","assets":[],"error_message":"serialisation failed: {e}"}}"#,
+            body.job_id
+        )
     })
 }

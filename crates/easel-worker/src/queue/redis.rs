@@ -70,7 +70,12 @@ pub struct RedisQueue {
 impl RedisQueue {
     /// The queue `name` consumed as `consumer` over `t`.
     pub fn new(t: Box<dyn Transport>, name: &str, consumer: String, lease_ttl: Duration) -> Self {
-        Self { t, name: name.to_string(), consumer, lease_ttl }
+        Self {
+            t,
+            name: name.to_string(),
+            consumer,
+            lease_ttl,
+        }
     }
 
     fn key(&self, part: &str) -> String {
@@ -98,18 +103,29 @@ impl RedisQueue {
     }
 
     fn unexpected(&self, what: &str, r: &Reply) -> QueueError {
-        QueueError::Backend { backend: self.describe(), msg: format!("unexpected reply to {what}: {r:?}") }
+        QueueError::Backend {
+            backend: self.describe(),
+            msg: format!("unexpected reply to {what}: {r:?}"),
+        }
     }
 
     async fn reclaim_consumer(&self, consumer: &str) -> Result<u64, QueueError> {
-        let (lease, proc_, consumers) = (self.lease_key(consumer), self.processing(consumer), self.key("consumers"));
-        let r = self.eval(RECLAIM, &[&lease, &proc_, &self.name, &consumers], &[consumer]).await?;
+        let (lease, proc_, consumers) = (
+            self.lease_key(consumer),
+            self.processing(consumer),
+            self.key("consumers"),
+        );
+        let r = self
+            .eval(RECLAIM, &[&lease, &proc_, &self.name, &consumers], &[consumer])
+            .await?;
         Ok(r.as_int().unwrap_or(0).max(0) as u64)
     }
 
     async fn len(&self, key: &str) -> Result<u64, QueueError> {
         let r = self.t.cmd(&["LLEN", key]).await?;
-        r.as_int().map(|n| n.max(0) as u64).ok_or_else(|| self.unexpected("LLEN", &r))
+        r.as_int()
+            .map(|n| n.max(0) as u64)
+            .ok_or_else(|| self.unexpected("LLEN", &r))
     }
 }
 
@@ -137,7 +153,11 @@ impl Queue for RedisQueue {
             Reply::Array(ref items) => match items.as_slice() {
                 [Reply::Text(p), n] => {
                     let deliveries = n.as_int().unwrap_or(1).clamp(1, u32::MAX as i64) as u32;
-                    Ok(Some(Delivery { payload: p.clone(), deliveries, receipt: proc_ }))
+                    Ok(Some(Delivery {
+                        payload: p.clone(),
+                        deliveries,
+                        receipt: proc_,
+                    }))
                 }
                 _ => Err(self.unexpected("lease", &r)),
             },
@@ -147,7 +167,9 @@ impl Queue for RedisQueue {
 
     async fn heartbeat(&self) -> Result<(), QueueError> {
         let (lease, consumers) = (self.lease_key(&self.consumer), self.key("consumers"));
-        self.eval(HEARTBEAT, &[&lease, &consumers], &[&self.ttl_ms(), &self.consumer]).await.map(|_| ())
+        self.eval(HEARTBEAT, &[&lease, &consumers], &[&self.ttl_ms(), &self.consumer])
+            .await
+            .map(|_| ())
     }
 
     async fn ack(&self, d: &Delivery) -> Result<(), QueueError> {
@@ -157,7 +179,9 @@ impl Queue for RedisQueue {
 
     async fn release(&self, d: &Delivery) -> Result<(), QueueError> {
         let counts = self.key("deliveries");
-        self.eval(RELEASE, &[&d.receipt, &self.name, &counts], &[&d.payload]).await.map(|_| ())
+        self.eval(RELEASE, &[&d.receipt, &self.name, &counts], &[&d.payload])
+            .await
+            .map(|_| ())
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
@@ -167,12 +191,16 @@ impl Queue for RedisQueue {
             "consumer": self.consumer, "timestamp": now(),
         })
         .to_string();
-        self.eval(DEAD, &[&d.receipt, &counts, &dead], &[&d.payload, &record]).await.map(|_| ())
+        self.eval(DEAD, &[&d.receipt, &counts, &dead], &[&d.payload, &record])
+            .await
+            .map(|_| ())
     }
 
     async fn reclaim_expired(&self) -> Result<u64, QueueError> {
         let r = self.t.cmd(&["SMEMBERS", &self.key("consumers")]).await?;
-        let Reply::Array(members) = r else { return Err(self.unexpected("SMEMBERS", &r)) };
+        let Reply::Array(members) = r else {
+            return Err(self.unexpected("SMEMBERS", &r));
+        };
         let mut moved = 0;
         for m in members {
             if let Reply::Text(consumer) = m {
@@ -188,6 +216,10 @@ impl Queue for RedisQueue {
         let queued = self.len(&self.name).await?;
         let dead = self.len(&self.key("dead")).await?;
         let in_flight = self.len(&self.processing(&self.consumer)).await?;
-        Ok(Depth { queued, in_flight, dead })
+        Ok(Depth {
+            queued,
+            in_flight,
+            dead,
+        })
     }
 }

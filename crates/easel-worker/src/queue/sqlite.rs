@@ -23,11 +23,19 @@ pub struct SqliteQueue {
 impl SqliteQueue {
     /// A queue named `name` in `db`, consuming as `consumer`.
     pub fn new(db: Db, name: &str, consumer: String, lease_ttl: Duration) -> Self {
-        Self { db, name: name.to_string(), consumer, lease_ttl }
+        Self {
+            db,
+            name: name.to_string(),
+            consumer,
+            lease_ttl,
+        }
     }
 
     fn err(&self, e: DbError) -> QueueError {
-        QueueError::Backend { backend: self.describe(), msg: e.to_string() }
+        QueueError::Backend {
+            backend: self.describe(),
+            msg: e.to_string(),
+        }
     }
 
     fn seq(d: &Delivery) -> i64 {
@@ -49,7 +57,10 @@ impl Queue for SqliteQueue {
         let (queue, payload) = (self.name.clone(), payload.to_string());
         let job_id = contract::parse(&payload).ok().map(|e| e.id);
         let sql = "INSERT INTO jobs (queue, payload, job_id, state, enqueued_at) VALUES (?1, ?2, ?3, 'queued', ?4)";
-        let r = self.db.call(move |c| c.execute(sql, params![queue, payload, job_id, now()])).await;
+        let r = self
+            .db
+            .call(move |c| c.execute(sql, params![queue, payload, job_id, now()]))
+            .await;
         r.map(|_| ()).map_err(|e| self.err(e))
     }
 
@@ -63,7 +74,11 @@ impl Queue for SqliteQueue {
                    RETURNING seq, payload, deliveries";
         let row = self.db.call(move |c| {
             c.query_row(sql, params![consumer, until, queue, now()], |r| {
-                Ok(Delivery { receipt: r.get::<_, i64>(0)?.to_string(), payload: r.get(1)?, deliveries: r.get(2)? })
+                Ok(Delivery {
+                    receipt: r.get::<_, i64>(0)?.to_string(),
+                    payload: r.get(1)?,
+                    deliveries: r.get(2)?,
+                })
             })
             .optional()
         });
@@ -74,33 +89,54 @@ impl Queue for SqliteQueue {
         let consumer = self.consumer.clone();
         let until = now() + self.lease_ttl.as_secs_f64();
         let sql = "UPDATE jobs SET lease_until = ?1 WHERE state = 'leased' AND consumer = ?2";
-        self.db.call(move |c| c.execute(sql, params![until, consumer])).await.map(|_| ()).map_err(|e| self.err(e))
+        self.db
+            .call(move |c| c.execute(sql, params![until, consumer]))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     async fn ack(&self, d: &Delivery) -> Result<(), QueueError> {
         let (seq, consumer) = (Self::seq(d), self.consumer.clone());
-        let sql = "UPDATE jobs SET state = 'done', finished_at = ?1 WHERE seq = ?2 AND consumer = ?3 AND state = 'leased'";
-        self.db.call(move |c| c.execute(sql, params![now(), seq, consumer])).await.map(|_| ()).map_err(|e| self.err(e))
+        let sql =
+            "UPDATE jobs SET state = 'done', finished_at = ?1 WHERE seq = ?2 AND consumer = ?3 AND state = 'leased'";
+        self.db
+            .call(move |c| c.execute(sql, params![now(), seq, consumer]))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     async fn release(&self, d: &Delivery) -> Result<(), QueueError> {
         let (seq, consumer) = (Self::seq(d), self.consumer.clone());
         let sql = "UPDATE jobs SET state = 'queued', consumer = NULL, lease_until = NULL, deliveries = deliveries - 1
                    WHERE seq = ?1 AND consumer = ?2 AND state = 'leased'";
-        self.db.call(move |c| c.execute(sql, params![seq, consumer])).await.map(|_| ()).map_err(|e| self.err(e))
+        self.db
+            .call(move |c| c.execute(sql, params![seq, consumer]))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
         let (seq, reason) = (Self::seq(d), reason.to_string());
         let sql = "UPDATE jobs SET state = 'dead', dead_reason = ?1, finished_at = ?2 WHERE seq = ?3";
-        self.db.call(move |c| c.execute(sql, params![reason, now(), seq])).await.map(|_| ()).map_err(|e| self.err(e))
+        self.db
+            .call(move |c| c.execute(sql, params![reason, now(), seq]))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     async fn reclaim_expired(&self) -> Result<u64, QueueError> {
         let queue = self.name.clone();
         let sql = "UPDATE jobs SET state = 'queued', consumer = NULL, lease_until = NULL
                    WHERE queue = ?1 AND state = 'leased' AND lease_until < ?2";
-        let n = self.db.call(move |c| c.execute(sql, params![queue, now()])).await.map_err(|e| self.err(e))?;
+        let n = self
+            .db
+            .call(move |c| c.execute(sql, params![queue, now()]))
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
 
@@ -109,7 +145,13 @@ impl Queue for SqliteQueue {
         let sql = "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'leased'), 0),
                           COALESCE(SUM(state = 'dead'), 0) FROM jobs WHERE queue = ?1";
         let r = self.db.call(move |c| {
-            c.query_row(sql, params![queue], |r| Ok(Depth { queued: r.get(0)?, in_flight: r.get(1)?, dead: r.get(2)? }))
+            c.query_row(sql, params![queue], |r| {
+                Ok(Depth {
+                    queued: r.get(0)?,
+                    in_flight: r.get(1)?,
+                    dead: r.get(2)?,
+                })
+            })
         });
         r.await.map_err(|e| self.err(e))
     }
@@ -129,6 +171,12 @@ pub struct JobRow {
 /// The newest row with `job_id` in the embedded job table.
 pub fn job_outcome(db: &Db, job_id: &str) -> Result<Option<JobRow>, DbError> {
     let sql = "SELECT state, outcome, dead_reason FROM jobs WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1";
-    let row = |r: &rusqlite::Row<'_>| Ok(JobRow { state: r.get(0)?, outcome: r.get(1)?, dead_reason: r.get(2)? });
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(JobRow {
+            state: r.get(0)?,
+            outcome: r.get(1)?,
+            dead_reason: r.get(2)?,
+        })
+    };
     db.call_blocking(|c| c.query_row(sql, params![job_id], row).optional())
 }

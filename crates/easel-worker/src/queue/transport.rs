@@ -57,7 +57,10 @@ impl Native {
     /// Connects to `url` (`redis://` or `rediss://`).
     pub async fn connect(url: &Secret) -> Result<Self, QueueError> {
         let server = redact_url(url);
-        let unreachable = |msg: String| QueueError::Unreachable { backend: server.clone(), msg };
+        let unreachable = |msg: String| QueueError::Unreachable {
+            backend: server.clone(),
+            msg,
+        };
         let client = redis::Client::open(url.expose()).map_err(|e| unreachable(format!("bad Redis URL: {e}")))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(NATIVE_TIMEOUT)
@@ -77,17 +80,28 @@ impl Transport for Native {
     }
 
     async fn cmd(&self, args: &[&str]) -> Result<Reply, QueueError> {
-        let Some((name, rest)) = args.split_first() else { return Ok(Reply::Nil) };
+        let Some((name, rest)) = args.split_first() else {
+            return Ok(Reply::Nil);
+        };
         let mut conn = self.conn.clone();
         let value: redis::Value = redis::cmd(name).arg(rest).query_async(&mut conn).await.map_err(|e| {
             let msg = e.to_string();
             if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-                QueueError::Unreachable { backend: self.server.clone(), msg }
+                QueueError::Unreachable {
+                    backend: self.server.clone(),
+                    msg,
+                }
             } else {
-                QueueError::Backend { backend: self.server.clone(), msg }
+                QueueError::Backend {
+                    backend: self.server.clone(),
+                    msg,
+                }
             }
         })?;
-        from_native(value).map_err(|msg| QueueError::Backend { backend: self.server.clone(), msg })
+        from_native(value).map_err(|msg| QueueError::Backend {
+            backend: self.server.clone(),
+            msg,
+        })
     }
 }
 
@@ -118,12 +132,22 @@ impl Upstash {
         let http = reqwest::Client::builder()
             .timeout(REST_TIMEOUT)
             .build()
-            .map_err(|e| QueueError::Unreachable { backend: url.to_string(), msg: e.to_string() })?;
-        Ok(Self { http, url: url.to_string(), token })
+            .map_err(|e| QueueError::Unreachable {
+                backend: url.to_string(),
+                msg: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            url: url.to_string(),
+            token,
+        })
     }
 
     fn error(&self, msg: String) -> QueueError {
-        QueueError::Backend { backend: self.url.clone(), msg }
+        QueueError::Backend {
+            backend: self.url.clone(),
+            msg,
+        }
     }
 }
 
@@ -134,15 +158,34 @@ impl Transport for Upstash {
     }
 
     async fn cmd(&self, args: &[&str]) -> Result<Reply, QueueError> {
-        let resp = self.http.post(&self.url).bearer_auth(self.token.expose()).json(&args).send().await;
-        let resp = resp.map_err(|e| QueueError::Unreachable { backend: self.url.clone(), msg: e.to_string() })?;
+        let resp = self
+            .http
+            .post(&self.url)
+            .bearer_auth(self.token.expose())
+            .json(&args)
+            .send()
+            .await;
+        let resp = resp.map_err(|e| QueueError::Unreachable {
+            backend: self.url.clone(),
+            msg: e.to_string(),
+        })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| self.error(format!("reading the answer: {e}")))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.error(format!("reading the answer: {e}")))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
             let said = body.get("error").and_then(Value::as_str).unwrap_or(text.as_str());
-            let hint = if status.as_u16() == 401 { "; check UPSTASH_REDIS_REST_TOKEN" } else { "" };
-            return Err(self.error(format!("HTTP {status} to {}: {said}{hint}", args.first().unwrap_or(&""))));
+            let hint = if status.as_u16() == 401 {
+                "; check UPSTASH_REDIS_REST_TOKEN"
+            } else {
+                ""
+            };
+            return Err(self.error(format!(
+                "HTTP {status} to {}: {said}{hint}",
+                args.first().unwrap_or(&"")
+            )));
         }
         if let Some(e) = body.get("error").and_then(Value::as_str) {
             return Err(self.error(e.to_string()));

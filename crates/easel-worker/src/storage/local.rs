@@ -28,7 +28,12 @@ impl LocalStorage {
     }
 
     fn error(&self, key: &str, msg: String) -> StorageError {
-        StorageError { store: self.describe(), key: key.to_string(), msg, retryable: false }
+        StorageError {
+            store: self.describe(),
+            key: key.to_string(),
+            msg,
+            retryable: false,
+        }
     }
 }
 
@@ -39,7 +44,9 @@ impl Storage for LocalStorage {
     }
 
     async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), StorageError> {
-        let path = self.path_of(key).ok_or_else(|| self.error(key, "key is not a plain relative path".into()))?;
+        let path = self
+            .path_of(key)
+            .ok_or_else(|| self.error(key, "key is not a plain relative path".into()))?;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let write = async {
             if let Some(dir) = path.parent() {
@@ -48,6 +55,8 @@ impl Storage for LocalStorage {
             tokio::fs::write(&tmp, &bytes).await?;
             tokio::fs::rename(&tmp, &path).await
         };
-        write.await.map_err(|e| self.error(key, format!("{e}; check that EASEL_DATA_DIR is writable")))
+        write
+            .await
+            .map_err(|e| self.error(key, format!("{e}; check that EASEL_DATA_DIR is writable")))
     }
 }

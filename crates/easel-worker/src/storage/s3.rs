@@ -27,10 +27,25 @@ pub struct S3Storage {
 impl S3Storage {
     /// The bucket described by an [`StorageBackend::S3`].
     pub fn new(backend: &StorageBackend) -> Result<Self, StorageError> {
-        let StorageBackend::S3 { bucket, endpoint, region, access_key_id, secret_access_key } = backend else {
-            return Err(StorageError { store: "s3".into(), key: String::new(), msg: "not an S3 backend".into(), retryable: false });
+        let StorageBackend::S3 {
+            bucket,
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+        } = backend
+        else {
+            return Err(StorageError {
+                store: "s3".into(),
+                key: String::new(),
+                msg: "not an S3 backend".into(),
+                retryable: false,
+            });
         };
-        let retry = RetryConfig { max_retries: 0, ..Default::default() };
+        let retry = RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        };
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_region(region)
@@ -52,7 +67,11 @@ impl S3Storage {
             retryable: false,
         })?;
         let endpoint = endpoint.clone().unwrap_or_else(|| "aws".into());
-        Ok(Self { store, bucket: bucket.clone(), endpoint })
+        Ok(Self {
+            store,
+            bucket: bucket.clone(),
+            endpoint,
+        })
     }
 }
 
@@ -65,15 +84,30 @@ impl Storage for S3Storage {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError> {
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, content_type.to_string().into());
-        let opts = PutOptions { attributes, ..Default::default() };
-        let result = self.store.put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts).await;
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
+            .await;
         result.map(|_| ()).map_err(|e| {
             use object_store::Error as E;
             let retryable = !matches!(
                 e,
-                E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotSupported { .. } | E::NotImplemented | E::InvalidPath { .. }
+                E::PermissionDenied { .. }
+                    | E::Unauthenticated { .. }
+                    | E::NotSupported { .. }
+                    | E::NotImplemented
+                    | E::InvalidPath { .. }
             );
-            StorageError { store: self.describe(), key: key.to_string(), msg: e.to_string(), retryable }
+            StorageError {
+                store: self.describe(),
+                key: key.to_string(),
+                msg: e.to_string(),
+                retryable,
+            }
         })
     }
 }

@@ -26,17 +26,30 @@ pub struct SupabaseStorage {
 impl SupabaseStorage {
     /// The bucket `bucket` of the project at `url`.
     pub fn new(url: &str, key: Secret, bucket: &str) -> Result<Self, StorageError> {
-        let http = reqwest::Client::builder().timeout(UPLOAD_TIMEOUT).build().map_err(|e| StorageError {
-            store: url.to_string(),
-            key: String::new(),
-            msg: e.to_string(),
-            retryable: false,
-        })?;
-        Ok(Self { http, base: url.trim_end_matches('/').to_string(), key, bucket: bucket.to_string() })
+        let http = reqwest::Client::builder()
+            .timeout(UPLOAD_TIMEOUT)
+            .build()
+            .map_err(|e| StorageError {
+                store: url.to_string(),
+                key: String::new(),
+                msg: e.to_string(),
+                retryable: false,
+            })?;
+        Ok(Self {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            key,
+            bucket: bucket.to_string(),
+        })
     }
 
     fn error(&self, key: &str, msg: String, retryable: bool) -> StorageError {
-        StorageError { store: self.describe(), key: key.to_string(), msg, retryable }
+        StorageError {
+            store: self.describe(),
+            key: key.to_string(),
+            msg,
+            retryable,
+        }
     }
 }
 
@@ -69,6 +82,10 @@ impl Storage for SupabaseStorage {
             404 => "; check that the bucket exists (EASEL_BUCKET)",
             _ => "",
         };
-        Err(self.error(key, format!("HTTP {status}: {}{hint}", said.chars().take(300).collect::<String>()), retryable_status(status)))
+        Err(self.error(
+            key,
+            format!("HTTP {status}: {}{hint}", said.chars().take(300).collect::<String>()),
+            retryable_status(status),
+        ))
     }
 }

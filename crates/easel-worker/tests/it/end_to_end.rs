@@ -21,7 +21,12 @@ fn supabase(stub: &SupabaseStub) -> Vec<(&'static str, String)> {
 async fn lpush(redis_url: &str, queue: &str, payload: &Value) {
     let client = redis::Client::open(redis_url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("LPUSH").arg(queue).arg(payload.to_string()).query_async(&mut c).await.unwrap();
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(queue)
+        .arg(payload.to_string())
+        .query_async(&mut c)
+        .await
+        .unwrap();
 }
 
 fn job(id: &str, config: Value) -> Value {
@@ -30,10 +35,20 @@ fn job(id: &str, config: Value) -> Value {
 
 async fn assert_contract_outcome(stub: &SupabaseStub, id: &str) {
     let cb = stub.callback_for(id).await;
-    assert_eq!(cb.headers.get("authorization").map(String::as_str), Some("Bearer service-role-key"));
-    assert_eq!(cb.headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(
+        cb.headers.get("authorization").map(String::as_str),
+        Some("Bearer service-role-key")
+    );
+    assert_eq!(
+        cb.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
     let b = &cb.body;
-    assert_eq!((b["status"].as_str(), b["error_message"].clone()), (Some("completed"), Value::Null), "{b}");
+    assert_eq!(
+        (b["status"].as_str(), b["error_message"].clone()),
+        (Some("completed"), Value::Null),
+        "{b}"
+    );
     assert_eq!(b["assets"].as_array().map(Vec::len), Some(2));
     for i in 0..2 {
         let a = &b["assets"][i];
@@ -42,12 +57,20 @@ async fn assert_contract_outcome(stub: &SupabaseStub, id: &str) {
         assert_eq!(a["metadata"]["seed"], 77 + i as u64);
         assert_eq!(a["metadata"]["asset_index"], i);
     }
-    assert_eq!((b["metadata"]["seed"].clone(), b["metadata"]["num_images"].clone()), (json!(77), json!(2)));
+    assert_eq!(
+        (b["metadata"]["seed"].clone(), b["metadata"]["num_images"].clone()),
+        (json!(77), json!(2))
+    );
     let objects = stub.objects();
     let keys: Vec<_> = objects.keys().filter(|k| k.contains(id)).cloned().collect();
     let expected: Vec<String> = [0, 1]
         .iter()
-        .flat_map(|i| [format!("workspace-temp/user-1/{id}/{i}.png"), format!("workspace-temp/user-1/{id}/{i}.thumb.webp")])
+        .flat_map(|i| {
+            [
+                format!("workspace-temp/user-1/{id}/{i}.png"),
+                format!("workspace-temp/user-1/{id}/{i}.thumb.webp"),
+            ]
+        })
         .collect();
     let mut expected_sorted = expected.clone();
     expected_sorted.sort();
@@ -68,7 +91,9 @@ async fn assert_contract_outcome(stub: &SupabaseStub, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_pushed_to_redis_like_the_python_producer_ends_with_the_contracts_objects_and_callback() {
-    let Some(redis) = service("EASEL_TEST_REDIS_URL") else { return };
+    let Some(redis) = service("EASEL_TEST_REDIS_URL") else {
+        return;
+    };
     let stub = SupabaseStub::start(KEY).await;
     let queue = unique("sdxl_queue");
     let mut settings = supabase(&stub);
@@ -82,12 +107,18 @@ async fn a_job_pushed_to_redis_like_the_python_producer_ends_with_the_contracts_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_job_over_upstash_rest_gives_the_same_outcome() {
-    let Some(redis) = service("EASEL_TEST_REDIS_URL") else { return };
+    let Some(redis) = service("EASEL_TEST_REDIS_URL") else {
+        return;
+    };
     let stub = SupabaseStub::start(KEY).await;
     let rest = crate::support::upstash_front(&redis, "rest-token").await;
     let queue = unique("sdxl_queue");
     let mut settings = supabase(&stub);
-    settings.extend([("queue_url", rest), ("queue_token", "rest-token".into()), ("queue_name", queue.clone())]);
+    settings.extend([
+        ("queue_url", rest),
+        ("queue_token", "rest-token".into()),
+        ("queue_name", queue.clone()),
+    ]);
     let w = harness::start(&settings, None).await;
     let id = unique("job");
     lpush(&redis, &queue, &job(&id, json!({"num_images": 2, "seed": 77}))).await;
@@ -104,11 +135,24 @@ async fn the_embedded_defaults_run_the_real_tiny_model_and_keep_the_outcome_in_t
                          "config": {"seed": 5, "num_inference_steps": 2}});
     w.producer().await.push(&payload.to_string()).await.unwrap();
     let db = Db::open(&w.config.db_path()).unwrap();
-    let outcome = eventually("the outcome in the job table", || job_outcome(&db, &id).ok().flatten().and_then(|r| r.outcome)).await;
+    let outcome = eventually("the outcome in the job table", || {
+        job_outcome(&db, &id).ok().flatten().and_then(|r| r.outcome)
+    })
+    .await;
     let body: Value = serde_json::from_str(&outcome).unwrap();
     assert_eq!(body["status"], "completed", "{body}");
-    assert_eq!((body["assets"][0]["metadata"]["width"].clone(), body["assets"][0]["metadata"]["steps"].clone()), (json!(64), json!(2)));
-    let png = w.dir.path().join("storage/workspace-temp").join(body["assets"][0]["url"].as_str().unwrap());
+    assert_eq!(
+        (
+            body["assets"][0]["metadata"]["width"].clone(),
+            body["assets"][0]["metadata"]["steps"].clone()
+        ),
+        (json!(64), json!(2))
+    );
+    let png = w
+        .dir
+        .path()
+        .join("storage/workspace-temp")
+        .join(body["assets"][0]["url"].as_str().unwrap());
     let img = image::open(&png).unwrap();
     assert_eq!((img.width(), img.height()), (64, 64));
     assert!(png.with_file_name("0.thumb.webp").is_file());
@@ -126,6 +170,13 @@ async fn an_img2img_job_fetches_its_reference_and_reports_the_values_used() {
     w.producer().await.push(&payload.to_string()).await.unwrap();
     let cb = stub.callback_for(&id).await;
     let m = &cb.body["assets"][0]["metadata"];
-    assert_eq!((m["pipeline"].clone(), m["denoise_strength"].clone(), m["effective_steps"].clone()), (json!("img2img"), json!(0.75), json!(18)));
+    assert_eq!(
+        (
+            m["pipeline"].clone(),
+            m["denoise_strength"].clone(),
+            m["effective_steps"].clone()
+        ),
+        (json!("img2img"), json!(0.75), json!(18))
+    );
     w.stop().await.unwrap();
 }

@@ -66,7 +66,14 @@ pub async fn start_in(
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move { worker.run(token).await });
-    let w = TestWorker { shutdown, handle, port: config.port, metrics, config, dir };
+    let w = TestWorker {
+        shutdown,
+        handle,
+        port: config.port,
+        metrics,
+        config,
+        dir,
+    };
     w.wait_ready().await;
     w
 }
@@ -95,13 +102,24 @@ impl TestWorker {
     pub async fn producer(&self) -> Arc<dyn Queue> {
         let db = Db::open(&self.config.db_path()).expect("db");
         let c = &self.config;
-        queue::open(&c.queue, &c.queue_name, queue::consumer_id("producer"), &db, c.timing.lease_ttl).await.expect("queue")
+        queue::open(
+            &c.queue,
+            &c.queue_name,
+            queue::consumer_id("producer"),
+            &db,
+            c.timing.lease_ttl,
+        )
+        .await
+        .expect("queue")
     }
 
     /// Requests a graceful shutdown and waits for `run` to return.
     pub async fn stop(self) -> Result<(), Error> {
         self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.handle).await.expect("worker stops in time").expect("worker task")
+        tokio::time::timeout(DEADLINE, self.handle)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task")
     }
 }
 
@@ -145,7 +163,11 @@ impl Generator for GatedGenerator {
     fn unload(&self) -> Result<(), GeneratorError> {
         self.inner.unload()
     }
-    fn generate(&self, spec: &GenerationSpec, progress: &mut dyn FnMut(u32, u32)) -> Result<Vec<GeneratedImage>, GeneratorError> {
+    fn generate(
+        &self,
+        spec: &GenerationSpec,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<Vec<GeneratedImage>, GeneratorError> {
         self.started.notify_one();
         let mut open = self.gate.lock().unwrap();
         while !*open {

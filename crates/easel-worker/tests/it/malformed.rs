@@ -18,25 +18,85 @@ fn failing() -> Vec<(Value, &'static str, &'static str)> {
     };
     vec![
         (ok(json!({"type": "video_high"})), "unsupported_job_type", "video_high"),
-        (json!({"id": "ID", "prompt": "p", "user_id": "u"}), "validation_error", "\"type\""),
+        (
+            json!({"id": "ID", "prompt": "p", "user_id": "u"}),
+            "validation_error",
+            "\"type\"",
+        ),
         (ok(json!({"type": null})), "validation_error", "\"type\""),
-        (json!({"id": "ID", "type": "sdxl_image_fast", "user_id": "u"}), "validation_error", "\"prompt\""),
+        (
+            json!({"id": "ID", "type": "sdxl_image_fast", "user_id": "u"}),
+            "validation_error",
+            "\"prompt\"",
+        ),
         (ok(json!({"prompt": null})), "validation_error", "\"prompt\""),
         (ok(json!({"prompt": 42})), "validation_error", "\"prompt\" is a number"),
-        (json!({"id": "ID", "type": "sdxl_image_fast", "prompt": "p"}), "validation_error", "\"user_id\""),
+        (
+            json!({"id": "ID", "type": "sdxl_image_fast", "prompt": "p"}),
+            "validation_error",
+            "\"user_id\"",
+        ),
         (ok(json!({"user_id": null})), "validation_error", "\"user_id\""),
-        (ok(json!({"config": "fast"})), "validation_error", "\"config\" is a string"),
-        (ok(json!({"metadata": [1]})), "validation_error", "\"metadata\" is an array"),
-        (ok(json!({"config": {"num_images": 7}})), "validation_error", "config.num_images is 7"),
-        (ok(json!({"config": {"num_images": "many"}})), "validation_error", "config.num_images"),
-        (ok(json!({"config": {"num_inference_steps": -3}})), "validation_error", "num_inference_steps"),
-        (ok(json!({"config": {"guidance_scale": "high"}})), "validation_error", "guidance_scale"),
-        (ok(json!({"config": {"width": 1001}})), "validation_error", "multiple of 8"),
-        (ok(json!({"config": {"seed": "abc"}})), "validation_error", "config.seed"),
-        (ok(json!({"metadata": {"reference_image_url": "ftp://x/y.png"}})), "validation_error", "http://"),
-        (ok(json!({"metadata": {"reference_image_url": "URL/missing.png"}})), "reference_image_error", "HTTP 404"),
-        (ok(json!({"metadata": {"reference_image_url": "URL/x", "denoise_strength": 2}})), "validation_error", "denoise_strength"),
-        (ok(json!({"compel_enabled": "yes"})), "validation_error", "compel_enabled"),
+        (
+            ok(json!({"config": "fast"})),
+            "validation_error",
+            "\"config\" is a string",
+        ),
+        (
+            ok(json!({"metadata": [1]})),
+            "validation_error",
+            "\"metadata\" is an array",
+        ),
+        (
+            ok(json!({"config": {"num_images": 7}})),
+            "validation_error",
+            "config.num_images is 7",
+        ),
+        (
+            ok(json!({"config": {"num_images": "many"}})),
+            "validation_error",
+            "config.num_images",
+        ),
+        (
+            ok(json!({"config": {"num_inference_steps": -3}})),
+            "validation_error",
+            "num_inference_steps",
+        ),
+        (
+            ok(json!({"config": {"guidance_scale": "high"}})),
+            "validation_error",
+            "guidance_scale",
+        ),
+        (
+            ok(json!({"config": {"width": 1001}})),
+            "validation_error",
+            "multiple of 8",
+        ),
+        (
+            ok(json!({"config": {"seed": "abc"}})),
+            "validation_error",
+            "config.seed",
+        ),
+        (
+            ok(json!({"metadata": {"reference_image_url": "ftp://x/y.png"}})),
+            "validation_error",
+            "http://",
+        ),
+        (
+            ok(json!({"metadata": {"reference_image_url": "URL/missing.png"}})),
+            "reference_image_error",
+            "HTTP 404",
+        ),
+        (
+            ok(json!({"metadata": {"reference_image_url": "URL/x", "denoise_strength": 2}})),
+            "validation_error",
+            "denoise_strength",
+        ),
+        (
+            ok(json!({"compel_enabled": "yes"})),
+            "validation_error",
+            "compel_enabled",
+        ),
     ]
 }
 
@@ -55,13 +115,19 @@ fn unreadable() -> Vec<(&'static str, &'static str)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_malformed_payload_gets_a_failed_callback_or_a_dead_letter_and_the_worker_keeps_running() {
     let stub = SupabaseStub::start("k").await;
-    let settings = [("supabase_url", stub.url.clone()), ("supabase_service_key", "k".to_string())];
+    let settings = [
+        ("supabase_url", stub.url.clone()),
+        ("supabase_service_key", "k".to_string()),
+    ];
     let w = harness::start(&settings, None).await;
     let q = w.producer().await;
     let mut ids = Vec::new();
     for (payload, _, _) in failing() {
         let id = unique("bad");
-        let text = payload.to_string().replace("\"ID\"", &format!("\"{id}\"")).replace("URL", &format!("{}/images", stub.url));
+        let text = payload
+            .to_string()
+            .replace("\"ID\"", &format!("\"{id}\""))
+            .replace("URL", &format!("{}/images", stub.url));
         q.push(&text).await.unwrap();
         ids.push(id);
     }
@@ -75,9 +141,16 @@ async fn every_malformed_payload_gets_a_failed_callback_or_a_dead_letter_and_the
     assert_eq!(stub.callback_for(&good).await.body["status"], "completed");
     for (id, (_, kind, phrase)) in ids.iter().zip(failing()) {
         let b = stub.callback_for(id).await.body;
-        assert_eq!((b["status"].as_str(), b["assets"].clone()), (Some("failed"), json!([])), "{b}");
+        assert_eq!(
+            (b["status"].as_str(), b["assets"].clone()),
+            (Some("failed"), json!([])),
+            "{b}"
+        );
         assert_eq!(b["metadata"]["error_type"], kind, "{b}");
-        assert!(b["error_message"].as_str().unwrap().contains(phrase), "{phrase:?} not in {b}");
+        assert!(
+            b["error_message"].as_str().unwrap().contains(phrase),
+            "{phrase:?} not in {b}"
+        );
         assert!(b["metadata"]["timestamp"].as_f64().unwrap() > 1.6e9);
     }
     let db = Db::open(&w.config.db_path()).unwrap();

@@ -7,7 +7,10 @@ use crate::harness;
 use crate::support::{eventually, unique, SupabaseStub};
 
 fn settings(stub: &SupabaseStub) -> Vec<(&'static str, String)> {
-    vec![("supabase_url", stub.url.clone()), ("supabase_service_key", stub.key.clone())]
+    vec![
+        ("supabase_url", stub.url.clone()),
+        ("supabase_service_key", stub.key.clone()),
+    ]
 }
 
 fn job(id: &str) -> String {
@@ -44,7 +47,10 @@ async fn a_storage_outage_longer_than_the_retries_fails_the_job_with_a_clear_mes
     let id = unique("job");
     w.producer().await.push(&job(&id)).await.unwrap();
     let cb = stub.callback_for(&id).await.body;
-    assert_eq!((cb["status"].as_str(), cb["metadata"]["error_type"].as_str()), (Some("failed"), Some("storage_error")));
+    assert_eq!(
+        (cb["status"].as_str(), cb["metadata"]["error_type"].as_str()),
+        (Some("failed"), Some("storage_error"))
+    );
     assert!(cb["error_message"].as_str().unwrap().contains("503"), "{cb}");
     stub.fail_storage(0);
     w.stop().await.unwrap();
@@ -62,7 +68,10 @@ async fn a_callback_outage_that_recovers_delivers_the_callback_exactly_once() {
     assert_eq!(stub.callbacks().len(), 1);
     let m = metrics(&w).await;
     assert!(m.contains("easel_callback_attempts_total{result=\"retry\"} 4"), "{m}");
-    assert!(m.contains("easel_callback_attempts_total{result=\"delivered\"} 1"), "{m}");
+    assert!(
+        m.contains("easel_callback_attempts_total{result=\"delivered\"} 1"),
+        "{m}"
+    );
     w.stop().await.unwrap();
 }
 
@@ -73,7 +82,10 @@ async fn a_callback_not_delivered_before_shutdown_is_sent_by_the_next_worker() {
     stub.fail_callbacks(u32::MAX);
     let id = unique("job");
     w.producer().await.push(&job(&id)).await.unwrap();
-    eventually("the job to finish", || (w.metrics.jobs(easel_worker::metrics::Outcome::Completed) == 1).then_some(())).await;
+    eventually("the job to finish", || {
+        (w.metrics.jobs(easel_worker::metrics::Outcome::Completed) == 1).then_some(())
+    })
+    .await;
     let dir = w.dir.clone();
     w.stop().await.unwrap();
     assert!(stub.callbacks().is_empty());

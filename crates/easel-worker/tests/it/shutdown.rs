@@ -14,7 +14,10 @@ fn job(id: &str) -> String {
 async fn shutdown_lets_the_running_job_finish_and_flushes_its_callback() {
     let stub = SupabaseStub::start("k").await;
     let gen = GatedGenerator::new();
-    let settings = [("supabase_url", stub.url.clone()), ("supabase_service_key", "k".to_string())];
+    let settings = [
+        ("supabase_url", stub.url.clone()),
+        ("supabase_service_key", "k".to_string()),
+    ];
     let w = harness::start(&settings, Some(gen.clone())).await;
     let id = unique("job");
     w.producer().await.push(&job(&id)).await.unwrap();

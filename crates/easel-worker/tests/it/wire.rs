@@ -5,7 +5,9 @@ use easel_worker::contract::wire::{self, Asset, AssetMetadata, Img2ImgMetadata};
 use easel_worker::contract::{parse, ErrorKind, JobError, JobSpec};
 
 fn spec(extra: &str) -> JobSpec {
-    let raw = format!(r#"{{"id":"J","type":"sdxl_image_fast","prompt":"a lighthouse","user_id":"U","config":{{"seed":1234}}{extra}}}"#);
+    let raw = format!(
+        r#"{{"id":"J","type":"sdxl_image_fast","prompt":"a lighthouse","user_id":"U","config":{{"seed":1234}}{extra}}}"#
+    );
     JobSpec::from_envelope(&parse(&raw).unwrap(), None).unwrap()
 }
 
@@ -49,7 +51,8 @@ fn an_img2img_asset_reports_the_values_actually_used() {
         effective_steps: r.effective_steps,
         exact_copy_mode: r.exact_copy,
     };
-    let body: serde_json::Value = serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![asset(&s, Some(i2i))], 1.0))).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![asset(&s, Some(i2i))], 1.0))).unwrap();
     let m = &body["assets"][0]["metadata"];
     assert_eq!(m["pipeline"], "img2img");
     assert_eq!(m["resize_policy"], "center_crop");
@@ -64,13 +67,22 @@ fn compel_is_reported_as_a_text_fallback() {
     let body: serde_json::Value = serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![], 1.0))).unwrap();
     let m = &body["metadata"];
     assert_eq!(m["final_prompt"], "a lighthouse (sunset:1.1)");
-    assert_eq!((m["compel_enabled"].clone(), m["compel_weights"].clone()), (true.into(), "(sunset:1.1)".into()));
-    assert_eq!((m["compel_success"].clone(), m["enhancement_strategy"].clone()), (false.into(), "fallback".into()));
+    assert_eq!(
+        (m["compel_enabled"].clone(), m["compel_weights"].clone()),
+        (true.into(), "(sunset:1.1)".into())
+    );
+    assert_eq!(
+        (m["compel_success"].clone(), m["enhancement_strategy"].clone()),
+        (false.into(), "fallback".into())
+    );
 }
 
 #[test]
 fn the_failure_body_is_the_contracts() {
-    let e = JobError::new(ErrorKind::Validation, "config.num_images is 7; it must be between 1 and 6");
+    let e = JobError::new(
+        ErrorKind::Validation,
+        "config.num_images is 7; it must be between 1 and 6",
+    );
     let body = wire::to_json(&wire::failed("J", Some("sdxl_image_fast".into()), &e, 1700000000.5));
     let expected = r#"{"job_id":"J","status":"failed","assets":[],"error_message":"config.num_images is 7; it must be between 1 and 6","metadata":{"error_type":"validation_error","job_type":"sdxl_image_fast","timestamp":1700000000.5}}"#;
     assert_eq!(body, expected);

@@ -94,14 +94,21 @@ pub struct SupabaseStub {
 impl SupabaseStub {
     /// Starts the stub on a loopback port; `key` is the service key it accepts.
     pub async fn start(key: &str) -> Self {
-        let state = Arc::new(StubState { key: key.to_string(), ..Default::default() });
+        let state = Arc::new(StubState {
+            key: key.to_string(),
+            ..Default::default()
+        });
         let app = Router::new()
             .route("/storage/v1/object/{bucket}/{*path}", post(upload))
             .route("/functions/v1/job-callback", post(callback))
             .route("/images/{name}", get(image))
             .with_state(state.clone());
         let url = serve(app).await;
-        Self { url, key: key.to_string(), state }
+        Self {
+            url,
+            key: key.to_string(),
+            state,
+        }
     }
 
     /// The next `n` uploads answer 503.
@@ -149,14 +156,20 @@ impl SupabaseStub {
             if let Some(c) = found() {
                 return c;
             }
-            assert!(start.elapsed() < DEADLINE, "no callback for job {job_id}; got {:?}", self.callbacks());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no callback for job {job_id}; got {:?}",
+                self.callbacks()
+            );
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         }
     }
 }
 
 fn headers_map(h: &HeaderMap) -> BTreeMap<String, String> {
-    h.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect()
+    h.iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect()
 }
 
 fn authorized(state: &StubState, h: &HeaderMap) -> bool {
@@ -183,19 +196,37 @@ async fn upload(
         let mut f = s.storage_failures.lock().unwrap();
         if *f > 0 {
             *f -= 1;
-            return storage_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", "storage is restarting");
+            return storage_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "storage is restarting",
+            );
         }
     }
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     if ct.is_empty() || ct == "application/octet-stream" {
-        return storage_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_mime_type", "mime type application/octet-stream is not supported");
+        return storage_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_mime_type",
+            "mime type application/octet-stream is not supported",
+        );
     }
     let upsert = headers.get("x-upsert").and_then(|v| v.to_str().ok()) == Some("true");
     let mut objects = s.objects.lock().unwrap();
     if objects.contains_key(&key) && !upsert {
         return storage_error(StatusCode::CONFLICT, "Duplicate", "The resource already exists");
     }
-    objects.insert(key.clone(), Object { bytes: body.to_vec(), content_type: ct });
+    objects.insert(
+        key.clone(),
+        Object {
+            bytes: body.to_vec(),
+            content_type: ct,
+        },
+    );
     drop(objects);
     s.changed.notify_waiters();
     Json(json!({"Id": format!("{:032x}", rand::random::<u128>()), "Key": key})).into_response()
@@ -217,7 +248,11 @@ async fn callback(State(s): State<Arc<StubState>>, headers: HeaderMap, body: Byt
     let Ok(parsed) = serde_json::from_str::<Value>(&raw) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
-    s.callbacks.lock().unwrap().push(Callback { body: parsed, raw, headers: headers_map(&headers) });
+    s.callbacks.lock().unwrap().push(Callback {
+        body: parsed,
+        raw,
+        headers: headers_map(&headers),
+    });
     s.changed.notify_waiters();
     (StatusCode::OK, Json(json!({"success": true}))).into_response()
 }
@@ -231,7 +266,9 @@ async fn image(State(s): State<Arc<StubState>>, Path(name): Path<String>) -> Res
 
 /// Serves `app` on a free loopback port; returns its base URL.
 pub async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
     let addr: SocketAddr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -243,7 +280,10 @@ pub async fn serve(app: Router) -> String {
 /// `Authorization: Bearer <token>`, answering `{"result": ...}` or `{"error": ...}` as Upstash does.
 pub async fn upstash_front(redis_url: &str, token: &str) -> String {
     let client = redis::Client::open(redis_url).expect("redis url");
-    let conn = client.get_multiplexed_async_connection().await.expect("connect to the test Redis");
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the test Redis");
     let state = Arc::new((conn, token.to_string()));
     let app = Router::new().route("/", post(upstash_cmd)).with_state(state);
     serve(app).await
@@ -290,5 +330,8 @@ pub fn png_bytes(w: u32, h: u32) -> Vec<u8> {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
