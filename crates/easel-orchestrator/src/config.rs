@@ -547,7 +547,9 @@ fn validate_name(name: &str) -> Result<(), String> {
 
 fn default_workers() -> Vec<WorkerConfig> {
     // The embedded TOML has `[[workers]]`, so this does not recurse; a unit test parses it.
-    toml::from_str::<Config>(DEFAULT_CONFIG_TOML).map(|c| c.workers).unwrap_or_default()
+    toml::from_str::<Config>(DEFAULT_CONFIG_TOML)
+        .map(|c| c.workers)
+        .unwrap_or_default()
 }
 
 fn default_listen() -> SocketAddr {
@@ -783,12 +785,25 @@ mod tests {
     #[test]
     fn the_readme_example_is_a_valid_config() {
         let readme = include_str!("../../../README.md");
-        let section = readme.split("## Supervising workers: easel up").nth(1).expect("the README section");
-        let example = section.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("a toml example");
+        let section = readme
+            .split("## Supervising workers: easel up")
+            .nth(1)
+            .expect("the README section");
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .expect("a toml example");
         let config = parse(example).unwrap();
         let order: Vec<&str> = config.start_order().iter().map(|w| w.name.as_str()).collect();
         assert_eq!(order, ["sdxl", "video"]);
-        assert_eq!(config.workers[1].ready_check(), ReadyCheck::Http { port: 7860, path: "/health".into() });
+        assert_eq!(
+            config.workers[1].ready_check(),
+            ReadyCheck::Http {
+                port: 7860,
+                path: "/health".into()
+            }
+        );
         assert_eq!(config.workers[0].stop_grace, DEFAULT_STOP_GRACE);
         assert_eq!(config.workers[1].restart, RestartConfig::default());
     }

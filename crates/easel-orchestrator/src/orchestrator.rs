@@ -1,7 +1,7 @@
 //! Why this exists: the whole of `easel up` as a library call, [`Orchestrator::run`],
 //! with shutdown passed in as a token so tests and the binary drive it the same way.
 //!
-//! Flow: listen for `/status` → start the watchdog → preflight every enabled worker
+//! Flow: start the watchdog → listen for `/status` → preflight every enabled worker
 //! (failures are recorded, not fatal) → event loop, a `select!` with one handler each:
 //! - shutdown cancelled → leave the loop;
 //! - a reloaded config → [`Runner::on_reload`] (stop removed and changed workers, preflight

@@ -2,6 +2,7 @@
 //! to the library crates; everything it runs lives in those crates.
 
 mod generate;
+mod models;
 mod status;
 mod submit;
 mod up;
@@ -33,6 +34,8 @@ enum Command {
     Up(up::UpArgs),
     /// Show the workers of a running `easel up` (state, pid, uptime, restarts, last exit, reason).
     Status(status::StatusArgs),
+    /// Inspect model files: `easel models inspect PATH [--json]` (layout, components, dtype, parameters).
+    Models(models::ModelsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => submit::run(args),
         Command::Up(args) => up::run(args),
         Command::Status(args) => status::run(args),
+        Command::Models(args) => models::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -59,7 +63,9 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,easel_worker=info,easel_orchestrator=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: supervisors and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
     } else {

@@ -1,0 +1,163 @@
+//! `easel up` and `easel status` as a user runs them: a bad config is refused with its key
+//! and line; `easel orchestrate` (the alias) supervises the real built-in SDXL worker, which
+//! `easel submit --wait` then reaches and gets an image from; `easel status` shows it
+//! running; SIGTERM stops everything and exits 0.
+//! (Restart, FATAL, signal and orphan behaviour is tested with fake workers in
+//! crates/easel-orchestrator/tests/supervision.rs.)
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const EASEL: &str = env!("CARGO_BIN_EXE_easel");
+/// Generous: a debug build on two busy cores.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The variables that would point the worker at real services or another config.
+const SERVICE_VARS: &[&str] = &[
+    "EASEL_CONFIG",
+    "EASEL_MODEL",
+    "EASEL_DATA_DIR",
+    "EASEL_QUEUE_URL",
+    "EASEL_STORAGE",
+    "EASEL_WORKER_BIN",
+    "EASEL_ORCHESTRATOR_ADDR",
+    "WORKER_PORT",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_KEY",
+    "UPSTASH_REDIS_REST_URL",
+    "UPSTASH_REDIS_REST_TOKEN",
+];
+
+fn easel(dir: &Path) -> Command {
+    let mut cmd = Command::new(EASEL);
+    cmd.current_dir(dir).stdin(Stdio::null());
+    for var in SERVICE_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    easel(dir).args(args).output().expect("easel runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the orchestrator if a test fails half-way.
+struct Orchestrator(Child);
+
+impl Drop for Orchestrator {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("easel.toml"),
+        "[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\nprot = 7859\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["up", "--check"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("easel.toml") && stderr.contains("line 4") && stderr.contains("prot"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_config_is_printed_and_passes_its_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["up", "--print-default-config"]);
+    assert!(text(&out.stdout).contains("kind = \"sdxl\""));
+    let out = run(dir.path(), &["up", "--check"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok      sdxl"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn orchestrate_runs_the_sdxl_worker_which_serves_submit_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_port = free_port();
+    let config = format!(
+        "[orchestrator]\nlisten = \"127.0.0.1:{status_port}\"\n\n[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\nport = {}\nstop_grace = \"20s\"\n",
+        free_port()
+    );
+    std::fs::write(dir.path().join("easel.toml"), config).unwrap();
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let child = easel(dir.path())
+        .arg("orchestrate")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut orchestrator = Orchestrator(child);
+    let up_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        let out = run(dir.path(), &["status", "--json"]);
+        let report: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        if let Some(report) = report.filter(|r| r["workers"][0]["state"] == "running") {
+            break report;
+        }
+        assert!(Instant::now() < end, "the worker never became ready\n{}", up_log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let worker_pid = status["workers"][0]["pid"].as_u64().unwrap();
+    let table = text(&run(dir.path(), &["status"]).stdout);
+    assert!(table.contains("sdxl") && table.contains("running"), "{table}");
+
+    let out = run(
+        dir.path(),
+        &[
+            "submit",
+            "--prompt",
+            "a lighthouse",
+            "--seed",
+            "1",
+            "--wait",
+            "--timeout",
+            "100",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}\n{}", text(&out.stderr), up_log());
+    assert!(stdout.contains("\"completed\"") && stdout.contains("0.png"), "{stdout}");
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &orchestrator.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let end = Instant::now() + DEADLINE;
+    let exit = loop {
+        if let Some(exit) = orchestrator.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < end, "easel up did not stop\n{}", up_log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "{}", up_log());
+    let stat = std::fs::read_to_string(format!("/proc/{worker_pid}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z "), "the worker exited: {stat}");
+    assert!(up_log().contains("[sdxl] "), "worker output is prefixed:\n{}", up_log());
+}
