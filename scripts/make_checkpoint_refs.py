@@ -52,6 +52,30 @@ UNET, VAE = "model.diffusion_model.", "first_stage_model."
 CLIP_L, CLIP_G = "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."
 
 
+DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+
+def save_sorted(tensors, path, metadata=None):
+    """safetensors with a header in sorted key order (safetensors' own writer orders the
+    metadata by hash, so reruns would differ byte-wise)."""
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.dim() else t.reshape(1).view(torch.uint8).numpy().tobytes()
+        header[name] = dict(dtype=DTYPE_NAMES[t.dtype], shape=list(t.shape), data_offsets=[offset, offset + len(raw)])
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text.encode())
+        for b in blobs:
+            f.write(b)
+
+
 def write_json(path, obj):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -536,7 +560,7 @@ def make_kohya_lora(base, path):
             down, up = lora_pair(module_of(model, p), 4, g)
             sd[key + ".lora_down.weight"], sd[key + ".lora_up.weight"] = down, up
             sd[key + ".alpha"] = torch.tensor(2.0)
-    save_file(sd, path, metadata={"ss_network_module": "networks.lora", "ss_network_dim": "4", "ss_network_alpha": "2.0"})
+    save_sorted(sd, path, metadata={"ss_network_module": "networks.lora", "ss_network_dim": "4", "ss_network_alpha": "2.0"})
     return sd
 
 
@@ -555,7 +579,8 @@ def make_peft_lora(base, path):
             sd[f"{key}.lora_A.weight"], sd[f"{key}.lora_B.weight"] = down, up
         layers[comp] = sd
         cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=sorted({p.removeprefix("text_model.") for p in paths}))
-        metas[comp] = cfg.to_dict()
+        # sets (target_modules) would be listed in hash order: sort them for byte-stable reruns
+        metas[comp] = {k: sorted(v) if isinstance(v, set) else v for k, v in cfg.to_dict().items()}
     d = tempfile.mkdtemp(prefix="easel_peft_")
     StableDiffusionXLPipeline.save_lora_weights(
         d,
@@ -563,7 +588,12 @@ def make_peft_lora(base, path):
         unet_lora_adapter_metadata=metas["unet"], text_encoder_lora_adapter_metadata=metas["text_encoder"],
         text_encoder_2_lora_adapter_metadata=metas["text_encoder_2"], weight_name="lora.safetensors",
     )
-    os.replace(os.path.join(d, "lora.safetensors"), path)
+    from safetensors import safe_open
+
+    written = os.path.join(d, "lora.safetensors")
+    with safe_open(written, "pt") as f:
+        meta = f.metadata()
+    save_sorted(load_file(written), path, metadata=meta)
 
 
 UNET_TIMESTEP = 517.3

@@ -316,9 +316,9 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::ConfigRead {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::from_toml(&text, Origin::File(path.to_owned()))
     }

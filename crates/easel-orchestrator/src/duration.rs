@@ -47,7 +47,7 @@ pub fn format(d: Duration) -> String {
     }
 }
 
-/// Display adaptor for [`format`].
+/// Display adaptor for [`format()`].
 pub struct Human(pub Duration);
 
 impl fmt::Display for Human {

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source} (check the path, or run without --config to use the embedded defaults)")]
+    #[error("cannot read config file {path}: {cause} (check the path, or run without --config to use the embedded defaults)")]
     ConfigRead {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a `source()`, so that error chains do not repeat it).
+        cause: std::io::Error,
     },
 
     /// The config is not valid TOML, or has an unknown key, or a value of the wrong type.
@@ -37,12 +37,12 @@ pub enum Error {
     },
 
     /// The status server could not listen on its address.
-    #[error("cannot listen on {addr} for /status: {source} (another `easel up` running? set [orchestrator] listen = \"127.0.0.1:PORT\" in easel.toml)")]
+    #[error("cannot listen on {addr} for /status: {cause} (another `easel up` running? set [orchestrator] listen = \"127.0.0.1:PORT\" in easel.toml)")]
     Listen {
         /// The address from `[orchestrator] listen`.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// The watchdog process (which kills the workers if the orchestrator dies) could not start.

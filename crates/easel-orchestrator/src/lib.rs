@@ -5,17 +5,17 @@
 //! Table of contents:
 //! - [`config`]: `easel.toml`, its defaults and validation.
 //! - [`orchestrator`]: [`run`], the event loop over start order, reloads and shutdown.
-//! - [`supervisor`] (private): one task per worker, its single restart authority.
+//! - `supervisor` (private): one task per worker, its single restart authority.
 //! - [`state`]: the worker lifecycle and [`transition`], the one function that moves it.
 //! - [`restart`]: backoff with jitter and cap, failure window, FATAL verdicts.
 //! - [`preflight`]: `describe --json`, programs, check commands.
-//! - [`readiness`] (private): `/readyz` or a command, probed until ready.
+//! - `readiness` (private): `/readyz` or a command, probed until ready.
 //! - [`launch`]: how a worker becomes a command line and environment.
 //! - [`process`]: process groups, parent-death signal, signalling and liveness of groups.
-//! - [`watchdog`] (private): kills the workers if the orchestrator itself is killed.
+//! - `watchdog` (private): kills the workers if the orchestrator itself is killed.
 //! - [`output`]: workers' output, line by line, prefixed with their names.
 //! - [`status`]: the report behind `/status`, `/metrics` and `easel status`.
-//! - [`server`] (private): the HTTP endpoints; [`client`]: `easel status`'s side of them.
+//! - `server` (private): the HTTP endpoints; [`client`]: `easel status`'s side of them.
 //! - [`http`]: a minimal HTTP/1.0 GET over TCP (readiness probes, the client).
 //! - [`signals`]: SIGTERM/SIGINT/SIGHUP as `easel up` handles them.
 //! - [`duration`]: `"30s"`-style durations.

@@ -4,7 +4,7 @@
 //! Flow: start the watchdog → listen for `/status` → preflight every enabled worker
 //! (failures are recorded, not fatal) → event loop, a `select!` with one handler each:
 //! - shutdown cancelled → leave the loop;
-//! - a reloaded config → [`Runner::on_reload`] (stop removed and changed workers, preflight
+//! - a reloaded config → `Runner::on_reload` (stop removed and changed workers, preflight
 //!   and queue added and changed ones);
 //! - the worker at the head of the start order settled (ready, or given up) → start the next.
 //!
@@ -114,10 +114,10 @@ impl Orchestrator {
         let listen = self.config.orchestrator.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|source| Error::Listen { addr: listen, source })?;
+            .map_err(|cause| Error::Listen { addr: listen, cause })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| Error::Listen { addr: listen, source })?;
+            .map_err(|cause| Error::Listen { addr: listen, cause })?;
         let _ = self.shared.listen.set(addr);
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(crate::server::serve(listener, self.handle(), server_stop.clone()));

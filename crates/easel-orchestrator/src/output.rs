@@ -1,8 +1,8 @@
 //! Why this exists: a worker's stdout and stderr, re-emitted line by line with the
 //! worker's name in front, so that several workers' logs interleave readably and a crash
 //! message is never lost in a buffer. Flow: one pump task per pipe reads up to a newline
-//! (or [`MAX_LINE_BYTES`]), hands the line to a [`LineSink`] and remembers the last few
-//! lines in a [`Tail`], which the supervisor quotes in a failure's reason.
+//! (or `MAX_LINE_BYTES`), hands the line to a [`LineSink`] and remembers the last few
+//! lines in a `Tail`, which the supervisor quotes in a failure's reason.
 
 use std::collections::VecDeque;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! Why this exists: process hygiene in one place. Every process the orchestrator starts
 //! (workers, preflight and readiness commands) leads its own process group, so that one
 //! signal reaches everything it spawned; and on Linux it gets SIGTERM the moment the
-//! orchestrator dies (`PR_SET_PDEATHSIG`). The [`crate::watchdog`] covers what that
+//! orchestrator dies (`PR_SET_PDEATHSIG`). The `watchdog` module covers what that
 //! misses (grandchildren, other Unixes).
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that spawned the child ends, so spawns must

@@ -1,6 +1,6 @@
 //! Why this exists: what the orchestrator tells the outside about its workers, in one
 //! shape for `/status` (JSON), `/metrics` (Prometheus text) and `easel status` (a table).
-//! Supervisors publish a [`Snapshot`] (with monotonic instants) after every change; a
+//! Supervisors publish a `Snapshot` (with monotonic instants) after every change; a
 //! report turns snapshots into plain numbers at the moment it is asked for.
 
 use std::fmt::Write as _;

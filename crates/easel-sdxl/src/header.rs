@@ -54,9 +54,16 @@ impl Header {
     /// Reads the header of `path`: only the first bytes of the file are read.
     pub fn read(path: &Path) -> Result<Self> {
         let mut file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
-        let file_len = file.metadata().map_err(|source| Error::Io { path: path.into(), source })?.len();
+        let file_len = file
+            .metadata()
+            .map_err(|source| Error::Io {
+                path: path.into(),
+                source,
+            })?
+            .len();
         let mut len = [0u8; LEN_BYTES as usize];
-        file.read_exact(&mut len).map_err(|_| not_safetensors(path, "shorter than a safetensors header"))?;
+        file.read_exact(&mut len)
+            .map_err(|_| not_safetensors(path, "shorter than a safetensors header"))?;
         if let Some(what) = pickle_kind(&len) {
             return Err(bad(path, format!("this is {what}, not safetensors; Easel reads safetensors only: convert it (e.g. with diffusers or the `safetensors` Python package)")));
         }
@@ -65,7 +72,10 @@ impl Header {
             return Err(not_safetensors(path, "its header length is impossible for this file"));
         }
         let mut json = vec![0u8; n as usize];
-        file.read_exact(&mut json).map_err(|source| Error::Io { path: path.into(), source })?;
+        file.read_exact(&mut json).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
         let header = parse(path, &json, file_len)?;
         header.check_length(LEN_BYTES + n)?;
         Ok(header)
@@ -92,12 +102,18 @@ impl Header {
 
     /// Whether any tensor name starts with `prefix`.
     pub fn has_prefix(&self, prefix: &str) -> bool {
-        self.tensors.range(prefix.to_string()..).next().is_some_and(|(k, _)| k.starts_with(prefix))
+        self.tensors
+            .range(prefix.to_string()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(prefix))
     }
 
     /// Tensor names that start with `prefix`.
     pub fn keys_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.tensors.range(prefix.to_string()..).map(|(k, _)| k.as_str()).take_while(move |k| k.starts_with(prefix))
+        self.tensors
+            .range(prefix.to_string()..)
+            .map(|(k, _)| k.as_str())
+            .take_while(move |k| k.starts_with(prefix))
     }
 
     /// Fails when the file is shorter than the tensors the header lists.
@@ -119,7 +135,13 @@ impl Header {
 fn parse(path: &Path, json: &[u8], file_len: u64) -> Result<Header> {
     let raw: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(json).map_err(|e| not_safetensors(path, &format!("its header is not JSON ({e})")))?;
-    let mut header = Header { path: path.into(), tensors: BTreeMap::new(), metadata: BTreeMap::new(), file_len, data_len: 0 };
+    let mut header = Header {
+        path: path.into(),
+        tensors: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+        file_len,
+        data_len: 0,
+    };
     for (name, value) in raw {
         if name == "__metadata__" {
             // Trainers sometimes store non-string values; they are ignored, not fatal.
@@ -129,7 +151,13 @@ fn parse(path: &Path, json: &[u8], file_len: u64) -> Result<Header> {
         let info: RawInfo = serde_json::from_value(value)
             .map_err(|e| not_safetensors(path, &format!("tensor {name} has a malformed entry ({e})")))?;
         header.data_len = header.data_len.max(info.data_offsets[1]);
-        header.tensors.insert(name, TensorInfo { dtype: info.dtype, shape: info.shape });
+        header.tensors.insert(
+            name,
+            TensorInfo {
+                dtype: info.dtype,
+                shape: info.shape,
+            },
+        );
     }
     Ok(header)
 }
@@ -145,14 +173,23 @@ fn pickle_kind(first: &[u8; LEN_BYTES as usize]) -> Option<&'static str> {
 
 fn open_error(path: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
-        Error::MissingFile { path: path.into(), hint: "no such file: check the path".into() }
+        Error::MissingFile {
+            path: path.into(),
+            hint: "no such file: check the path".into(),
+        }
     } else {
-        Error::Io { path: path.into(), source: e }
+        Error::Io {
+            path: path.into(),
+            source: e,
+        }
     }
 }
 
 fn not_safetensors(path: &Path, why: &str) -> Error {
-    bad(path, format!("not a safetensors file: {why}; the file is truncated or of another format"))
+    bad(
+        path,
+        format!("not a safetensors file: {why}; the file is truncated or of another format"),
+    )
 }
 
 fn bad(path: &Path, msg: String) -> Error {
@@ -201,9 +238,15 @@ mod tests {
     #[test]
     fn pickles_and_garbage_are_named() {
         let f = write(b"PK\x03\x04 rest of a zip file");
-        assert!(Header::read(f.path()).unwrap_err().to_string().contains("PyTorch zip checkpoint"));
+        assert!(Header::read(f.path())
+            .unwrap_err()
+            .to_string()
+            .contains("PyTorch zip checkpoint"));
         let f = write(b"hello, this is not safetensors at all");
-        assert!(Header::read(f.path()).unwrap_err().to_string().contains("not a safetensors file"));
+        assert!(Header::read(f.path())
+            .unwrap_err()
+            .to_string()
+            .contains("not a safetensors file"));
         let e = Header::read(Path::new("/nonexistent/x.safetensors")).unwrap_err();
         assert!(matches!(e, Error::MissingFile { .. }));
     }

@@ -137,8 +137,17 @@ fn file_components(h: &Header, kind: FileKind) -> Vec<ComponentInfo> {
             ("text encoder", "cond_stage_model."),
             ("text encoder", "conditioner."),
         ],
-        FileKind::KohyaLora => &[("unet", "lora_unet_"), ("text_encoder", "lora_te1_"), ("text_encoder", "lora_te_"), ("text_encoder_2", "lora_te2_")],
-        FileKind::PeftLora => &[("unet", "unet."), ("text_encoder_2", "text_encoder_2."), ("text_encoder", "text_encoder.")],
+        FileKind::KohyaLora => &[
+            ("unet", "lora_unet_"),
+            ("text_encoder", "lora_te1_"),
+            ("text_encoder", "lora_te_"),
+            ("text_encoder_2", "lora_te2_"),
+        ],
+        FileKind::PeftLora => &[
+            ("unet", "unet."),
+            ("text_encoder_2", "text_encoder_2."),
+            ("text_encoder", "text_encoder."),
+        ],
         _ => &[],
     };
     let file = h.path.display().to_string();
@@ -150,10 +159,16 @@ fn file_components(h: &Header, kind: FileKind) -> Vec<ComponentInfo> {
             continue;
         }
         seen += keys.len();
-        merge_component(&mut out, summarize(name, vec![file.clone()], keys.iter().map(|k| &h.tensors[*k])));
+        merge_component(
+            &mut out,
+            summarize(name, vec![file.clone()], keys.iter().map(|k| &h.tensors[*k])),
+        );
     }
     if seen < h.tensors.len() {
-        let rest = h.tensors.iter().filter(|(k, _)| !prefixes.iter().any(|(_, p)| k.starts_with(p)));
+        let rest = h
+            .tensors
+            .iter()
+            .filter(|(k, _)| !prefixes.iter().any(|(_, p)| k.starts_with(p)));
         let label = if prefixes.is_empty() { "all" } else { "other" };
         out.push(summarize(label, vec![file], rest.map(|(_, t)| t)));
     }
@@ -171,7 +186,11 @@ fn merge_component(out: &mut Vec<ComponentInfo>, c: ComponentInfo) {
     }
 }
 
-fn summarize<'a>(name: &str, files: Vec<String>, tensors: impl Iterator<Item = &'a crate::header::TensorInfo>) -> ComponentInfo {
+fn summarize<'a>(
+    name: &str,
+    files: Vec<String>,
+    tensors: impl Iterator<Item = &'a crate::header::TensorInfo>,
+) -> ComponentInfo {
     let mut by_dtype: BTreeMap<String, u64> = BTreeMap::new();
     let mut count = 0;
     for t in tensors {
@@ -191,12 +210,17 @@ fn summarize<'a>(name: &str, files: Vec<String>, tensors: impl Iterator<Item = &
 }
 
 fn float_params(h: &Header) -> BTreeMap<String, u64> {
-    h.params_by_dtype().into_iter().filter(|(d, _)| FLOAT_DTYPES.contains(&d.as_str())).collect()
+    h.params_by_dtype()
+        .into_iter()
+        .filter(|(d, _)| FLOAT_DTYPES.contains(&d.as_str()))
+        .collect()
 }
 
 /// The dtype with the most elements (`-` when there is none).
 fn dominant(by: &BTreeMap<String, u64>) -> String {
-    by.iter().max_by_key(|(_, n)| **n).map_or("-".into(), |(d, _)| d.clone())
+    by.iter()
+        .max_by_key(|(_, n)| **n)
+        .map_or("-".into(), |(d, _)| d.clone())
 }
 
 fn lora_info(h: &Header) -> LoraInfo {
@@ -209,12 +233,19 @@ fn lora_info(h: &Header) -> LoraInfo {
     let layers = ranks.len();
     ranks.sort_unstable();
     ranks.dedup();
-    LoraInfo { layers, ranks, has_alphas: h.tensors.keys().any(|k| k.ends_with(".alpha")) }
+    LoraInfo {
+        layers,
+        ranks,
+        has_alphas: h.tensors.keys().any(|k| k.ends_with(".alpha")),
+    }
 }
 
 fn inspect_folder(path: &Path) -> Inspection {
     let src = DirSource::new(path);
-    let components: Vec<ComponentInfo> = FOLDER_COMPONENTS.iter().map(|(sub, stem)| folder_component(&src, sub, stem)).collect();
+    let components: Vec<ComponentInfo> = FOLDER_COMPONENTS
+        .iter()
+        .map(|(sub, stem)| folder_component(&src, sub, stem))
+        .collect();
     let mut by_dtype = BTreeMap::new();
     for c in &components {
         *by_dtype.entry(c.dtype.clone()).or_insert(0) += c.parameters;
@@ -232,7 +263,12 @@ fn inspect_folder(path: &Path) -> Inspection {
         description,
         dtype: dominant(&by_dtype),
         parameters: components.iter().map(|c| c.parameters).sum(),
-        bytes: components.iter().flat_map(|c| &c.files).filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum(),
+        bytes: components
+            .iter()
+            .flat_map(|c| &c.files)
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum(),
         components,
         architecture: None,
         lora: None,

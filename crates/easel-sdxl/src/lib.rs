@@ -24,8 +24,8 @@
 //! - [`metadata`]: PNG encoding with A1111-style generation parameters.
 //! - [`device`]: device and dtype selection.
 
-pub mod clip;
 pub mod checkpoint;
+pub mod clip;
 pub mod config;
 pub mod device;
 mod error;

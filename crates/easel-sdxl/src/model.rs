@@ -170,5 +170,6 @@ fn load_clip(
 
 /// The source's own tokenizer when it provides one, else its `sub/` files.
 fn load_tokenizer(src: &dyn ModelSource, sub: &str) -> Result<ClipTokenizer> {
-    src.tokenizer(sub).unwrap_or_else(|| ClipTokenizer::from_source(src, sub))
+    src.tokenizer(sub)
+        .unwrap_or_else(|| ClipTokenizer::from_source(src, sub))
 }

@@ -126,7 +126,12 @@ fn sharded(src: &dyn ModelSource, sub: &str, index: &str) -> Result<ComponentWei
 impl ComponentWeights {
     /// Weights opened by `open` (not files of a diffusers folder); `label` names them in errors.
     pub fn custom(label: String, open: OpenWeights) -> Self {
-        Self { files: vec![], embedded: None, custom: Some(open), label }
+        Self {
+            files: vec![],
+            embedded: None,
+            custom: Some(open),
+            label,
+        }
     }
 
     /// Opens the files as a VarBuilder producing `dtype` tensors on `device`.

@@ -189,7 +189,11 @@ fn apply_loras(model: &mut SdxlModel, specs: &[String]) -> Result<()> {
     for l in &report.loras {
         eprintln!("LoRA {} × {}: {} layers merged", l.path, l.scale, l.layers);
         if !l.unmatched.is_empty() {
-            eprintln!("  warning: {} layers match nothing in this model (e.g. {})", l.unmatched.len(), l.unmatched[0]);
+            eprintln!(
+                "  warning: {} layers match nothing in this model (e.g. {})",
+                l.unmatched.len(),
+                l.unmatched[0]
+            );
         }
     }
     Ok(())

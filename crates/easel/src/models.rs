@@ -53,13 +53,25 @@ fn render(r: &Inspection) -> String {
     let mut out = format!("{}\n", r.path.display());
     out += &format!("  layout      {}: {}\n", layout_word(r.layout), r.description);
     out += &format!("  dtype       {}\n", r.dtype);
-    out += &format!("  parameters  {} ({})\n", thousands(r.parameters), short(r.parameters as f64, ""));
+    out += &format!(
+        "  parameters  {} ({})\n",
+        thousands(r.parameters),
+        short(r.parameters as f64, "")
+    );
     out += &format!("  size        {}\n", short(r.bytes as f64, "B"));
     out += "  components\n";
     for c in &r.components {
         match &c.problem {
             Some(p) => out += &format!("    {:<28} {p}\n", c.name),
-            None => out += &format!("    {:<28} {:>15}  {:<5} {} tensors\n", c.name, thousands(c.parameters), c.dtype, c.tensors),
+            None => {
+                out += &format!(
+                    "    {:<28} {:>15}  {:<5} {} tensors\n",
+                    c.name,
+                    thousands(c.parameters),
+                    c.dtype,
+                    c.tensors
+                )
+            }
         }
     }
     if let Some(a) = &r.architecture {
@@ -78,7 +90,12 @@ fn render(r: &Inspection) -> String {
         );
     }
     if let Some(l) = &r.lora {
-        out += &format!("  lora        {} layers, ranks {:?}, alphas {}\n", l.layers, l.ranks, if l.has_alphas { "stored" } else { "= rank" });
+        out += &format!(
+            "  lora        {} layers, ranks {:?}, alphas {}\n",
+            l.layers,
+            l.ranks,
+            if l.has_alphas { "stored" } else { "= rank" }
+        );
     }
     out
 }
@@ -99,7 +116,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

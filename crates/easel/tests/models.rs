@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn easel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_easel")).args(args).env_remove("EASEL_MODEL").output().expect("easel runs")
+    Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(args)
+        .env_remove("EASEL_MODEL")
+        .output()
+        .expect("easel runs")
 }
 
 fn sdxl_crate() -> PathBuf {
@@ -14,7 +18,11 @@ fn sdxl_crate() -> PathBuf {
 }
 
 fn stdout_of(o: Output) -> String {
-    assert!(o.status.success(), "easel failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "easel failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -22,19 +30,34 @@ fn stdout_of(o: Output) -> String {
 fn inspect_describes_a_folder_and_a_lora_in_text_and_json() {
     let folder = sdxl_crate().join("assets/tiny-sdxl");
     let text = stdout_of(easel(&["models", "inspect", folder.to_str().unwrap()]));
-    assert!(text.contains("diffusers folder") && text.contains("1,392,115") && text.contains("text_encoder_2"), "{text}");
+    assert!(
+        text.contains("diffusers folder") && text.contains("1,392,115") && text.contains("text_encoder_2"),
+        "{text}"
+    );
     let lora = sdxl_crate().join("tests/fixtures/lora_kohya.safetensors");
     let json = stdout_of(easel(&["models", "inspect", lora.to_str().unwrap(), "--json"]));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!((v["layout"].as_str(), v["kind"].as_str()), (Some("lora"), Some("kohya_lora")));
+    assert_eq!(
+        (v["layout"].as_str(), v["kind"].as_str()),
+        (Some("lora"), Some("kohya_lora"))
+    );
     assert_eq!(v["lora"]["layers"], 19);
     let missing = easel(&["models", "inspect", "/nonexistent/x.safetensors"]);
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("check the path"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("pass a diffusers model folder"));
 }
 
 fn generate(out: &Path, extra: &[&str]) -> Vec<u8> {
-    let mut args = vec!["generate", "a (red:1.4) lighthouse", "--steps", "2", "--seed", "7", "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "generate",
+        "a (red:1.4) lighthouse",
+        "--steps",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let printed = stdout_of(easel(&args));
     let png = PathBuf::from(printed.lines().next().unwrap());
@@ -57,8 +80,18 @@ fn a_lora_and_a1111_weighting_change_the_image() {
 fn a_lora_passed_as_the_model_is_named_as_a_lora() {
     let lora = sdxl_crate().join("tests/fixtures/lora_kohya.safetensors");
     let dir = tempfile::tempdir().unwrap();
-    let o = easel(&["generate", "x", "--model", lora.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    let o = easel(&[
+        "generate",
+        "x",
+        "--model",
+        lora.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("LoRA") && err.contains("not an SDXL checkpoint") && err.contains("--lora"), "{err}");
+    assert!(
+        err.contains("LoRA") && err.contains("not an SDXL checkpoint") && err.contains("--lora"),
+        "{err}"
+    );
 }

@@ -23,12 +23,19 @@ pub struct LdmBackend {
 
 impl LdmBackend {
     /// A VarBuilder producing `dtype` tensors on `device` from `file` through `map`.
-    pub fn var_builder(file: Arc<MmapedSafetensors>, map: Arc<KeyMap>, dtype: DType, device: &Device) -> VarBuilder<'static> {
+    pub fn var_builder(
+        file: Arc<MmapedSafetensors>,
+        map: Arc<KeyMap>,
+        dtype: DType,
+        device: &Device,
+    ) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(Self { file, map }), dtype, device.clone())
     }
 
     fn source(&self, name: &str) -> candle_core::Result<Source> {
-        self.map.source(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())
+        self.map
+            .source(name)
+            .ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())
     }
 
     /// Loads the diffusers tensor `name` in the file's dtype.
@@ -46,7 +53,7 @@ impl LdmBackend {
             Source::Third { key, index } => {
                 let v = self.file.get(&key)?;
                 let rows = v.shape().first().copied().unwrap_or(0);
-                if rows == 0 || rows % 3 != 0 {
+                if rows == 0 || !rows.is_multiple_of(3) {
                     return Err(unexpected(&key, "a fused q/k/v tensor with 3·n rows", v.shape()));
                 }
                 let mut shape = v.shape().to_vec();

@@ -98,7 +98,10 @@ pub struct KeyMap {
 
 impl KeyMap {
     fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.into(), ..Default::default() }
+        Self {
+            prefix: prefix.into(),
+            ..Default::default()
+        }
     }
 
     fn module(&mut self, diffusers: String, ldm: String, inner: Inner) {
@@ -172,13 +175,23 @@ fn vae_attention(rest: &str, full: &dyn Fn(&str) -> String) -> Option<Source> {
         _ => return None,
     };
     let key = full(&format!("{ldm}.{param}"));
-    Some(if param == "weight" { Source::ConvAsLinear(key) } else { Source::Renamed(key) })
+    Some(if param == "weight" {
+        Source::ConvAsLinear(key)
+    } else {
+        Source::Renamed(key)
+    })
 }
 
 fn open_clip_block(rest: &str, full: &dyn Fn(&str) -> String) -> Option<Source> {
-    for (index, qkv) in ["self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."].iter().enumerate() {
+    for (index, qkv) in ["self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."]
+        .iter()
+        .enumerate()
+    {
         if let Some(param) = rest.strip_prefix(qkv) {
-            return Some(Source::Third { key: full(&format!("attn.in_proj_{param}")), index });
+            return Some(Source::Third {
+                key: full(&format!("attn.in_proj_{param}")),
+                index,
+            });
         }
     }
     Some(Source::Renamed(full(&rename_head(rest, &OPEN_CLIP_BLOCK))))
@@ -201,7 +214,11 @@ pub fn unet(cfg: &UNetConfig) -> Result<KeyMap> {
         m.module(d.into(), l.into(), Inner::Same);
     }
     unet_down(&mut m, cfg, &layers);
-    for (d, l, inner) in [("resnets.0", 0, Inner::Resnet), ("attentions.0", 1, Inner::Same), ("resnets.1", 2, Inner::Resnet)] {
+    for (d, l, inner) in [
+        ("resnets.0", 0, Inner::Resnet),
+        ("attentions.0", 1, Inner::Same),
+        ("resnets.1", 2, Inner::Resnet),
+    ] {
         m.module(format!("mid_block.{d}"), format!("middle_block.{l}"), inner);
     }
     unet_up(&mut m, cfg, &layers);
@@ -215,14 +232,26 @@ fn unet_down(m: &mut KeyMap, cfg: &UNetConfig, layers: &[usize]) {
     for (i, &layer_count) in layers.iter().enumerate() {
         let attn = cfg.down_block_types[i].starts_with("CrossAttn");
         for j in 0..layer_count {
-            m.module(format!("down_blocks.{i}.resnets.{j}"), format!("input_blocks.{k}.0"), Inner::Resnet);
+            m.module(
+                format!("down_blocks.{i}.resnets.{j}"),
+                format!("input_blocks.{k}.0"),
+                Inner::Resnet,
+            );
             if attn {
-                m.module(format!("down_blocks.{i}.attentions.{j}"), format!("input_blocks.{k}.1"), Inner::Same);
+                m.module(
+                    format!("down_blocks.{i}.attentions.{j}"),
+                    format!("input_blocks.{k}.1"),
+                    Inner::Same,
+                );
             }
             k += 1;
         }
         if i + 1 < n {
-            m.module(format!("down_blocks.{i}.downsamplers.0.conv"), format!("input_blocks.{k}.0.op"), Inner::Same);
+            m.module(
+                format!("down_blocks.{i}.downsamplers.0.conv"),
+                format!("input_blocks.{k}.0.op"),
+                Inner::Same,
+            );
             k += 1;
         }
     }
@@ -237,13 +266,25 @@ fn unet_up(m: &mut KeyMap, cfg: &UNetConfig, layers: &[usize]) {
         let per_level = layers[n - 1 - i] + 1;
         let attn = cfg.up_block_types[i].starts_with("CrossAttn");
         for j in 0..per_level {
-            m.module(format!("up_blocks.{i}.resnets.{j}"), format!("output_blocks.{k}.0"), Inner::Resnet);
+            m.module(
+                format!("up_blocks.{i}.resnets.{j}"),
+                format!("output_blocks.{k}.0"),
+                Inner::Resnet,
+            );
             if attn {
-                m.module(format!("up_blocks.{i}.attentions.{j}"), format!("output_blocks.{k}.1"), Inner::Same);
+                m.module(
+                    format!("up_blocks.{i}.attentions.{j}"),
+                    format!("output_blocks.{k}.1"),
+                    Inner::Same,
+                );
             }
             if j + 1 == per_level && i + 1 < n {
                 let slot = if attn { 2 } else { 1 };
-                m.module(format!("up_blocks.{i}.upsamplers.0.conv"), format!("output_blocks.{k}.{slot}.conv"), Inner::Same);
+                m.module(
+                    format!("up_blocks.{i}.upsamplers.0.conv"),
+                    format!("output_blocks.{k}.{slot}.conv"),
+                    Inner::Same,
+                );
             }
             k += 1;
         }
@@ -266,24 +307,52 @@ pub fn vae(levels: usize, layers: usize) -> KeyMap {
         m.module(d.into(), l.into(), Inner::Same);
     }
     for part in ["encoder", "decoder"] {
-        m.module(format!("{part}.mid_block.resnets.0"), format!("{part}.mid.block_1"), Inner::Same);
-        m.module(format!("{part}.mid_block.resnets.1"), format!("{part}.mid.block_2"), Inner::Same);
-        m.module(format!("{part}.mid_block.attentions.0"), format!("{part}.mid.attn_1"), Inner::VaeAttention);
+        m.module(
+            format!("{part}.mid_block.resnets.0"),
+            format!("{part}.mid.block_1"),
+            Inner::Same,
+        );
+        m.module(
+            format!("{part}.mid_block.resnets.1"),
+            format!("{part}.mid.block_2"),
+            Inner::Same,
+        );
+        m.module(
+            format!("{part}.mid_block.attentions.0"),
+            format!("{part}.mid.attn_1"),
+            Inner::VaeAttention,
+        );
     }
     for i in 0..levels {
         for j in 0..layers {
-            vae_resnet(&mut m, format!("encoder.down_blocks.{i}.resnets.{j}"), format!("encoder.down.{i}.block.{j}"));
+            vae_resnet(
+                &mut m,
+                format!("encoder.down_blocks.{i}.resnets.{j}"),
+                format!("encoder.down.{i}.block.{j}"),
+            );
         }
         if i + 1 < levels {
-            m.module(format!("encoder.down_blocks.{i}.downsamplers.0.conv"), format!("encoder.down.{i}.downsample.conv"), Inner::Same);
+            m.module(
+                format!("encoder.down_blocks.{i}.downsamplers.0.conv"),
+                format!("encoder.down.{i}.downsample.conv"),
+                Inner::Same,
+            );
         }
         // diffusers counts decoder levels from the deepest; LDM from the shallowest.
         let r = levels - 1 - i;
         for j in 0..=layers {
-            vae_resnet(&mut m, format!("decoder.up_blocks.{i}.resnets.{j}"), format!("decoder.up.{r}.block.{j}"));
+            vae_resnet(
+                &mut m,
+                format!("decoder.up_blocks.{i}.resnets.{j}"),
+                format!("decoder.up.{r}.block.{j}"),
+            );
         }
         if i + 1 < levels {
-            m.module(format!("decoder.up_blocks.{i}.upsamplers.0.conv"), format!("decoder.up.{r}.upsample.conv"), Inner::Same);
+            m.module(
+                format!("decoder.up_blocks.{i}.upsamplers.0.conv"),
+                format!("decoder.up.{r}.upsample.conv"),
+                Inner::Same,
+            );
         }
     }
     m
@@ -308,11 +377,25 @@ pub fn clip_l() -> KeyMap {
 pub fn open_clip_g() -> KeyMap {
     let mut m = KeyMap::new(CLIP_G_PREFIX);
     let p = CLIP_G_PREFIX;
-    m.leaves.insert("text_model.embeddings.position_embedding.weight".into(), Source::Renamed(format!("{p}positional_embedding")));
-    m.leaves.insert("text_projection.weight".into(), Source::Transposed(format!("{p}text_projection")));
-    m.module("text_model.embeddings.token_embedding".into(), "token_embedding".into(), Inner::Same);
+    m.leaves.insert(
+        "text_model.embeddings.position_embedding.weight".into(),
+        Source::Renamed(format!("{p}positional_embedding")),
+    );
+    m.leaves.insert(
+        "text_projection.weight".into(),
+        Source::Transposed(format!("{p}text_projection")),
+    );
+    m.module(
+        "text_model.embeddings.token_embedding".into(),
+        "token_embedding".into(),
+        Inner::Same,
+    );
     m.module("text_model.final_layer_norm".into(), "ln_final".into(), Inner::Same);
-    m.indexed.push(("text_model.encoder.layers".into(), "transformer.resblocks".into(), Inner::OpenClipBlock));
+    m.indexed.push((
+        "text_model.encoder.layers".into(),
+        "transformer.resblocks".into(),
+        Inner::OpenClipBlock,
+    ));
     m
 }
 
@@ -333,17 +416,35 @@ mod tests {
         let m = unet(&sdxl_unet()).unwrap();
         let cases = [
             ("conv_in.weight", "input_blocks.0.0.weight"),
-            ("down_blocks.0.resnets.1.conv1.weight", "input_blocks.2.0.in_layers.2.weight"),
+            (
+                "down_blocks.0.resnets.1.conv1.weight",
+                "input_blocks.2.0.in_layers.2.weight",
+            ),
             ("down_blocks.0.downsamplers.0.conv.bias", "input_blocks.3.0.op.bias"),
-            ("down_blocks.1.resnets.0.conv_shortcut.weight", "input_blocks.4.0.skip_connection.weight"),
-            ("down_blocks.1.attentions.1.transformer_blocks.1.attn2.to_k.weight", "input_blocks.5.1.transformer_blocks.1.attn2.to_k.weight"),
-            ("down_blocks.2.resnets.0.time_emb_proj.weight", "input_blocks.7.0.emb_layers.1.weight"),
+            (
+                "down_blocks.1.resnets.0.conv_shortcut.weight",
+                "input_blocks.4.0.skip_connection.weight",
+            ),
+            (
+                "down_blocks.1.attentions.1.transformer_blocks.1.attn2.to_k.weight",
+                "input_blocks.5.1.transformer_blocks.1.attn2.to_k.weight",
+            ),
+            (
+                "down_blocks.2.resnets.0.time_emb_proj.weight",
+                "input_blocks.7.0.emb_layers.1.weight",
+            ),
             ("mid_block.attentions.0.proj_in.weight", "middle_block.1.proj_in.weight"),
             ("mid_block.resnets.1.norm2.bias", "middle_block.2.out_layers.0.bias"),
-            ("up_blocks.0.resnets.2.conv2.weight", "output_blocks.2.0.out_layers.3.weight"),
+            (
+                "up_blocks.0.resnets.2.conv2.weight",
+                "output_blocks.2.0.out_layers.3.weight",
+            ),
             ("up_blocks.0.upsamplers.0.conv.weight", "output_blocks.2.2.conv.weight"),
             ("up_blocks.1.attentions.0.norm.weight", "output_blocks.3.1.norm.weight"),
-            ("up_blocks.2.resnets.2.norm1.weight", "output_blocks.8.0.in_layers.0.weight"),
+            (
+                "up_blocks.2.resnets.2.norm1.weight",
+                "output_blocks.8.0.in_layers.0.weight",
+            ),
             ("add_embedding.linear_2.weight", "label_emb.0.2.weight"),
             ("time_embedding.linear_1.bias", "time_embed.0.bias"),
             ("conv_norm_out.weight", "out.0.weight"),
@@ -358,13 +459,34 @@ mod tests {
     fn vae_levels_are_reversed_in_the_decoder_and_attention_convs_become_linears() {
         let m = vae(4, 2);
         let p = VAE_PREFIX;
-        assert_eq!(m.source("decoder.up_blocks.0.resnets.2.conv1.weight"), renamed(&format!("{p}decoder.up.3.block.2.conv1.weight")));
-        assert_eq!(m.source("decoder.up_blocks.1.upsamplers.0.conv.bias"), renamed(&format!("{p}decoder.up.2.upsample.conv.bias")));
-        assert_eq!(m.source("encoder.down_blocks.1.resnets.0.conv_shortcut.weight"), renamed(&format!("{p}encoder.down.1.block.0.nin_shortcut.weight")));
-        assert_eq!(m.source("encoder.mid_block.attentions.0.to_q.weight"), Some(Source::ConvAsLinear(format!("{p}encoder.mid.attn_1.q.weight"))));
-        assert_eq!(m.source("decoder.mid_block.attentions.0.to_out.0.bias"), renamed(&format!("{p}decoder.mid.attn_1.proj_out.bias")));
-        assert_eq!(m.source("decoder.mid_block.attentions.0.group_norm.weight"), renamed(&format!("{p}decoder.mid.attn_1.norm.weight")));
-        assert_eq!(m.source("encoder.conv_norm_out.bias"), renamed(&format!("{p}encoder.norm_out.bias")));
+        assert_eq!(
+            m.source("decoder.up_blocks.0.resnets.2.conv1.weight"),
+            renamed(&format!("{p}decoder.up.3.block.2.conv1.weight"))
+        );
+        assert_eq!(
+            m.source("decoder.up_blocks.1.upsamplers.0.conv.bias"),
+            renamed(&format!("{p}decoder.up.2.upsample.conv.bias"))
+        );
+        assert_eq!(
+            m.source("encoder.down_blocks.1.resnets.0.conv_shortcut.weight"),
+            renamed(&format!("{p}encoder.down.1.block.0.nin_shortcut.weight"))
+        );
+        assert_eq!(
+            m.source("encoder.mid_block.attentions.0.to_q.weight"),
+            Some(Source::ConvAsLinear(format!("{p}encoder.mid.attn_1.q.weight")))
+        );
+        assert_eq!(
+            m.source("decoder.mid_block.attentions.0.to_out.0.bias"),
+            renamed(&format!("{p}decoder.mid.attn_1.proj_out.bias"))
+        );
+        assert_eq!(
+            m.source("decoder.mid_block.attentions.0.group_norm.weight"),
+            renamed(&format!("{p}decoder.mid.attn_1.norm.weight"))
+        );
+        assert_eq!(
+            m.source("encoder.conv_norm_out.bias"),
+            renamed(&format!("{p}encoder.norm_out.bias"))
+        );
     }
 
     #[test]
@@ -373,13 +495,34 @@ mod tests {
         let p = CLIP_G_PREFIX;
         assert_eq!(
             m.source("text_model.encoder.layers.31.self_attn.v_proj.bias"),
-            Some(Source::Third { key: format!("{p}transformer.resblocks.31.attn.in_proj_bias"), index: 2 })
+            Some(Source::Third {
+                key: format!("{p}transformer.resblocks.31.attn.in_proj_bias"),
+                index: 2
+            })
         );
-        assert_eq!(m.source("text_model.encoder.layers.3.mlp.fc2.weight"), renamed(&format!("{p}transformer.resblocks.3.mlp.c_proj.weight")));
-        assert_eq!(m.source("text_model.encoder.layers.0.layer_norm1.bias"), renamed(&format!("{p}transformer.resblocks.0.ln_1.bias")));
-        assert_eq!(m.source("text_projection.weight"), Some(Source::Transposed(format!("{p}text_projection"))));
-        assert_eq!(m.source("text_model.embeddings.position_embedding.weight"), renamed(&format!("{p}positional_embedding")));
-        assert_eq!(m.source("text_model.final_layer_norm.weight"), renamed(&format!("{p}ln_final.weight")));
-        assert_eq!(clip_l().source("text_model.encoder.layers.0.mlp.fc1.weight"), renamed(&format!("{CLIP_L_PREFIX}text_model.encoder.layers.0.mlp.fc1.weight")));
+        assert_eq!(
+            m.source("text_model.encoder.layers.3.mlp.fc2.weight"),
+            renamed(&format!("{p}transformer.resblocks.3.mlp.c_proj.weight"))
+        );
+        assert_eq!(
+            m.source("text_model.encoder.layers.0.layer_norm1.bias"),
+            renamed(&format!("{p}transformer.resblocks.0.ln_1.bias"))
+        );
+        assert_eq!(
+            m.source("text_projection.weight"),
+            Some(Source::Transposed(format!("{p}text_projection")))
+        );
+        assert_eq!(
+            m.source("text_model.embeddings.position_embedding.weight"),
+            renamed(&format!("{p}positional_embedding"))
+        );
+        assert_eq!(
+            m.source("text_model.final_layer_norm.weight"),
+            renamed(&format!("{p}ln_final.weight"))
+        );
+        assert_eq!(
+            clip_l().source("text_model.encoder.layers.0.mlp.fc1.weight"),
+            renamed(&format!("{CLIP_L_PREFIX}text_model.encoder.layers.0.mlp.fc1.weight"))
+        );
     }
 }

@@ -70,11 +70,24 @@ impl SingleFile {
         let cfgs = read_configs(configs.src())?;
         check_architecture(&header, &cfgs, config_dir)?;
         // SAFETY: mapped read-only; Easel never writes model files (as in weights.rs).
-        let file = unsafe { MmapedSafetensors::new(path) }
-            .map_err(|e| Error::Weights { path: path.into(), msg: format!("{e}; download it again") })?;
+        let file = unsafe { MmapedSafetensors::new(path) }.map_err(|e| Error::Weights {
+            path: path.into(),
+            msg: format!("{e}; download it again"),
+        })?;
         let vae_map = keymap::vae(cfgs.vae.block_out_channels.len(), cfgs.vae.layers_per_block);
-        let maps = [keymap::unet(&cfgs.unet)?, vae_map, keymap::clip_l(), keymap::open_clip_g()].map(Arc::new);
-        Ok(Self { path: path.into(), configs, file: Arc::new(file), maps })
+        let maps = [
+            keymap::unet(&cfgs.unet)?,
+            vae_map,
+            keymap::clip_l(),
+            keymap::open_clip_g(),
+        ]
+        .map(Arc::new);
+        Ok(Self {
+            path: path.into(),
+            configs,
+            file: Arc::new(file),
+            maps,
+        })
     }
 }
 
@@ -112,7 +125,10 @@ fn check_architecture(h: &Header, cfgs: &Configs, config_dir: Option<&Path>) -> 
         None => "it is not SDXL-base-shaped; if it is an SDXL model of other widths, pass --config DIR \
                  (a diffusers folder whose config.json files describe it)"
             .to_string(),
-        Some(d) => format!("the configs in {} do not describe this checkpoint: pass the folder it was made from", d.display()),
+        Some(d) => format!(
+            "the configs in {} do not describe this checkpoint: pass the folder it was made from",
+            d.display()
+        ),
     };
     let configs = config_dir.map_or("Easel's SDXL-base configs".to_string(), |d| d.display().to_string());
     Err(Error::Config {
@@ -123,7 +139,9 @@ fn check_architecture(h: &Header, cfgs: &Configs, config_dir: Option<&Path>) -> 
 
 /// The component a diffusers subfolder name stands for, as an index into `maps`.
 fn component_slot(sub: &str) -> Option<usize> {
-    ["unet", "vae", "text_encoder", "text_encoder_2"].iter().position(|s| *s == sub)
+    ["unet", "vae", "text_encoder", "text_encoder_2"]
+        .iter()
+        .position(|s| *s == sub)
 }
 
 impl ModelSource for SingleFile {

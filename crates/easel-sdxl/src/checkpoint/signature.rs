@@ -75,11 +75,17 @@ impl Architecture {
         let ch = &c.unet.block_out_channels;
         let n = ch.len();
         let layers = c.unet.layers_per_block.expand(n, "layers_per_block")?;
-        let depth = c.unet.transformer_layers_per_block.expand(n, "transformer_layers_per_block")?;
+        let depth = c
+            .unet
+            .transformer_layers_per_block
+            .expand(n, "transformer_layers_per_block")?;
         let attn_down = |i: usize| c.unet.down_block_types[i].starts_with("CrossAttn");
         let attn_up = |i: usize| c.unet.up_block_types[i].starts_with("CrossAttn");
         let down: usize = (0..n).filter(|&i| attn_down(i)).map(|i| layers[i] * depth[i]).sum();
-        let up: usize = (0..n).filter(|&i| attn_up(i)).map(|i| (layers[n - 1 - i] + 1) * depth[n - 1 - i]).sum();
+        let up: usize = (0..n)
+            .filter(|&i| attn_up(i))
+            .map(|i| (layers[n - 1 - i] + 1) * depth[n - 1 - i])
+            .sum();
         Ok(Self {
             unet_in_channels: Some(c.unet.in_channels),
             unet_width: ch.first().copied(),
@@ -142,12 +148,16 @@ impl Architecture {
 
 /// The largest `N` among keys `{prefix}N.…`.
 fn max_index(h: &Header, prefix: &str) -> Option<usize> {
-    h.keys_with_prefix(prefix).filter_map(|k| k[prefix.len()..].split('.').next()?.parse::<usize>().ok()).max()
+    h.keys_with_prefix(prefix)
+        .filter_map(|k| k[prefix.len()..].split('.').next()?.parse::<usize>().ok())
+        .max()
 }
 
 /// The shape of the first key under `prefix` ending with `suffix`.
 fn first_with_suffix<'a>(h: &'a Header, prefix: &'a str, suffix: &str) -> Option<&'a [usize]> {
-    h.keys_with_prefix(prefix).find(|k| k.ends_with(suffix)).and_then(|k| h.shape(k))
+    h.keys_with_prefix(prefix)
+        .find(|k| k.ends_with(suffix))
+        .and_then(|k| h.shape(k))
 }
 
 /// Distinct `…transformer_blocks.N` modules in the UNet.
@@ -170,8 +180,23 @@ mod tests {
 
     #[test]
     fn differences_name_each_mismatch_and_each_missing_part() {
-        let file = Architecture { unet_width: Some(16), vae_width: None, ..Default::default() };
-        let want = Architecture { unet_width: Some(320), vae_width: Some(128), clip_l_layers: None, ..Default::default() };
-        assert_eq!(file.differences(&want), ["UNet width 16 (config: 320)", "VAE width absent from the file (config: 128)"]);
+        let file = Architecture {
+            unet_width: Some(16),
+            vae_width: None,
+            ..Default::default()
+        };
+        let want = Architecture {
+            unet_width: Some(320),
+            vae_width: Some(128),
+            clip_l_layers: None,
+            ..Default::default()
+        };
+        assert_eq!(
+            file.differences(&want),
+            [
+                "UNet width 16 (config: 320)",
+                "VAE width absent from the file (config: 128)"
+            ]
+        );
     }
 }

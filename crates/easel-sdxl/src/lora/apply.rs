@@ -95,8 +95,19 @@ impl SdxlModel {
     }
 
     /// Resolves the layers of one LoRA and adds their scaled deltas to `deltas`.
-    fn collect(&self, index: &LayerIndex, lora: &LoraFile, scale: f64, deltas: &mut HashMap<Target, Tensor>) -> Result<AppliedLora> {
-        let mut applied = AppliedLora { path: lora.path.display().to_string(), scale, layers: 0, unmatched: vec![] };
+    fn collect(
+        &self,
+        index: &LayerIndex,
+        lora: &LoraFile,
+        scale: f64,
+        deltas: &mut HashMap<Target, Tensor>,
+    ) -> Result<AppliedLora> {
+        let mut applied = AppliedLora {
+            path: lora.path.display().to_string(),
+            scale,
+            layers: 0,
+            unmatched: vec![],
+        };
         for layer in &lora.layers {
             let Some(target) = index.resolve(layer) else {
                 applied.unmatched.push(layer.name.clone());
@@ -120,7 +131,11 @@ impl SdxlModel {
     }
 
     /// `W + ΔW` in f32, stored in the weight's own dtype.
-    fn merge(&self, deltas: HashMap<Target, Tensor>, report: &mut LoraReport) -> Result<HashMap<Component, HashMap<String, Tensor>>> {
+    fn merge(
+        &self,
+        deltas: HashMap<Target, Tensor>,
+        report: &mut LoraReport,
+    ) -> Result<HashMap<Component, HashMap<String, Tensor>>> {
         let mut out: HashMap<Component, HashMap<String, Tensor>> = HashMap::new();
         for ((component, key), d) in deltas {
             let base = &self.lora.tensors(component)[&key];
@@ -167,7 +182,9 @@ impl LayerIndex {
         let mut names = HashMap::new();
         for component in [Component::Unet, Component::TextEncoder, Component::TextEncoder2] {
             for (key, t) in state.tensors(component).iter() {
-                let Some(module) = key.strip_suffix(".weight").filter(|_| matches!(t.rank(), 2 | 4)) else { continue };
+                let Some(module) = key.strip_suffix(".weight").filter(|_| matches!(t.rank(), 2 | 4)) else {
+                    continue;
+                };
                 let module = canonical(component, module);
                 names.insert((component, ModuleName::Flat(module.replace('.', "_"))), key.clone());
                 if component == Component::Unet {
@@ -186,7 +203,9 @@ impl LayerIndex {
             ModuleName::Dotted(m) => ModuleName::Dotted(canonical(layer.component, m)),
             flat => flat.clone(),
         };
-        self.names.get(&(layer.component, module)).map(|key| (layer.component, key.clone()))
+        self.names
+            .get(&(layer.component, module))
+            .map(|key| (layer.component, key.clone()))
     }
 }
 
@@ -233,11 +252,20 @@ fn delta(lora: &LoraFile, layer: &LoraLayer, base: &Tensor, scale: f64) -> Resul
 }
 
 fn no_match(lora: &LoraFile, unmatched: &[String]) -> Error {
-    let shown = unmatched.iter().take(SHOWN_UNMATCHED).cloned().collect::<Vec<_>>().join(", ");
+    let shown = unmatched
+        .iter()
+        .take(SHOWN_UNMATCHED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     let more = unmatched.len().saturating_sub(SHOWN_UNMATCHED);
     Error::Unsupported(format!(
         "LoRA {} matches no layer of this model ({shown}{}): is it an SDXL LoRA?",
         lora.path.display(),
-        if more > 0 { format!(" and {more} more") } else { String::new() }
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
     ))
 }

@@ -20,7 +20,14 @@ impl Recorded {
     /// `vb`, recording every tensor it hands out into `self`.
     pub fn wrap(&self, vb: VarBuilder<'static>) -> VarBuilder<'static> {
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        VarBuilder::from_backend(Box::new(Recorder { inner: vb, into: self.clone() }), dtype, device)
+        VarBuilder::from_backend(
+            Box::new(Recorder {
+                inner: vb,
+                into: self.clone(),
+            }),
+            dtype,
+            device,
+        )
     }
 
     /// The recorded tensors (cheap: tensors are reference-counted).
@@ -29,7 +36,10 @@ impl Recorded {
     }
 
     fn insert(&self, name: &str, t: &Tensor) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), t.clone());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), t.clone());
     }
 }
 
@@ -109,15 +119,35 @@ mod tests {
 
     #[test]
     fn recording_keeps_the_very_tensors_handed_out_and_rebuilding_serves_them_back() {
-        let t = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
-        let vb = VarBuilder::from_tensors(HashMap::from([("a.weight".to_string(), t.clone())]), DType::F32, &Device::Cpu);
+        let t = Tensor::arange(0f32, 6.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3))
+            .unwrap();
+        let vb = VarBuilder::from_tensors(
+            HashMap::from([("a.weight".to_string(), t.clone())]),
+            DType::F32,
+            &Device::Cpu,
+        );
         let rec = Recorded::default();
         let got = rec.wrap(vb).pp("a").get((2, 3), "weight").unwrap();
         let kept = Arc::new(rec.tensors());
         assert_eq!(kept["a.weight"].id(), got.id(), "no copy is made");
         let other = t.ones_like().unwrap();
-        let vb = rebuild_vb(kept.clone(), HashMap::from([("a.weight".to_string(), other)]), DType::F32, &Device::Cpu);
-        assert_eq!(vb.get((2, 3), "a.weight").unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 6.0);
+        let vb = rebuild_vb(
+            kept.clone(),
+            HashMap::from([("a.weight".to_string(), other)]),
+            DType::F32,
+            &Device::Cpu,
+        );
+        assert_eq!(
+            vb.get((2, 3), "a.weight")
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            6.0
+        );
         let vb = rebuild_vb(kept, HashMap::new(), DType::F32, &Device::Cpu);
         assert_eq!(vb.get((2, 3), "a.weight").unwrap().id(), got.id());
         assert!(vb.get((3, 2), "a.weight").is_err());

@@ -94,13 +94,19 @@ impl LoraFile {
     pub fn open(path: &Path) -> Result<Self> {
         let header = Header::read(path)?;
         let layout = detect(&header)?;
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| Error::Weights { path: path.into(), msg: format!("{e}; download it again") })?;
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Weights {
+            path: path.into(),
+            msg: format!("{e}; download it again"),
+        })?;
         let layers = match layout {
             LoraLayout::Kohya => kohya_layers(path, &tensors)?,
             LoraLayout::Peft => peft_layers(path, &tensors, &PeftAlphas::from_metadata(&header.metadata))?,
         };
-        Ok(Self { path: path.into(), layout, layers })
+        Ok(Self {
+            path: path.into(),
+            layout,
+            layers,
+        })
     }
 }
 
@@ -123,21 +129,29 @@ pub fn detect(header: &Header) -> Result<LoraLayout> {
         let kind = crate::checkpoint::FileKind::classify(header);
         Err(Error::Weights {
             path: header.path.clone(),
-            msg: format!("not a LoRA: this file is {}; pass a kohya or diffusers SDXL LoRA", kind.describe()),
+            msg: format!(
+                "not a LoRA: this file is {}; pass a kohya or diffusers SDXL LoRA",
+                kind.describe()
+            ),
         })
     }
 }
 
 fn kohya_layers(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<Vec<LoraLayer>> {
-    let mut names: Vec<&str> =
-        tensors.keys().filter_map(|k| k.strip_suffix(".lora_down.weight")).collect();
+    let mut names: Vec<&str> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".lora_down.weight"))
+        .collect();
     names.sort_unstable();
     names.into_iter().map(|name| kohya_layer(path, tensors, name)).collect()
 }
 
 fn kohya_layer(path: &Path, tensors: &HashMap<String, Tensor>, name: &str) -> Result<LoraLayer> {
     let (component, flat) = kohya_component(name).ok_or_else(|| {
-        bad(path, format!("layer {name} names no SDXL component (lora_unet_, lora_te1_, lora_te2_)"))
+        bad(
+            path,
+            format!("layer {name} names no SDXL component (lora_unet_, lora_te1_, lora_te2_)"),
+        )
     })?;
     let alpha = match tensors.get(&format!("{name}.alpha")) {
         Some(a) => Some(scalar(path, name, a)?),
@@ -166,14 +180,23 @@ fn kohya_component(name: &str) -> Option<(Component, &str)> {
 }
 
 fn peft_layers(path: &Path, tensors: &HashMap<String, Tensor>, alphas: &PeftAlphas) -> Result<Vec<LoraLayer>> {
-    let mut names: Vec<&str> = tensors.keys().filter_map(|k| k.strip_suffix(".lora_A.weight")).collect();
+    let mut names: Vec<&str> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".lora_A.weight"))
+        .collect();
     names.sort_unstable();
-    names.into_iter().map(|name| peft_layer(path, tensors, alphas, name)).collect()
+    names
+        .into_iter()
+        .map(|name| peft_layer(path, tensors, alphas, name))
+        .collect()
 }
 
 fn peft_layer(path: &Path, tensors: &HashMap<String, Tensor>, alphas: &PeftAlphas, name: &str) -> Result<LoraLayer> {
     let (component, prefix, module) = peft_component(name).ok_or_else(|| {
-        bad(path, format!("layer {name} names no SDXL component (unet., text_encoder., text_encoder_2.)"))
+        bad(
+            path,
+            format!("layer {name} names no SDXL component (unet., text_encoder., text_encoder_2.)"),
+        )
     })?;
     let alpha = match tensors.get(&format!("{name}.alpha")) {
         Some(a) => Some(scalar(path, name, a)?),
@@ -190,9 +213,17 @@ fn peft_layer(path: &Path, tensors: &HashMap<String, Tensor>, alphas: &PeftAlpha
 }
 
 fn peft_component(name: &str) -> Option<(Component, &'static str, &str)> {
-    [("unet", Component::Unet), ("text_encoder_2", Component::TextEncoder2), ("text_encoder", Component::TextEncoder)]
-        .into_iter()
-        .find_map(|(p, c)| name.strip_prefix(p).and_then(|r| r.strip_prefix('.')).map(|rest| (c, p, rest)))
+    [
+        ("unet", Component::Unet),
+        ("text_encoder_2", Component::TextEncoder2),
+        ("text_encoder", Component::TextEncoder),
+    ]
+    .into_iter()
+    .find_map(|(p, c)| {
+        name.strip_prefix(p)
+            .and_then(|r| r.strip_prefix('.'))
+            .map(|rest| (c, p, rest))
+    })
 }
 
 /// PEFT alphas from `lora_adapter_metadata`: per component a default `lora_alpha` and an
@@ -206,16 +237,25 @@ struct PeftAlphas {
 impl PeftAlphas {
     fn from_metadata(meta: &BTreeMap<String, String>) -> Self {
         let mut out = Self::default();
-        let Some(raw) = meta.get("lora_adapter_metadata") else { return out };
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(raw) else { return out };
+        let Some(raw) = meta.get("lora_adapter_metadata") else {
+            return out;
+        };
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(raw) else {
+            return out;
+        };
         for (key, value) in map {
-            let Some((component, field)) = key.rsplit_once('.') else { continue };
+            let Some((component, field)) = key.rsplit_once('.') else {
+                continue;
+            };
             match (field, &value) {
                 ("lora_alpha", v) if v.is_number() => {
                     out.default.insert(component.into(), v.as_f64().unwrap_or(0.0));
                 }
                 ("alpha_pattern", serde_json::Value::Object(p)) => {
-                    let pats = p.iter().filter_map(|(k, v)| v.as_f64().map(|a| (k.clone(), a))).collect();
+                    let pats = p
+                        .iter()
+                        .filter_map(|(k, v)| v.as_f64().map(|a| (k.clone(), a)))
+                        .collect();
                     out.patterns.insert(component.into(), pats);
                 }
                 _ => {}
@@ -226,18 +266,26 @@ impl PeftAlphas {
 
     fn alpha(&self, component: &str, module: &str) -> Option<f64> {
         let pattern = self.patterns.get(component).and_then(|pats| {
-            pats.iter().find(|(p, _)| module == p || module.ends_with(&format!(".{p}"))).map(|(_, a)| *a)
+            pats.iter()
+                .find(|(p, _)| module == p || module.ends_with(&format!(".{p}")))
+                .map(|(_, a)| *a)
         });
         pattern.or_else(|| self.default.get(component).copied())
     }
 }
 
 fn pair(path: &Path, tensors: &HashMap<String, Tensor>, key: &str) -> Result<Tensor> {
-    tensors.get(key).cloned().ok_or_else(|| bad(path, format!("{key} is missing: the file is incomplete")))
+    tensors
+        .get(key)
+        .cloned()
+        .ok_or_else(|| bad(path, format!("{key} is missing: the file is incomplete")))
 }
 
 fn scalar(path: &Path, name: &str, t: &Tensor) -> Result<f64> {
-    let v = t.to_dtype(DType::F64).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f64>());
+    let v = t
+        .to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>());
     match v.as_deref() {
         Ok([a]) => Ok(*a),
         _ => Err(bad(path, format!("{name}.alpha is not a single number"))),
@@ -259,17 +307,38 @@ mod tests {
             r#"{"unet.lora_alpha": 8, "unet.r": 4, "unet.alpha_pattern": {"attn1.to_q": 2}}"#.to_string(),
         )]);
         let a = PeftAlphas::from_metadata(&meta);
-        assert_eq!(a.alpha("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"), Some(2.0));
-        assert_eq!(a.alpha("unet", "down_blocks.1.attentions.0.transformer_blocks.0.xattn1.to_q"), Some(8.0));
-        assert_eq!(a.alpha("text_encoder", "text_model.encoder.layers.0.self_attn.q_proj"), None);
+        assert_eq!(
+            a.alpha("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"),
+            Some(2.0)
+        );
+        assert_eq!(
+            a.alpha("unet", "down_blocks.1.attentions.0.transformer_blocks.0.xattn1.to_q"),
+            Some(8.0)
+        );
+        assert_eq!(
+            a.alpha("text_encoder", "text_model.encoder.layers.0.self_attn.q_proj"),
+            None
+        );
     }
 
     #[test]
     fn kohya_prefixes_name_the_component() {
-        assert_eq!(kohya_component("lora_te2_text_model_x"), Some((Component::TextEncoder2, "text_model_x")));
-        assert_eq!(kohya_component("lora_te_text_model_x"), Some((Component::TextEncoder, "text_model_x")));
+        assert_eq!(
+            kohya_component("lora_te2_text_model_x"),
+            Some((Component::TextEncoder2, "text_model_x"))
+        );
+        assert_eq!(
+            kohya_component("lora_te_text_model_x"),
+            Some((Component::TextEncoder, "text_model_x"))
+        );
         assert_eq!(kohya_component("lora_transformer_x"), None);
-        assert_eq!(peft_component("text_encoder_2.a.b"), Some((Component::TextEncoder2, "text_encoder_2", "a.b")));
-        assert_eq!(peft_component("text_encoder.a.b"), Some((Component::TextEncoder, "text_encoder", "a.b")));
+        assert_eq!(
+            peft_component("text_encoder_2.a.b"),
+            Some((Component::TextEncoder2, "text_encoder_2", "a.b"))
+        );
+        assert_eq!(
+            peft_component("text_encoder.a.b"),
+            Some((Component::TextEncoder, "text_encoder", "a.b"))
+        );
     }
 }

@@ -36,7 +36,15 @@ impl LoraState {
     /// The state of a freshly loaded model, from what loading recorded.
     pub(crate) fn new(recorded: [base::Recorded; 3], te1_config: ClipConfig, te2_config: ClipConfig) -> Self {
         let [unet, te1, te2] = recorded.map(|r| Arc::new(r.tensors()));
-        Self { unet, te1, te2, te1_config, te2_config, active: vec![], modified: [false; 3] }
+        Self {
+            unet,
+            te1,
+            te2,
+            te1_config,
+            te2_config,
+            active: vec![],
+            modified: [false; 3],
+        }
     }
 
     /// The base tensors of `component`.

@@ -51,7 +51,16 @@ pub fn cut(tok: &ClipTokenizer, pieces: &[Piece], backtrack: usize) -> Chunks {
         _ => None,
     };
     let body = tok.max_len() - 2;
-    let mut c = Cutter { tok, body, comma, backtrack, chunks: vec![], open: Open::default(), last_comma: None, token_count: 0 };
+    let mut c = Cutter {
+        tok,
+        body,
+        comma,
+        backtrack,
+        chunks: vec![],
+        open: Open::default(),
+        last_comma: None,
+        token_count: 0,
+    };
     for piece in pieces {
         match piece {
             Piece::Break => c.close(false),
@@ -61,7 +70,10 @@ pub fn cut(tok: &ClipTokenizer, pieces: &[Piece], backtrack: usize) -> Chunks {
     if !c.open.ids.is_empty() || c.chunks.is_empty() {
         c.close(true);
     }
-    Chunks { chunks: c.chunks, token_count: c.token_count }
+    Chunks {
+        chunks: c.chunks,
+        token_count: c.token_count,
+    }
 }
 
 impl Cutter<'_> {
@@ -155,7 +167,10 @@ mod tests {
         let c = cut(&t, &parse(&"cat ".repeat(100)), 0);
         assert_eq!(c.chunks.len(), 2);
         assert_eq!(c.token_count, 100);
-        assert!(c.chunks.iter().all(|k| k.ids.len() == 77 && k.ids[0] == 49406 && k.ids[76] == 49407));
+        assert!(c
+            .chunks
+            .iter()
+            .all(|k| k.ids.len() == 77 && k.ids[0] == 49406 && k.ids[76] == 49407));
         let c = cut(&t, &parse("a BREAK b"), COMMA_BACKTRACK);
         assert_eq!(c.chunks.len(), 2);
         assert_eq!(c.token_count, 75 + 1);

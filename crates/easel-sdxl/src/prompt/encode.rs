@@ -28,7 +28,9 @@ impl SdxlModel {
             return self.encode_prompt(prompt, negative, guided, batch);
         }
         let (ctx, pooled) = self.encode_text_a1111(prompt)?;
-        let repeat = |c: &Tensor, p: &Tensor| -> Result<(Tensor, Tensor)> { Ok((c.repeat((batch, 1, 1))?, p.repeat((batch, 1))?)) };
+        let repeat = |c: &Tensor, p: &Tensor| -> Result<(Tensor, Tensor)> {
+            Ok((c.repeat((batch, 1, 1))?, p.repeat((batch, 1))?))
+        };
         if !guided {
             let (context, pooled) = repeat(&ctx, &pooled)?;
             return Ok(PromptEmbeds { context, pooled });
@@ -39,7 +41,10 @@ impl SdxlModel {
         };
         let (ctx, nctx) = self.same_length(ctx, nctx)?;
         let ((c, p), (nc, np)) = (repeat(&ctx, &pooled)?, repeat(&nctx, &npooled)?);
-        Ok(PromptEmbeds { context: Tensor::cat(&[nc, c], 0)?, pooled: Tensor::cat(&[np, p], 0)? })
+        Ok(PromptEmbeds {
+            context: Tensor::cat(&[nc, c], 0)?,
+            pooled: Tensor::cat(&[np, p], 0)?,
+        })
     }
 
     /// One prompt by A1111's rules: ([1, 77·k, D1+D2], pooled [1, P]).
@@ -64,7 +69,10 @@ impl SdxlModel {
                 let n = self.tokenizer.encode_body(text).len();
                 PromptReport {
                     mode,
-                    pieces: vec![Piece::Text { text: text.into(), weight: 1.0 }],
+                    pieces: vec![Piece::Text {
+                        text: text.into(),
+                        weight: 1.0,
+                    }],
                     chunks: 1,
                     token_count: n.min(body),
                     weighted: false,
@@ -75,13 +83,25 @@ impl SdxlModel {
                 let pieces = parse(text);
                 let c = cut(&self.tokenizer, &pieces, COMMA_BACKTRACK);
                 let weighted = c.chunks.iter().any(Chunk::is_weighted);
-                PromptReport { mode, pieces, chunks: c.chunks.len(), token_count: c.token_count, weighted, truncated: false }
+                PromptReport {
+                    mode,
+                    pieces,
+                    chunks: c.chunks.len(),
+                    token_count: c.token_count,
+                    weighted,
+                    truncated: false,
+                }
             }
         }
     }
 
     /// Encodes and weights each chunk: ([1, 77·k, D], the first chunk's pooled embedding).
-    fn encode_chunks(&self, enc: &ClipTextEncoder, tok: &ClipTokenizer, chunks: &[Chunk]) -> Result<(Tensor, Option<Tensor>)> {
+    fn encode_chunks(
+        &self,
+        enc: &ClipTextEncoder,
+        tok: &ClipTokenizer,
+        chunks: &[Chunk],
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let mut parts = Vec::with_capacity(chunks.len());
         let mut pooled = None;
         for chunk in chunks {
@@ -117,7 +137,14 @@ impl SdxlModel {
 /// Appends empty-prompt chunks until there are `n`.
 fn pad_chunks(c: &mut Chunks, tok: &ClipTokenizer, n: usize) {
     while c.chunks.len() < n {
-        let empty = cut(tok, &[Piece::Text { text: String::new(), weight: 1.0 }], COMMA_BACKTRACK);
+        let empty = cut(
+            tok,
+            &[Piece::Text {
+                text: String::new(),
+                weight: 1.0,
+            }],
+            COMMA_BACKTRACK,
+        );
         c.chunks.extend(empty.chunks);
     }
 }

@@ -55,7 +55,9 @@ impl FromStr for PromptMode {
         match s.trim().to_ascii_lowercase().as_str() {
             "plain" | "diffusers" => Ok(PromptMode::Plain),
             "a1111" | "weighted" | "compel" => Ok(PromptMode::A1111),
-            other => Err(Error::invalid(format!("unknown prompt mode `{other}`: use `plain` or `a1111`"))),
+            other => Err(Error::invalid(format!(
+                "unknown prompt mode `{other}`: use `plain` or `a1111`"
+            ))),
         }
     }
 }

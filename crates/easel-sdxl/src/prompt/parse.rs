@@ -55,7 +55,10 @@ pub fn parse(text: &str) -> Vec<Piece> {
         let tok = m.get(0).map_or("", |g| g.as_str());
         let weight = m.get(1).and_then(|g| g.as_str().parse::<f64>().ok());
         if let Some(lit) = tok.strip_prefix('\\') {
-            res.push(Raw { text: lit.into(), weight: Some(1.0) });
+            res.push(Raw {
+                text: lit.into(),
+                weight: Some(1.0),
+            });
         } else if tok == "(" {
             round.push(res.len());
         } else if tok == "[" {
@@ -80,7 +83,10 @@ pub fn parse(text: &str) -> Vec<Piece> {
         multiply(&mut res, start, 1.0 / ROUND_MULTIPLIER);
     }
     if res.is_empty() {
-        res.push(Raw { text: String::new(), weight: Some(1.0) });
+        res.push(Raw {
+            text: String::new(),
+            weight: Some(1.0),
+        });
     }
     merge_equal(res).into_iter().map(finish).collect()
 }
@@ -96,9 +102,15 @@ fn multiply(res: &mut [Raw], start: usize, by: f64) {
 fn push_text(res: &mut Vec<Raw>, text: &str) {
     for (i, part) in break_re().split(text).enumerate() {
         if i > 0 {
-            res.push(Raw { text: "BREAK".into(), weight: None });
+            res.push(Raw {
+                text: "BREAK".into(),
+                weight: None,
+            });
         }
-        res.push(Raw { text: part.into(), weight: Some(1.0) });
+        res.push(Raw {
+            text: part.into(),
+            weight: Some(1.0),
+        });
     }
 }
 
@@ -127,7 +139,10 @@ fn finish(r: Raw) -> Piece {
     if r.text == "BREAK" && w == -1.0 {
         Piece::Break
     } else {
-        Piece::Text { text: r.text, weight: w }
+        Piece::Text {
+            text: r.text,
+            weight: w,
+        }
     }
 }
 
@@ -136,13 +151,19 @@ mod tests {
     use super::*;
 
     fn t(text: &str, weight: f64) -> Piece {
-        Piece::Text { text: text.into(), weight }
+        Piece::Text {
+            text: text.into(),
+            weight,
+        }
     }
 
     #[test]
     fn a1111_docstring_examples() {
         assert_eq!(parse("normal text"), [t("normal text", 1.0)]);
-        assert_eq!(parse("an (important) word"), [t("an ", 1.0), t("important", 1.1), t(" word", 1.0)]);
+        assert_eq!(
+            parse("an (important) word"),
+            [t("an ", 1.0), t("important", 1.1), t(" word", 1.0)]
+        );
         assert_eq!(parse("(unbalanced"), [t("unbalanced", 1.1)]);
         assert_eq!(parse("\\(literal\\]"), [t("(literal]", 1.0)]);
         assert_eq!(parse("(unnecessary)(parens)"), [t("unnecessaryparens", 1.1)]);

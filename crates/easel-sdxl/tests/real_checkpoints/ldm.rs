@@ -21,7 +21,11 @@ pub fn tiny_dir() -> PathBuf {
 /// A component's weights: the plain file, else the fp16 variant.
 fn folder_tensors(dir: &Path, sub: &str, stem: &str) -> HashMap<String, Tensor> {
     let plain = dir.join(sub).join(format!("{stem}.safetensors"));
-    let path = if plain.is_file() { plain } else { dir.join(sub).join(format!("{stem}.fp16.safetensors")) };
+    let path = if plain.is_file() {
+        plain
+    } else {
+        dir.join(sub).join(format!("{stem}.fp16.safetensors"))
+    };
     candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -35,7 +39,11 @@ pub fn ldm_tensors(dir: &Path, dtype: DType) -> HashMap<String, Tensor> {
     let vae: VaeConfig = json(dir, "vae/config.json");
     let parts: [(&str, &str, KeyMap); 4] = [
         ("unet", "diffusion_pytorch_model", keymap::unet(&unet).unwrap()),
-        ("vae", "diffusion_pytorch_model", keymap::vae(vae.block_out_channels.len(), vae.layers_per_block)),
+        (
+            "vae",
+            "diffusion_pytorch_model",
+            keymap::vae(vae.block_out_channels.len(), vae.layers_per_block),
+        ),
         ("text_encoder", "model", keymap::clip_l()),
         ("text_encoder_2", "model", keymap::open_clip_g()),
     ];
@@ -43,8 +51,15 @@ pub fn ldm_tensors(dir: &Path, dtype: DType) -> HashMap<String, Tensor> {
     let mut thirds: HashMap<String, [Option<Tensor>; 3]> = HashMap::new();
     for (sub, stem, map) in parts {
         for (name, t) in folder_tensors(dir, sub, stem) {
-            let name = if sub == "text_encoder" && !name.starts_with("text_model.") { format!("text_model.{name}") } else { name };
-            match map.source(&name).unwrap_or_else(|| panic!("{sub}: no single-file key for {name}")) {
+            let name = if sub == "text_encoder" && !name.starts_with("text_model.") {
+                format!("text_model.{name}")
+            } else {
+                name
+            };
+            match map
+                .source(&name)
+                .unwrap_or_else(|| panic!("{sub}: no single-file key for {name}"))
+            {
                 Source::Renamed(k) => drop(out.insert(k, t)),
                 Source::ConvAsLinear(k) => {
                     let (o, i) = t.dims2().unwrap();
@@ -63,7 +78,10 @@ pub fn ldm_tensors(dir: &Path, dtype: DType) -> HashMap<String, Tensor> {
     // What real files also carry, which loaders must ignore (as the Python script writes them).
     let ids = Tensor::arange(0i64, 77, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     out.insert(format!("{CLIP_L_PREFIX}text_model.embeddings.position_ids"), ids);
-    out.insert(format!("{CLIP_G_PREFIX}logit_scale"), Tensor::new(4.6052f32, &Device::Cpu).unwrap());
+    out.insert(
+        format!("{CLIP_G_PREFIX}logit_scale"),
+        Tensor::new(4.6052f32, &Device::Cpu).unwrap(),
+    );
     out
 }
 

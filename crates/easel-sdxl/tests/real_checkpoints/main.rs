@@ -21,7 +21,10 @@ pub fn refs(stem: &'static str) -> &'static Refs {
     let mut guard = cache.lock().unwrap();
     guard.entry(stem).or_insert_with(|| {
         let dir = common::fixtures();
-        let r = common::load_refs(&dir.join(format!("{stem}.safetensors")), &dir.join(format!("{stem}.json")));
+        let r = common::load_refs(
+            &dir.join(format!("{stem}.safetensors")),
+            &dir.join(format!("{stem}.json")),
+        );
         Box::leak(Box::new(r))
     })
 }

@@ -23,7 +23,10 @@ fn pieces_of(case: &serde_json::Value) -> Vec<Piece> {
     raw.iter()
         .map(|p| match p[1].as_f64() {
             None => Piece::Break,
-            Some(weight) => Piece::Text { text: p[0].as_str().unwrap().into(), weight },
+            Some(weight) => Piece::Text {
+                text: p[0].as_str().unwrap().into(),
+                weight,
+            },
         })
         .collect()
 }
@@ -68,18 +71,39 @@ fn chunks_hold_the_reference_ids_and_weights_for_both_tokenizers() {
         let c1 = chunks::cut(&m.tokenizer, &pieces, COMMA_BACKTRACK);
         let c2 = chunks::cut(&m.tokenizer_2, &pieces, COMMA_BACKTRACK);
         let name = &case["name"];
-        assert_eq!(c1.chunks.iter().map(|c| c.ids.clone()).collect::<Vec<_>>(), ids(&case["ids1"]), "{name} ids1");
-        let padded: Vec<Vec<u32>> =
-            c2.chunks.iter().map(|c| c.ids_padded_with(m.tokenizer_2.eos_id(), m.tokenizer_2.pad_id())).collect();
+        assert_eq!(
+            c1.chunks.iter().map(|c| c.ids.clone()).collect::<Vec<_>>(),
+            ids(&case["ids1"]),
+            "{name} ids1"
+        );
+        let padded: Vec<Vec<u32>> = c2
+            .chunks
+            .iter()
+            .map(|c| c.ids_padded_with(m.tokenizer_2.eos_id(), m.tokenizer_2.pad_id()))
+            .collect();
         let want2: Vec<Vec<u32>> = ids(&case["ids2"]);
         let want2: Vec<Vec<u32>> = want2
             .iter()
-            .map(|c| chunks::Chunk { ids: c.clone(), weights: vec![] }.ids_padded_with(m.tokenizer_2.eos_id(), m.tokenizer_2.pad_id()))
+            .map(|c| {
+                chunks::Chunk {
+                    ids: c.clone(),
+                    weights: vec![],
+                }
+                .ids_padded_with(m.tokenizer_2.eos_id(), m.tokenizer_2.pad_id())
+            })
             .collect();
         assert_eq!(padded, want2, "{name} ids2");
         let w: Vec<Vec<f64>> = serde_json::from_value(case["weights1"].clone()).unwrap();
-        assert_same_weights(&c1.chunks.iter().map(|c| c.weights.clone()).collect::<Vec<_>>(), &w, name);
-        assert_eq!(c1.token_count as u64, case["token_count"].as_u64().unwrap(), "{name} token count");
+        assert_same_weights(
+            &c1.chunks.iter().map(|c| c.weights.clone()).collect::<Vec<_>>(),
+            &w,
+            name,
+        );
+        assert_eq!(
+            c1.token_count as u64,
+            case["token_count"].as_u64().unwrap(),
+            "{name} token count"
+        );
     }
 }
 
@@ -89,9 +113,23 @@ fn weighted_embeddings_match_the_reference_including_long_prompts() {
     for case in cases() {
         let name = case["name"].as_str().unwrap();
         let (ctx, pooled) = m.encode_text_a1111(case["text"].as_str().unwrap()).unwrap();
-        assert_eq!(ctx.dim(1).unwrap(), 77 * case["chunks"].as_u64().unwrap() as usize, "{name}");
-        assert_close(&format!("a1111.{name}.context"), &ctx, &r.get(&format!("a1111.{name}.context")), LAYER_TOL);
-        assert_close(&format!("a1111.{name}.pooled"), &pooled, &r.get(&format!("a1111.{name}.pooled")), LAYER_TOL);
+        assert_eq!(
+            ctx.dim(1).unwrap(),
+            77 * case["chunks"].as_u64().unwrap() as usize,
+            "{name}"
+        );
+        assert_close(
+            &format!("a1111.{name}.context"),
+            &ctx,
+            &r.get(&format!("a1111.{name}.context")),
+            LAYER_TOL,
+        );
+        assert_close(
+            &format!("a1111.{name}.pooled"),
+            &pooled,
+            &r.get(&format!("a1111.{name}.pooled")),
+            LAYER_TOL,
+        );
     }
 }
 
@@ -115,7 +153,12 @@ fn a_pipeline_in_a1111_mode_pads_the_shorter_negative_and_matches_diffusers() {
     req.latents = Some(r.get("a1111_run.latents_in"));
     req.prompt_mode = PromptMode::A1111;
     let out = m.generate(&req, &mut ReplayNoise::new(vec![]), &mut |_| {}).unwrap();
-    assert_close("a1111_run.latents_out", &out.latents, &r.get("a1111_run.latents_out"), PIPELINE_TOL);
+    assert_close(
+        "a1111_run.latents_out",
+        &out.latents,
+        &r.get("a1111_run.latents_out"),
+        PIPELINE_TOL,
+    );
 }
 
 #[test]
@@ -124,14 +167,23 @@ fn the_report_says_what_was_parsed_and_whether_weights_apply() {
     let r = m.prompt_report("a (cat:1.3) BREAK on a mat", PromptMode::A1111);
     assert!(r.weighted);
     assert_eq!(r.chunks, 2);
-    assert_eq!(r.pieces[1], Piece::Text { text: "cat".into(), weight: 1.3 });
+    assert_eq!(
+        r.pieces[1],
+        Piece::Text {
+            text: "cat".into(),
+            weight: 1.3
+        }
+    );
     assert!(r.pieces.contains(&Piece::Break));
     let plain = m.prompt_report(&"cat ".repeat(100), PromptMode::Plain);
     assert!(plain.truncated && !plain.weighted && plain.chunks == 1);
     assert!(!m.prompt_report("a cat", PromptMode::A1111).weighted);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["mode"], "a1111");
-    assert_eq!((json["pieces"][2]["text"].as_str(), json["pieces"][3]["kind"].as_str()), (Some(""), Some("break")));
+    assert_eq!(
+        (json["pieces"][2]["text"].as_str(), json["pieces"][3]["kind"].as_str()),
+        (Some(""), Some("break"))
+    );
     assert_eq!("weighted".parse::<PromptMode>().unwrap(), PromptMode::A1111);
     assert!("loud".parse::<PromptMode>().unwrap_err().to_string().contains("plain"));
 }
