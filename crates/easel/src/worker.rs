@@ -174,9 +174,16 @@ async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// The exit code for an error of `easel worker` or `easel submit`: 78 for configuration errors.
+/// The exit code for an error of any command: 78 (EX_CONFIG) for configuration errors
+/// (a worker's settings or an `easel.toml` the orchestrator cannot use), 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use easel_orchestrator::Error as Orch;
     for cause in e.chain() {
+        if let Some(Orch::ConfigRead { .. } | Orch::ConfigSyntax { .. } | Orch::ConfigInvalid { .. }) =
+            cause.downcast_ref::<Orch>()
+        {
+            return easel_worker::EXIT_CONFIG;
+        }
         if let Some(w) = cause.downcast_ref::<easel_worker::Error>() {
             return w.exit_code();
         }
