@@ -49,5 +49,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 
+pub use lora::{LoraFile, LoraReport};
 pub use model::{LoadOptions, SdxlModel};
 pub use pipeline::{GenerateRequest, Generated, InitImage};
+pub use prompt::{PromptMode, PromptReport};
