@@ -22,6 +22,9 @@ pub struct GenerationSpec {
     /// Image `i` uses `seed + i`.
     pub seed: u64,
     pub init: Option<InitSpec>,
+    /// Parse the prompt as A1111-style weighted text (`(word:1.3)`, `[word]`, `BREAK`) with
+    /// prompts longer than 77 tokens in chunks; set when the job enables compel.
+    pub weighted_prompt: bool,
 }
 
 /// Image-to-image input, already fitted to the spec's size.
@@ -48,6 +51,8 @@ pub struct GeneratorInfo {
     pub preset_side: Option<u32>,
     /// `cpu`, `cuda:0`, ...
     pub device: String,
+    /// Whether `weighted_prompt` is honoured (the SDXL engine does; the fake does not).
+    pub weighted_prompts: bool,
 }
 
 /// Memory figures for `/memory/status`, in GB.
@@ -113,6 +118,7 @@ impl Generator for FakeGenerator {
             name: "fake".into(),
             preset_side: Some(64),
             device: "cpu".into(),
+            weighted_prompts: false,
         }
     }
 

@@ -147,10 +147,12 @@ async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<Stri
     let images = generate(ctx, &spec, init).await?;
     advance(st, JobState::Uploading);
     let assets = upload(ctx, &spec, images, img2img).await?;
+    let weighting = spec.compel_enabled && ctx.generator.info().weighted_prompts;
     Ok(wire::to_json(&wire::completed(
         &spec,
         assets,
         started.elapsed().as_secs_f64(),
+        weighting,
     )))
 }
 
@@ -183,6 +185,7 @@ async fn generate(ctx: &Shared, spec: &JobSpec, init: Option<InitSpec>) -> Resul
         num_images: spec.num_images,
         seed: spec.seed,
         init,
+        weighted_prompt: spec.compel_enabled,
     };
     let _engine = ctx.engine.lock().await;
     let generator = ctx.generator.clone();

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use easel_sdxl::device::{default_dtype, parse_dtype, DeviceSpec};
 use easel_sdxl::noise::SeededNoise;
 use easel_sdxl::pipeline::{GenerateRequest, InitImage, Progress};
-use easel_sdxl::{images, metadata, LoadOptions, SdxlModel};
+use easel_sdxl::{images, metadata, LoadOptions, PromptMode, SdxlModel};
 
 use crate::config::ConfigError;
 use crate::generator::{GeneratedImage, GenerationSpec, Generator, GeneratorError, GeneratorInfo};
@@ -42,11 +42,12 @@ impl SdxlGenerator {
             .map(parse_dtype)
             .transpose()
             .map_err(|e| ConfigError::Unusable(format!("EASEL_DTYPE: {e}")))?;
-        if let Some(dir) = &model_dir {
-            if !dir.join("model_index.json").is_file() {
+        if let Some(path) = &model_dir {
+            let single_file = path.is_file() && path.extension().is_some_and(|e| e == "safetensors");
+            if !single_file && !path.join("model_index.json").is_file() {
                 return Err(ConfigError::Unusable(format!(
-                    "EASEL_MODEL {} is not a diffusers folder (no model_index.json): point it at one, or unset it for the bundled tiny model",
-                    dir.display()
+                    "EASEL_MODEL {} is neither a diffusers folder (no model_index.json) nor a single .safetensors checkpoint: point it at one, or unset it for the bundled tiny model",
+                    path.display()
                 )));
             }
         }
@@ -72,7 +73,7 @@ impl SdxlGenerator {
             ..Default::default()
         };
         let model = match &self.model_dir {
-            Some(dir) => SdxlModel::load_dir(dir, &opts),
+            Some(path) => SdxlModel::load_path(path, &opts),
             None => SdxlModel::load_tiny(&opts),
         };
         model.map_err(|e| GeneratorError::Load(e.to_string()))
@@ -106,6 +107,7 @@ impl Generator for SdxlGenerator {
             name,
             preset_side,
             device: self.device.to_string(),
+            weighted_prompts: true,
         }
     }
 
@@ -168,6 +170,7 @@ fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<Gener
     req.guidance = spec.guidance;
     req.num_images = spec.num_images as usize;
     req.seed = spec.seed;
+    req.prompt_mode = if spec.weighted_prompt { PromptMode::A1111 } else { PromptMode::Plain };
     if let Some(init) = &spec.init {
         let img = images::fit(init.image.clone(), spec.width, spec.height);
         req.init_image = Some(InitImage {

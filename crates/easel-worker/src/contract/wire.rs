@@ -89,10 +89,16 @@ pub const RESIZE_POLICY: &str = "center_crop";
 impl SuccessMetadata {
     /// The success metadata of `spec`, with `uploaded` images and the time generation took.
     ///
-    /// Compel: weights are appended to the prompt as text (as the Python worker's fallback
-    /// does); the engine does not apply Compel weighting, so `compel_success` is `false` and
-    /// the strategy `fallback` whenever compel is enabled.
-    pub fn new(spec: &JobSpec, uploaded: u32, generation_time: f64) -> Self {
+    /// Compel: the weights are appended to the prompt (as the Python worker does) and, when
+    /// the generator applies A1111-style weighting (`weighted`), the whole prompt is parsed
+    /// as weighted text: `compel_success` is then `true` and the strategy `a1111_weighting`.
+    /// A generator without weighting reports `fallback` (weights kept as plain text).
+    pub fn new(spec: &JobSpec, uploaded: u32, generation_time: f64, weighted: bool) -> Self {
+        let strategy = match (spec.compel_enabled, weighted) {
+            (false, _) => "none",
+            (true, true) => "a1111_weighting",
+            (true, false) => "fallback",
+        };
         Self {
             seed: spec.seed,
             generation_time,
@@ -102,22 +108,27 @@ impl SuccessMetadata {
             final_prompt: spec.final_prompt.clone(),
             compel_enabled: spec.compel_enabled,
             compel_weights: spec.compel_weights.clone().filter(|_| spec.compel_enabled),
-            compel_success: false,
-            enhancement_strategy: if spec.compel_enabled { "fallback" } else { "none" },
+            compel_success: spec.compel_enabled && weighted,
+            enhancement_strategy: strategy,
             final_prompt_type: "string",
         }
     }
 }
 
 /// The success body.
-pub fn completed(spec: &JobSpec, assets: Vec<Asset>, generation_time: f64) -> CallbackBody<SuccessMetadata> {
+pub fn completed(
+    spec: &JobSpec,
+    assets: Vec<Asset>,
+    generation_time: f64,
+    weighted: bool,
+) -> CallbackBody<SuccessMetadata> {
     let uploaded = assets.len() as u32;
     CallbackBody {
         job_id: spec.id.clone(),
         status: "completed",
         assets,
         error_message: None,
-        metadata: SuccessMetadata::new(spec, uploaded, generation_time),
+        metadata: SuccessMetadata::new(spec, uploaded, generation_time, weighted),
     }
 }
 

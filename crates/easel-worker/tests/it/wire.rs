@@ -35,7 +35,7 @@ fn asset(spec: &JobSpec, img2img: Option<Img2ImgMetadata>) -> Asset {
 #[test]
 fn the_success_body_is_the_contracts() {
     let s = spec("");
-    let body = wire::to_json(&wire::completed(&s, vec![asset(&s, None)], 3.2));
+    let body = wire::to_json(&wire::completed(&s, vec![asset(&s, None)], 3.2, false));
     let expected = r#"{"job_id":"J","status":"completed","assets":[{"type":"image","url":"U/J/0.png","thumbnail_url":"U/J/0.thumb.webp","metadata":{"width":1024,"height":1024,"format":"png","batch_size":1,"steps":15,"guidance_scale":6.0,"seed":1234,"file_size_bytes":123456,"asset_index":0,"negative_prompt_used":true}}],"error_message":null,"metadata":{"seed":1234,"generation_time":3.2,"num_images":1,"job_type":"sdxl_image_fast","original_prompt":"a lighthouse","final_prompt":"a lighthouse","compel_enabled":false,"compel_weights":null,"compel_success":false,"enhancement_strategy":"none","final_prompt_type":"string"}}"#;
     assert_eq!(body, expected);
 }
@@ -52,7 +52,7 @@ fn an_img2img_asset_reports_the_values_actually_used() {
         exact_copy_mode: r.exact_copy,
     };
     let body: serde_json::Value =
-        serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![asset(&s, Some(i2i))], 1.0))).unwrap();
+        serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![asset(&s, Some(i2i))], 1.0, false))).unwrap();
     let m = &body["assets"][0]["metadata"];
     assert_eq!(m["pipeline"], "img2img");
     assert_eq!(m["resize_policy"], "center_crop");
@@ -64,7 +64,7 @@ fn an_img2img_asset_reports_the_values_actually_used() {
 #[test]
 fn compel_is_reported_as_a_text_fallback() {
     let s = spec(r#","compel_enabled":true,"compel_weights":"(sunset:1.1)""#);
-    let body: serde_json::Value = serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![], 1.0))).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![], 1.0, false))).unwrap();
     let m = &body["metadata"];
     assert_eq!(m["final_prompt"], "a lighthouse (sunset:1.1)");
     assert_eq!(
@@ -88,4 +88,19 @@ fn the_failure_body_is_the_contracts() {
     assert_eq!(body, expected);
     let body = wire::to_json(&wire::failed("J", None, &e, 1.0));
     assert!(body.contains(r#""job_type":null"#), "{body}");
+}
+
+#[test]
+fn compel_weights_report_whether_the_engine_applied_them() {
+    let s = spec(r#","compel_enabled":true,"compel_weights":"(sunset:1.2)""#);
+    let meta = |weighted| -> serde_json::Value {
+        let body = wire::to_json(&wire::completed(&s, vec![asset(&s, None)], 1.0, weighted));
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["metadata"].clone()
+    };
+    let applied = meta(true);
+    assert_eq!(applied["final_prompt"], "a lighthouse (sunset:1.2)");
+    assert_eq!(applied["compel_weights"], "(sunset:1.2)");
+    assert_eq!(applied["compel_success"], true);
+    assert_eq!(applied["enhancement_strategy"], "a1111_weighting");
+    assert_eq!(meta(false)["enhancement_strategy"], "fallback");
 }
