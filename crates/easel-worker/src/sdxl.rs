@@ -170,7 +170,11 @@ fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<Gener
     req.guidance = spec.guidance;
     req.num_images = spec.num_images as usize;
     req.seed = spec.seed;
-    req.prompt_mode = if spec.weighted_prompt { PromptMode::A1111 } else { PromptMode::Plain };
+    req.prompt_mode = if spec.weighted_prompt {
+        PromptMode::A1111
+    } else {
+        PromptMode::Plain
+    };
     if let Some(init) = &spec.init {
         let img = images::fit(init.image.clone(), spec.width, spec.height);
         req.init_image = Some(InitImage {

@@ -51,8 +51,13 @@ fn an_img2img_asset_reports_the_values_actually_used() {
         effective_steps: r.effective_steps,
         exact_copy_mode: r.exact_copy,
     };
-    let body: serde_json::Value =
-        serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![asset(&s, Some(i2i))], 1.0, false))).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&wire::to_json(&wire::completed(
+        &s,
+        vec![asset(&s, Some(i2i))],
+        1.0,
+        false,
+    )))
+    .unwrap();
     let m = &body["assets"][0]["metadata"];
     assert_eq!(m["pipeline"], "img2img");
     assert_eq!(m["resize_policy"], "center_crop");
@@ -64,7 +69,8 @@ fn an_img2img_asset_reports_the_values_actually_used() {
 #[test]
 fn compel_is_reported_as_a_text_fallback() {
     let s = spec(r#","compel_enabled":true,"compel_weights":"(sunset:1.1)""#);
-    let body: serde_json::Value = serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![], 1.0, false))).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&wire::to_json(&wire::completed(&s, vec![], 1.0, false))).unwrap();
     let m = &body["metadata"];
     assert_eq!(m["final_prompt"], "a lighthouse (sunset:1.1)");
     assert_eq!(
