@@ -73,6 +73,11 @@ const SETTINGS: &[Setting] = &[
     s("max_deliveries", &["EASEL_MAX_DELIVERIES"], Some("3")),
     s("retry_base_ms", &["EASEL_RETRY_BASE_MS"], Some("1000")),
     s("reference_fallback", &["EASEL_REFERENCE_FALLBACK"], Some("false")),
+    s(
+        "reference_allow_private",
+        &["EASEL_REFERENCE_ALLOW_PRIVATE"],
+        Some("false"),
+    ),
 ];
 
 /// The queue name producers push to (`LPUSH sdxl_queue <json>`).
@@ -378,6 +383,9 @@ pub struct WorkerConfig {
     pub max_deliveries: u32,
     /// Fall back to text-to-image when a reference image cannot be fetched (Python's behaviour).
     pub reference_fallback: bool,
+    /// Let reference URLs reach loopback/private/link-local addresses (off: a job must not
+    /// make the worker probe its own network).
+    pub reference_allow_private: bool,
 }
 
 /// The longest lease accepted: a day; anything longer means a crashed worker's job waits too long.
@@ -408,6 +416,7 @@ impl WorkerConfig {
             timing: timing(l)?,
             max_deliveries: positive(l, "max_deliveries")?,
             reference_fallback: l.flag("reference_fallback")?,
+            reference_allow_private: l.flag("reference_allow_private")?,
             data_dir,
         })
     }

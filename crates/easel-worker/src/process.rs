@@ -159,7 +159,7 @@ async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<Stri
 async fn fetch_reference(ctx: &Shared, spec: &JobSpec) -> Result<Option<InitSpec>, JobError> {
     let Some(r) = &spec.reference else { return Ok(None) };
     let started = Instant::now();
-    let fetched = reference::fetch(&ctx.http, &r.url).await;
+    let fetched = reference::fetch(&ctx.http, &r.url, ctx.reference_allow_private).await;
     ctx.metrics.phase(Phase::Reference, started.elapsed());
     match fetched {
         Ok(img) => Ok(Some(InitSpec {

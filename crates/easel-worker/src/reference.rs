@@ -2,7 +2,14 @@
 //! place a job makes the worker reach an arbitrary server, so it is bounded: http/https only,
 //! a time limit, a byte limit enforced while streaming, a pixel limit before decoding. The
 //! image is then fitted to the job's size by scaling to cover and centre-cropping.
+//!
+//! Unless `EASEL_REFERENCE_ALLOW_PRIVATE` is set, the URL may only reach public addresses:
+//! host names are resolved through a filter that drops loopback, private, link-local and
+//! other internal addresses (so DNS cannot point a job at the worker's own network), and IP
+//! literals are checked on the URL and on every redirect.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use image::imageops::FilterType;
@@ -17,10 +24,106 @@ pub const MAX_BYTES: u64 = 20 * 1024 * 1024;
 /// Largest decoded side: stops a small file that decodes to gigabytes (a "pixel bomb").
 pub const MAX_SIDE: u32 = 8192;
 
-/// Fetches and decodes `url` into RGB.
-pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<RgbImage, JobError> {
+/// Most redirects followed for one reference (reqwest's own default).
+const MAX_REDIRECTS: usize = 10;
+
+/// The HTTP client for reference images; `allow_private` lifts the public-address rule.
+pub fn client(allow_private: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder();
+    let builder = if allow_private {
+        builder
+    } else {
+        builder
+            .dns_resolver(Arc::new(PublicOnly))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if literal_is_internal(attempt.url()) {
+                    attempt.error("redirect to an internal address")
+                } else {
+                    attempt.follow()
+                }
+            }))
+    };
+    builder.build().unwrap_or_default()
+}
+
+/// Whether `url`'s host is an IP literal that is not public (names go through [`PublicOnly`]).
+fn literal_is_internal(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip))
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private, link-local, CGNAT,
+/// unspecified, broadcast, documentation, multicast or unique-local).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let cgnat = o[0] == 100 && (64..128).contains(&o[1]);
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || cgnat
+                || o[0] == 0)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                let unique_local = (s[0] & 0xfe00) == 0xfc00;
+                let link_local = (s[0] & 0xffc0) == 0xfe80;
+                !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || unique_local || link_local)
+            }
+        },
+    }
+}
+
+/// A resolver that keeps only public addresses.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                let msg = format!("{host} resolves only to internal addresses");
+                return Err(msg.into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Fetches and decodes `url` into RGB; unless `allow_private`, only from public addresses.
+pub async fn fetch(http: &reqwest::Client, url: &str, allow_private: bool) -> Result<RgbImage, JobError> {
+    let internal = reqwest::Url::parse(url).is_ok_and(|u| literal_is_internal(&u));
+    if internal && !allow_private {
+        return Err(fail(
+            url,
+            "points at an internal address; reference images must be public (EASEL_REFERENCE_ALLOW_PRIVATE=true lifts this)",
+        ));
+    }
     let bytes = download(http, url).await?;
     decode(&bytes).map_err(|m| fail(url, m))
+}
+
+/// An error and its sources, `outer: inner: ...` (reqwest hides the reason in the sources).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 fn fail(url: &str, msg: impl std::fmt::Display) -> JobError {
@@ -33,7 +136,7 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, JobError
         .timeout(FETCH_TIMEOUT)
         .send()
         .await
-        .map_err(|e| fail(url, format!("cannot fetch: {e}")))?;
+        .map_err(|e| fail(url, format!("cannot fetch: {}", with_causes(&e))))?;
     if !resp.status().is_success() {
         return Err(fail(
             url,
@@ -97,5 +200,50 @@ mod tests {
     #[test]
     fn garbage_bytes_are_rejected_with_a_reason() {
         assert!(decode(b"not an image").unwrap_err().contains("not a PNG"));
+    }
+
+    #[test]
+    fn only_public_unicast_addresses_are_public() {
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        let internal = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ];
+        for ip in internal {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reference_on_an_internal_address_is_refused_before_any_request() {
+        let http = client(false);
+        for url in [
+            "http://127.0.0.1:9/x.png",
+            "http://[::1]:9/x.png",
+            "http://169.254.169.254/latest",
+        ] {
+            let err = fetch(&http, url, false).await.unwrap_err();
+            assert!(err.to_string().contains("internal address"), "{url}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_name_that_resolves_to_loopback_is_refused() {
+        let err = fetch(&client(false), "http://localhost:9/x.png", false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("internal addresses"), "{err}");
     }
 }

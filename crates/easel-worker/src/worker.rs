@@ -71,6 +71,8 @@ pub struct Shared {
     pub storage_policy: RetryPolicy,
     pub max_deliveries: u32,
     pub reference_fallback: bool,
+    /// Reference URLs may reach internal addresses (tests, private networks).
+    pub reference_allow_private: bool,
     pub admin_token: Option<crate::config::Secret>,
     phase: Mutex<WorkerPhase>,
 }
@@ -155,10 +157,11 @@ impl SdxlWorker {
             generator: self.generator.clone(),
             engine: tokio::sync::Mutex::new(()),
             metrics: self.metrics.clone(),
-            http: reqwest::Client::new(),
+            http: crate::reference::client(c.reference_allow_private),
             storage_policy: RetryPolicy::storage(c.timing.retry_base),
             max_deliveries: c.max_deliveries,
             reference_fallback: c.reference_fallback,
+            reference_allow_private: c.reference_allow_private,
             admin_token: c.admin_token.clone(),
             phase: Mutex::new(WorkerPhase::Starting),
         }))

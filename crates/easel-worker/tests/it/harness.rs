@@ -35,6 +35,8 @@ fn defaults(dir: &tempfile::TempDir, port: u16) -> Vec<(&'static str, String)> {
         ("lease_ttl_secs", "2".into()),
         ("retry_base_ms", "20".into()),
         ("shutdown_grace_secs", "10".into()),
+        // Reference images come from stub servers on loopback.
+        ("reference_allow_private", "true".into()),
     ]
 }
 
