@@ -1,16 +1,15 @@
 //! Why this exists: the bytes that go to storage — each image as a PNG carrying its
 //! generation parameters (A1111's `parameters` text chunk), and a thumbnail whose longest edge
-//! is 256 px, as WebP. The `image` crate's WebP encoder is lossless only, so thumbnails are
-//! lossless WebP (the Python worker used quality 85 lossy; at 256 px both are a few tens of KB).
+//! is 256 px, as lossy WebP at the Python worker's quality (libwebp, through the `webp` crate:
+//! the `image` crate only encodes lossless WebP, several times larger).
 
-use std::io::Cursor;
-
-use image::codecs::webp::WebPEncoder;
 use image::imageops::FilterType;
-use image::{ExtendedColorType, RgbImage};
+use image::RgbImage;
 
 /// Longest edge of a thumbnail, as the contract says.
 pub const THUMBNAIL_EDGE: u32 = 256;
+/// WebP quality of thumbnails: the Python worker's 85.
+pub const THUMBNAIL_QUALITY: f32 = 85.0;
 
 /// An encoding failure.
 #[derive(Debug, thiserror::Error)]
@@ -36,14 +35,12 @@ pub fn thumbnail(img: &RgbImage) -> Result<Vec<u8>, EncodeError> {
     } else {
         image::imageops::resize(img, w, h, FilterType::Lanczos3)
     };
-    let mut out = Cursor::new(Vec::new());
-    WebPEncoder::new_lossless(&mut out)
-        .encode(small.as_raw(), w, h, ExtendedColorType::Rgb8)
-        .map_err(|e| EncodeError {
-            what: "WebP thumbnail",
-            msg: e.to_string(),
-        })?;
-    Ok(out.into_inner())
+    let encoded = webp::Encoder::from_rgb(small.as_raw(), w, h).encode_simple(false, THUMBNAIL_QUALITY);
+    let memory = encoded.map_err(|e| EncodeError {
+        what: "WebP thumbnail",
+        msg: format!("{e:?}"),
+    })?;
+    Ok(memory.to_vec())
 }
 
 /// The size of a thumbnail of a `w`×`h` image.
@@ -68,6 +65,7 @@ mod tests {
         let bytes = thumbnail(&RgbImage::new(512, 256)).unwrap();
         assert_eq!(&bytes[0..4], b"RIFF");
         assert_eq!(&bytes[8..12], b"WEBP");
+        assert_eq!(&bytes[12..16], b"VP8 ", "lossy WebP (VP8), not lossless (VP8L)");
         let back = image::load_from_memory(&bytes).unwrap();
         assert_eq!((back.width(), back.height()), (256, 128));
     }
