@@ -5,6 +5,7 @@
 //! Run with `--nocapture` to see the numbers; they are printed, not asserted (a
 //! benchmark, not a timed test). One process per binary keeps the RSS readings clean.
 
+mod common;
 #[path = "real_checkpoints/ldm.rs"]
 mod ldm;
 
@@ -98,18 +99,7 @@ fn full_size_model_load_time_memory_and_single_file_with_shipped_configs() {
     );
     let m = measure("full-size single file, shipped SDXL-base configs", &single, &opts);
     let (got, got_pooled) = m.encode_text(prompt).unwrap();
-    let diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let diff = common::max_abs_diff;
     assert_eq!(
         (diff(&got, &want), diff(&got_pooled, &want_pooled)),
         (0.0, 0.0),
