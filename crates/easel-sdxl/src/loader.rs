@@ -80,6 +80,14 @@ impl ModelSource for DirSource {
     }
 }
 
+/// The `(relative path, contents)` table of files under `assets/<dir>/`, compiled in.
+macro_rules! embed_assets {
+    ($dir:literal, [$($rel:literal),* $(,)?]) => {
+        &[$(($rel, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/", $dir, "/", $rel)) as &[u8])),*]
+    };
+}
+pub(crate) use embed_assets;
+
 /// Files compiled into the binary.
 pub struct EmbeddedSource {
     name: &'static str,

@@ -86,7 +86,7 @@ impl SdxlModel {
                     .into(),
             });
         }
-        Self::load_dir(path, opts)
+        Self::load(&DirSource::new(path), opts)
     }
 
     /// Loads the bundled tiny model (random weights: its images are abstract).

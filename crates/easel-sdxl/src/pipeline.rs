@@ -165,7 +165,8 @@ impl SdxlModel {
         Ok(())
     }
 
-    /// Encodes the prompt (and negative prompt when `guided`) for `batch` images.
+    /// Encodes the prompt (and negative prompt when `guided`) for `batch` images, as
+    /// diffusers' `encode_prompt` (plain prompts; see `encode_prompt_with` for A1111 mode).
     pub fn encode_prompt(
         &self,
         prompt: &str,
@@ -173,22 +174,7 @@ impl SdxlModel {
         guided: bool,
         batch: usize,
     ) -> Result<PromptEmbeds> {
-        let (ctx, pooled) = self.encode_text(prompt)?;
-        let (ctx, pooled) = (ctx.repeat((batch, 1, 1))?, pooled.repeat((batch, 1))?);
-        if !guided {
-            return Ok(PromptEmbeds { context: ctx, pooled });
-        }
-        let (nctx, npooled) = match negative {
-            None if self.pipeline_config.force_zeros_for_empty_prompt => (ctx.zeros_like()?, pooled.zeros_like()?),
-            other => {
-                let (c, p) = self.encode_text(other.unwrap_or(""))?;
-                (c.repeat((batch, 1, 1))?, p.repeat((batch, 1))?)
-            }
-        };
-        Ok(PromptEmbeds {
-            context: Tensor::cat(&[nctx, ctx], 0)?,
-            pooled: Tensor::cat(&[npooled, pooled], 0)?,
-        })
+        self.encode_prompt_with(crate::PromptMode::Plain, prompt, negative, guided, batch)
     }
 
     /// One prompt through both encoders: ([1, 77, D1+D2], [1, P]).
@@ -279,12 +265,9 @@ impl SdxlModel {
         let shape = [req.num_images, self.latent_channels(), req.height / f, req.width / f];
         if let Some(init) = &req.init_image {
             let start = img2img_start(req.steps, init.strength);
-            let pixels =
-                init.pixels
-                    .to_device(&self.device)?
-                    .to_dtype(DType::F32)?
-                    .repeat((req.num_images, 1, 1, 1))?;
-            let dist = self.vae.encode(&pixels)?;
+            // The encoder is deterministic: encode once, then draw one posterior sample per image.
+            let pixels = init.pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
+            let dist = self.vae.encode(&pixels)?.repeat(req.num_images)?;
             let x0 = self.vae.scale_latents(&dist.sample(noise)?)?;
             let n = noise.randn(&shape, &self.device)?;
             return Ok((start, sched.add_noise(&x0, &n, start)?));

@@ -4,31 +4,28 @@
 
 use crate::loader::EmbeddedSource;
 
-macro_rules! tiny_files {
-    ($($rel:literal),* $(,)?) => {
-        &[$(($rel, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tiny-sdxl/", $rel)) as &[u8])),*]
-    };
-}
-
 /// The tiny model's files.
 pub static TINY_SDXL: EmbeddedSource = EmbeddedSource::new(
     "the bundled tiny SDXL",
-    tiny_files![
-        "model_index.json",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        "text_encoder/model.safetensors",
-        "text_encoder_2/config.json",
-        "text_encoder_2/model.safetensors",
-        "tokenizer/merges.txt",
-        "tokenizer/tokenizer_config.json",
-        "tokenizer/vocab.json",
-        "tokenizer_2/merges.txt",
-        "tokenizer_2/tokenizer_config.json",
-        "tokenizer_2/vocab.json",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors",
-    ],
+    crate::loader::embed_assets!(
+        "tiny-sdxl",
+        [
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder/model.safetensors",
+            "text_encoder_2/config.json",
+            "text_encoder_2/model.safetensors",
+            "tokenizer/merges.txt",
+            "tokenizer/tokenizer_config.json",
+            "tokenizer/vocab.json",
+            "tokenizer_2/merges.txt",
+            "tokenizer_2/tokenizer_config.json",
+            "tokenizer_2/vocab.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.safetensors",
+        ]
+    ),
 );

@@ -226,6 +226,14 @@ pub struct LatentDist {
 }
 
 impl LatentDist {
+    /// The same distribution for `n` batch elements (one encoded image used `n` times).
+    pub fn repeat(&self, n: usize) -> Result<Self> {
+        Ok(Self {
+            mean: self.mean.repeat((n, 1, 1, 1))?,
+            logvar: self.logvar.repeat((n, 1, 1, 1))?,
+        })
+    }
+
     /// `mean + exp(logvar / 2) · noise`, noise drawn from `noise`.
     pub fn sample(&self, noise: &mut dyn NoiseSource) -> crate::Result<Tensor> {
         let eps = noise.randn(self.mean.dims(), self.mean.device())?;

@@ -132,7 +132,8 @@ fn advance(st: &mut JobState, next: JobState) {
 }
 
 async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<String, JobError> {
-    let spec = JobSpec::from_envelope(env, ctx.generator.info().preset_side)?;
+    let info = ctx.generator.info();
+    let spec = JobSpec::from_envelope(env, info.preset_side)?;
     advance(st, JobState::Accepted);
     let init = fetch_reference(ctx, &spec).await?;
     let img2img = init.as_ref().and(spec.reference.as_ref()).map(|r| Img2ImgMetadata {
@@ -147,7 +148,7 @@ async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<Stri
     let images = generate(ctx, &spec, init).await?;
     advance(st, JobState::Uploading);
     let assets = upload(ctx, &spec, images, img2img).await?;
-    let weighting = spec.compel_enabled && ctx.generator.info().weighted_prompts;
+    let weighting = spec.compel_enabled && info.weighted_prompts;
     Ok(wire::to_json(&wire::completed(
         &spec,
         assets,

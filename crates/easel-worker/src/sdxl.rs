@@ -144,7 +144,6 @@ fn run(
 ) -> Result<Vec<GeneratedImage>, GeneratorError> {
     let err = |e: easel_sdxl::Error| GeneratorError::Generate(e.to_string());
     let req = request(model, spec).map_err(err)?;
-    model.validate(&req).map_err(err)?;
     let mut noise = SeededNoise::new(req.seed, req.num_images);
     let out = model
         .generate(&req, &mut noise, &mut |p: Progress| {

@@ -105,7 +105,6 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     apply_loras(&mut model, &args.loras)?;
     tracing::info!(model = %model.name, secs = started.elapsed().as_secs_f64(), "model loaded");
     let req = build_request(&args, &model, scheduler)?;
-    model.validate(&req)?;
     let mut noise = SeededNoise::new(req.seed, req.num_images);
     let bar = progress_bar(&req);
     let out = model.generate(&req, &mut noise, &mut |p: Progress| {

@@ -6,21 +6,18 @@
 
 use crate::loader::EmbeddedSource;
 
-macro_rules! base_files {
-    ($($rel:literal),* $(,)?) => {
-        &[$(($rel, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sdxl-base/", $rel)) as &[u8])),*]
-    };
-}
-
 /// SDXL-base's configs (no weights, no tokenizer files).
 pub static SDXL_BASE: EmbeddedSource = EmbeddedSource::new(
     "Easel's SDXL-base configs",
-    base_files![
-        "model_index.json",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        "text_encoder_2/config.json",
-        "unet/config.json",
-        "vae/config.json",
-    ],
+    crate::loader::embed_assets!(
+        "sdxl-base",
+        [
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder_2/config.json",
+            "unet/config.json",
+            "vae/config.json",
+        ]
+    ),
 );

@@ -24,10 +24,11 @@ impl SdxlModel {
         guided: bool,
         batch: usize,
     ) -> Result<PromptEmbeds> {
-        if mode == PromptMode::Plain {
-            return self.encode_prompt(prompt, negative, guided, batch);
-        }
-        let (ctx, pooled) = self.encode_text_a1111(prompt)?;
+        let encode = |text: &str| match mode {
+            PromptMode::Plain => self.encode_text(text),
+            PromptMode::A1111 => self.encode_text_a1111(text),
+        };
+        let (ctx, pooled) = encode(prompt)?;
         let repeat = |c: &Tensor, p: &Tensor| -> Result<(Tensor, Tensor)> {
             Ok((c.repeat((batch, 1, 1))?, p.repeat((batch, 1))?))
         };
@@ -37,7 +38,7 @@ impl SdxlModel {
         }
         let (nctx, npooled) = match negative {
             None if self.pipeline_config.force_zeros_for_empty_prompt => (ctx.zeros_like()?, pooled.zeros_like()?),
-            other => self.encode_text_a1111(other.unwrap_or(""))?,
+            other => encode(other.unwrap_or(""))?,
         };
         let (ctx, nctx) = self.same_length(ctx, nctx)?;
         let ((c, p), (nc, np)) = (repeat(&ctx, &pooled)?, repeat(&nctx, &npooled)?);

@@ -147,11 +147,6 @@ impl UNet {
         })
     }
 
-    /// Whether the model expects `text_embeds` and `time_ids`.
-    pub fn needs_added_cond(&self) -> bool {
-        self.text_time.is_some()
-    }
-
     /// Predicts noise for `sample` [B, C, h, w] at `timestep`.
     pub fn forward(&self, sample: &Tensor, timestep: f64, cond: &UNetCond) -> Result<Tensor> {
         let b = sample.dim(0)?;

@@ -8,6 +8,7 @@ pub mod s3;
 pub mod supabase;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,6 +16,10 @@ use bytes::Bytes;
 use crate::config::StorageBackend;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
+
+/// Longest wait for one upload (both HTTP stores): a 1024² PNG is ~1.5 MB; 60 s covers a
+/// slow link.
+pub(crate) const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An upload failure.
 #[derive(Debug, thiserror::Error)]

@@ -3,19 +3,14 @@
 //! Its own retries are off: [`super::put_with_retry`] is the one retry policy in force, so an
 //! outage is bounded by the numbers in [`crate::retry`].
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig};
 
-use super::{Storage, StorageError};
+use super::{Storage, StorageError, UPLOAD_TIMEOUT};
 use crate::config::StorageBackend;
-
-/// Longest wait for one upload (as for Supabase).
-const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An S3-compatible bucket.
 pub struct S3Storage {

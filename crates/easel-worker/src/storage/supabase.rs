@@ -4,16 +4,11 @@
 //! (so retries are idempotent), `Authorization: Bearer <service key>` and `apikey`.
 //! Success is 200/201 with `{"Id", "Key"}`.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{retryable_status, Storage, StorageError};
+use super::{retryable_status, Storage, StorageError, UPLOAD_TIMEOUT};
 use crate::config::Secret;
-
-/// Longest wait for one upload: a 1024² PNG is ~1.5 MB; 60 s covers a slow link.
-const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A Supabase Storage bucket.
 pub struct SupabaseStorage {
