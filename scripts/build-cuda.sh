@@ -4,7 +4,7 @@
 # wheels, and the driver library is replaced at link time by a stub generated from
 # cuda.h (the real libcuda.so.1 of the GPU machine is used at run time).
 #
-#   scripts/build-cuda.sh            # → target/release/easel (feature `cuda`, sm_90)
+#   scripts/build-cuda.sh            # → target/cuda/release/easel (feature `cuda`, sm_90)
 #   CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # another GPU generation
 #
 # A cold build takes about 20 minutes on 2 cores. On the GPU machine, point
@@ -49,9 +49,11 @@ if [ ! -e "$STUBS/libcuda.so" ]; then
 fi
 export LIBRARY_PATH="$CUDA_HOME/lib:$STUBS${LIBRARY_PATH:+:$LIBRARY_PATH}"
 
-cargo build --release -p easel --features cuda
+# A target directory of its own, so the CPU build in target/ is not thrown away.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/cuda}"
+cargo build --release --locked -p easel --features cuda
 
-BIN=target/release/easel
+BIN="$CARGO_TARGET_DIR/release/easel"
 SIZE=$(stat -c %s "$BIN")
 echo "built $BIN ($((SIZE / 1048576)) MiB)"
 # The GPU machine accepts at most 64 MiB of carried files.

@@ -19,11 +19,14 @@
 //! - [`model`]: a loaded SDXL model (all components, one set of weights).
 //! - [`tiny`]: the bundled tiny model.
 //! - [`layers`]: building blocks shared by the UNet and the VAE.
+//! - [`kernels`]: Easel's own f32 CPU kernels (convolution, GroupNorm, attention).
 //! - [`pipeline`]: text-to-image and image-to-image with classifier-free guidance.
 //! - [`images`]: conversions between tensors and RGB images.
 //! - [`metadata`]: PNG encoding with A1111-style generation parameters.
 //! - [`device`]: device and dtype selection.
+//! - [`bench`]: phase timings and peak memory for `easel bench`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
@@ -32,6 +35,7 @@ mod error;
 pub mod header;
 pub mod images;
 pub mod inspect;
+pub mod kernels;
 pub mod layers;
 pub mod loader;
 pub mod lora;

@@ -206,14 +206,21 @@ impl SdxlModel {
         on_step: &mut dyn FnMut(Progress),
     ) -> Result<Generated> {
         let latents = self.denoise(req, noise, on_step)?;
-        let mut images = Vec::with_capacity(req.num_images);
-        for i in 0..req.num_images {
-            images.push(self.vae.latents_to_image(&latents.narrow(0, i, 1)?)?);
-        }
         Ok(Generated {
-            images: Tensor::cat(&images, 0)?,
+            images: self.decode(&latents)?,
             latents,
         })
+    }
+
+    /// Final latents [B, 4, h, w] to images [B, 3, H, W] in [0, 1], one image at a time
+    /// (the VAE's activations at full resolution dominate memory).
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        let b = latents.dim(0)?;
+        let mut images = Vec::with_capacity(b);
+        for i in 0..b {
+            images.push(self.vae.latents_to_image(&latents.narrow(0, i, 1)?)?);
+        }
+        Ok(Tensor::cat(&images, 0)?)
     }
 
     /// The denoising loop; returns the final latents.
@@ -225,8 +232,38 @@ impl SdxlModel {
     ) -> Result<Tensor> {
         self.validate(req)?;
         let guided = req.guidance > 1.0;
+        let emb = self.encode_prompt_with(
+            req.prompt_mode,
+            &req.prompt,
+            req.negative_prompt.as_deref(),
+            guided,
+            req.num_images,
+        )?;
+        self.denoise_checked(req, &emb, noise, on_step)
+    }
+
+    /// The denoising loop with the prompt already encoded (by `encode_prompt_with` for
+    /// the request's batch and guidance); returns the final latents.
+    pub fn denoise_embedded(
+        &self,
+        req: &GenerateRequest,
+        emb: &PromptEmbeds,
+        noise: &mut dyn NoiseSource,
+        on_step: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        self.validate(req)?;
+        self.denoise_checked(req, emb, noise, on_step)
+    }
+
+    fn denoise_checked(
+        &self,
+        req: &GenerateRequest,
+        emb: &PromptEmbeds,
+        noise: &mut dyn NoiseSource,
+        on_step: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        let guided = req.guidance > 1.0;
         let b = req.num_images;
-        let emb = self.encode_prompt_with(req.prompt_mode, &req.prompt, req.negative_prompt.as_deref(), guided, b)?;
         let rows = if guided { 2 * b } else { b };
         let time_ids = self.time_ids(req, rows)?;
         let mut sched = schedulers::build(req.scheduler, &self.scheduler_config, req.steps)?;

@@ -8,13 +8,13 @@
 //! logvar). Decoder: post_quant_conv → conv_in → mid → up blocks → GroupNorm/SiLU → conv_out.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::VaeConfig;
 use crate::layers::attention::{from_tokens, to_tokens, Attention, AttentionSpec};
 use crate::layers::resnet::{ResnetBlock, ResnetSpec};
 use crate::layers::sampling::{Downsample, Upsample};
-use crate::layers::{conv2d, group_norm, norm_silu};
+use crate::layers::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
 use crate::noise::NoiseSource;
 
 /// diffusers' VAE normalisation epsilon.

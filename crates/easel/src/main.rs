@@ -1,6 +1,7 @@
 //! Why this exists: the `easel` command line. It only parses arguments and wires them
 //! to the library crates; everything it runs lives in those crates.
 
+mod bench;
 mod generate;
 mod models;
 mod status;
@@ -36,6 +37,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Inspect model files: `easel models inspect PATH [--json]` (layout, components, dtype, parameters).
     Models(models::ModelsArgs),
+    /// Time each phase of a generation (text, every UNet step, VAE decode) and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args),
         Command::Status(args) => status::run(args),
         Command::Models(args) => models::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -99,11 +99,14 @@ impl Attention {
     /// `xs`: [B, N, C]; `context`: [B, M, C'] or `None` for self-attention.
     pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
         let ctx = context.unwrap_or(xs);
-        let q = split_heads(&self.to_q.forward(xs)?, self.heads)?;
-        let k = split_heads(&self.to_k.forward(ctx)?, self.heads)?;
-        let v = split_heads(&self.to_v.forward(ctx)?, self.heads)?;
-        let out = sdpa(&q, &k, &v, self.scale, None)?;
-        self.to_out.forward(&merge_heads(&out)?)
+        let (q, k, v) = (self.to_q.forward(xs)?, self.to_k.forward(ctx)?, self.to_v.forward(ctx)?);
+        let out = if crate::kernels::enabled() && crate::kernels::cpu_f32(&q) {
+            crate::kernels::attention::attention(&q, &k, &v, self.heads, self.scale)?
+        } else {
+            let split = |t: &Tensor| split_heads(t, self.heads);
+            merge_heads(&sdpa(&split(&q)?, &split(&k)?, &split(&v)?, self.scale, None)?)?
+        };
+        self.to_out.forward(&out)
     }
 }
 

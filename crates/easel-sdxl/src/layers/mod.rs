@@ -1,6 +1,8 @@
 //! Why this exists: the building blocks shared by the UNet and the VAE (ResNet blocks,
 //! attention, transformer blocks, up/down sampling, timestep embeddings), each a plain
-//! struct whose `new` loads its weights by diffusers' checkpoint keys.
+//! struct whose `new` loads its weights by diffusers' checkpoint keys. Convolution and
+//! GroupNorm are Easel's own types so f32 on the CPU runs Easel's kernels
+//! ([`crate::kernels`]) and everything else runs candle's ops.
 
 pub mod attention;
 pub mod embeddings;
@@ -9,24 +11,93 @@ pub mod sampling;
 pub mod transformer;
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
+
+use crate::kernels;
+
+/// A 2-D convolution with bias (every convolution in SDXL has one).
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    cfg: Conv2dConfig,
+    kernel: usize,
+}
 
 /// A 2-D convolution with bias and "same"-style padding for odd kernels.
 pub fn conv2d(cin: usize, cout: usize, kernel: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
+    let bias = vb.get(cout, "bias")?;
     let cfg = Conv2dConfig {
         padding,
         stride,
         ..Default::default()
     };
-    candle_nn::conv2d(cin, cout, kernel, cfg, vb)
+    Ok(Conv2d {
+        weight,
+        bias,
+        cfg,
+        kernel,
+    })
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if kernels::enabled()
+            && kernels::cpu_f32(xs)
+            && kernels::conv::supported(self.kernel, self.cfg.stride, self.cfg.padding)
+        {
+            return kernels::conv::conv2d(xs, &self.weight, &self.bias);
+        }
+        let ys = xs.conv2d(&self.weight, self.cfg.padding, self.cfg.stride, 1, 1)?;
+        ys.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
 }
 
 /// GroupNorm by diffusers' key layout (`weight`, `bias`).
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    inner: candle_nn::GroupNorm,
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
 pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm> {
-    candle_nn::group_norm(groups, channels, eps, vb)
+    let weight = vb.get(channels, "weight")?;
+    let bias = vb.get(channels, "bias")?;
+    let inner = candle_nn::GroupNorm::new(weight.clone(), bias.clone(), channels, groups, eps)?;
+    Ok(GroupNorm {
+        inner,
+        weight,
+        bias,
+        groups,
+        eps,
+    })
+}
+
+impl GroupNorm {
+    fn run(&self, xs: &Tensor, silu: bool) -> Result<Tensor> {
+        if kernels::enabled() && kernels::cpu_f32(xs) {
+            return kernels::group_norm::group_norm(xs, &self.weight, &self.bias, self.groups, self.eps, silu);
+        }
+        let ys = self.inner.forward(xs)?;
+        if silu {
+            candle_nn::ops::silu(&ys)
+        } else {
+            Ok(ys)
+        }
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.run(xs, false)
+    }
 }
 
 /// `silu(group_norm(x))`, the pre-activation used before most convolutions.
 pub fn norm_silu(norm: &GroupNorm, xs: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::silu(&norm.forward(xs)?)
+    norm.run(xs, true)
 }

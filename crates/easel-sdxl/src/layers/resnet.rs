@@ -2,9 +2,9 @@
 //! optional timestep projection and a 1×1 shortcut when channels change).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
-use super::{conv2d, group_norm, norm_silu};
+use super::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
 
 /// Shape of one ResNet block.
 #[derive(Clone, Copy, Debug)]

@@ -5,9 +5,9 @@
 //! (diffusers' `upsample_size`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::conv2d;
+use super::{conv2d, Conv2d};
 
 /// Stride-2 3×3 convolution (`downsamplers.0.conv`).
 pub struct Downsample {

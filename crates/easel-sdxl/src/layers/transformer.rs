@@ -4,10 +4,10 @@
 //! pre-LayerNorm with a residual) → proj_out → + input.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::attention::{from_tokens, to_tokens, Attention, AttentionSpec};
-use super::{conv2d, group_norm};
+use super::{conv2d, group_norm, Conv2d, GroupNorm};
 
 /// diffusers' LayerNorm epsilon inside transformer blocks.
 const BLOCK_NORM_EPS: f64 = 1e-5;

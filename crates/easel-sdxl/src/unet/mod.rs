@@ -10,11 +10,11 @@
 mod blocks;
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::UNetConfig;
 use crate::layers::embeddings::{TimestepEmbedding, Timesteps};
-use crate::layers::{conv2d, group_norm, norm_silu};
+use crate::layers::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
 use blocks::{Attn, Common, DownBlock, DownSpec, MidBlock, UpBlock, UpSpec};
 
 /// SDXL's added conditioning: `add_time_proj` + `add_embedding`.

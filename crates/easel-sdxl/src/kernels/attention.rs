@@ -1,0 +1,168 @@
+//! Why this exists: attention as one kernel reading q, k and v in the token layout the
+//! projections produce ([B, N, heads·D]): no head split/merge copies, no full score
+//! tensor, softmax with a vectorised exp. Each task takes a block of query rows of one
+//! head: scores = q·kᵀ·scale (GEMM into a per-thread buffer), exp(s − max) in place,
+//! out = p·v (GEMM straight into the output), then each row is divided by its sum.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::{math, simd, SendPtr};
+
+/// Query rows per task.
+const BLOCK: usize = 64;
+
+/// `softmax(q kᵀ · scale) v` per head. q: [B, N, H·D], k and v: [B, M, H·D]; returns [B, N, H·D].
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    q.contiguous()?.apply_op3_no_bwd(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        &AttentionOp {
+            heads,
+            scale: scale as f32,
+        },
+    )
+}
+
+struct AttentionOp {
+    heads: usize,
+    scale: f32,
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let all = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&all[a..b]),
+        None => candle_core::bail!("attention: operands must be contiguous"),
+    }
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "easel-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (b, n, c) = l1.shape().dims3()?;
+        let (bk, m, ck) = l2.shape().dims3()?;
+        if bk != b || ck != c || l3.dims() != l2.dims() || self.heads == 0 || c % self.heads != 0 {
+            candle_core::bail!(
+                "attention: q {:?}, k {:?}, v {:?}, {} heads",
+                l1.dims(),
+                l2.dims(),
+                l3.dims(),
+                self.heads
+            );
+        }
+        let (h, d) = (self.heads, c / self.heads);
+        let mut out = vec![0f32; b * n * c];
+        let dst = SendPtr(out.as_mut_ptr());
+        let blocks = n.div_ceil(BLOCK);
+        let scale = self.scale;
+        (0..b * h * blocks)
+            .into_par_iter()
+            .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+                let (bh, blk) = (task / blocks, task % blocks);
+                let (bi, hi) = (bh / h, bh % h);
+                let r0 = blk * BLOCK;
+                let rows = BLOCK.min(n - r0);
+                scores.clear();
+                scores.resize(rows * m, 0.0);
+                let qp = q[(bi * n + r0) * c + hi * d..].as_ptr();
+                let kp = k[bi * m * c + hi * d..].as_ptr();
+                let vp = v[bi * m * c + hi * d..].as_ptr();
+                // SAFETY: the strides walk rows of one head inside q, k, v; `scores` is rows×m.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        m,
+                        d,
+                        scores.as_mut_ptr(),
+                        1,
+                        m as isize,
+                        false,
+                        qp,
+                        1,
+                        c as isize,
+                        kp,
+                        c as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                let mut sums = [0f32; BLOCK];
+                for (row, s) in scores.chunks_mut(m).zip(sums.iter_mut()) {
+                    *s = simd!(exp_shifted(row));
+                }
+                let op = dst.at((bi * n + r0) * c + hi * d);
+                // SAFETY: this task owns rows r0..r0+rows of head hi in the output.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        d,
+                        m,
+                        op,
+                        1,
+                        c as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        m as isize,
+                        vp,
+                        1,
+                        c as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                for (r, &s) in sums[..rows].iter().enumerate() {
+                    let inv = 1.0 / s;
+                    // SAFETY: as above, one row of this head.
+                    let o = unsafe { std::slice::from_raw_parts_mut(op.add(r * c), d) };
+                    for x in o {
+                        *x *= inv;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, n, c))))
+    }
+}
+
+/// Replaces each score by exp(score − max) and returns their sum.
+#[inline(always)]
+fn exp_shifted(row: &mut [f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for ch in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(ch.iter_mut()) {
+            *x = math::exp(*x - max);
+            *a += *x;
+        }
+    }
+    for x in chunks.into_remainder() {
+        *x = math::exp(*x - max);
+        sum += *x;
+    }
+    sum + acc.iter().sum::<f32>()
+}

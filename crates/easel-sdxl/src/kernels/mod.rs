@@ -1,0 +1,73 @@
+//! Why this exists: candle's CPU backend loses to PyTorch on the three operations that
+//! dominate SDXL on a CPU (see SDXL-NOTES.md): 3×3 convolution (im2col builds a column
+//! matrix nine times the input), GroupNorm (several unfused passes), and attention (the
+//! score matrix as separate tensors, scalar softmax). These are Easel's own f32 CPU
+//! kernels for them; every other device and dtype goes through candle unchanged.
+//!
+//! Each kernel is a candle custom op, so it composes with ordinary tensors. The hot loops
+//! are written once as plain Rust and compiled twice, for the baseline target and with
+//! AVX2+FMA selected at run time (`simd!`), so a generic x86-64 binary still uses the
+//! vector units.
+
+pub mod attention;
+pub mod conv;
+pub mod group_norm;
+pub(crate) mod math;
+
+use candle_core::{DType, Tensor};
+
+/// Whether `t` is an f32 tensor on the CPU, the case these kernels handle.
+pub fn cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Set `EASEL_CANDLE_KERNELS=1` to run candle's own CPU ops instead (for comparison).
+pub fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("EASEL_CANDLE_KERNELS").map_or(true, |v| v.is_empty() || v == "0"))
+}
+
+/// Number of worker threads for the kernels (candle's setting: `RAYON_NUM_THREADS` or the cores).
+pub(crate) fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+/// Runs `$body` (an expression using only `#[inline(always)]` helpers) compiled with
+/// AVX2+FMA when the CPU has them, else for the baseline target.
+macro_rules! simd {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports the features enabled on `fast`.
+                unsafe { fast(|| $body) }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body
+        }
+    }};
+}
+pub(crate) use simd;
+
+/// A raw pointer that may be shared between the threads of one kernel call, each thread
+/// writing a disjoint part of the buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+// SAFETY: kernels only write disjoint ranges through it while the owner outlives the scope.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}

@@ -1,0 +1,142 @@
+//! Easel's CPU kernels against candle's own ops on the same random inputs: shapes that
+//! are not multiples of any block size, batches, one and many heads, large magnitudes.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+use easel_sdxl::kernels;
+
+fn randn(shape: &[usize], scale: f64, seed: u64) -> Result<Tensor> {
+    // A fixed pseudo-random sequence (LCG → Box-Muller) so failures reproduce.
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            let (u1, u2) = (next(), next());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * scale) as f32
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+/// Largest |a − b| relative to max(1, max |b|).
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+    assert_eq!(a.dims(), b.dims());
+    let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1.0);
+    Ok(diff / scale)
+}
+
+#[test]
+fn conv3x3_matches_candle() -> Result<()> {
+    for (i, &(b, cin, cout, h, w)) in [(1, 3, 5, 7, 9), (2, 16, 8, 13, 6), (1, 64, 32, 33, 40), (2, 8, 8, 1, 1)]
+        .iter()
+        .enumerate()
+    {
+        let x = randn(&[b, cin, h, w], 1.0, i as u64)?;
+        let wt = randn(&[cout, cin, 3, 3], 0.3, 100 + i as u64)?;
+        let bias = randn(&[cout], 1.0, 200 + i as u64)?;
+        let want = x
+            .conv2d(&wt, 1, 1, 1, 1)?
+            .broadcast_add(&bias.reshape((1, cout, 1, 1))?)?;
+        let got = kernels::conv::conv2d(&x, &wt, &bias)?;
+        let e = rel_err(&got, &want)?;
+        assert!(e < 1e-5, "shape {:?}: error {e}", (b, cin, cout, h, w));
+    }
+    Ok(())
+}
+
+#[test]
+fn conv1x1_matches_candle_and_strided_inputs_are_accepted() -> Result<()> {
+    let x = randn(&[2, 12, 10, 7], 1.0, 1)?;
+    let wt = randn(&[20, 12, 1, 1], 0.3, 2)?;
+    let bias = randn(&[20], 1.0, 3)?;
+    let want = x
+        .conv2d(&wt, 0, 1, 1, 1)?
+        .broadcast_add(&bias.reshape((1, 20, 1, 1))?)?;
+    assert!(rel_err(&kernels::conv::conv2d(&x, &wt, &bias)?, &want)? < 1e-5);
+    // A transposed (non-contiguous) view gives the same result as its contiguous copy.
+    let xt = randn(&[2, 12, 7, 10], 1.0, 4)?.transpose(2, 3)?;
+    let want = xt
+        .contiguous()?
+        .conv2d(&wt, 0, 1, 1, 1)?
+        .broadcast_add(&bias.reshape((1, 20, 1, 1))?)?;
+    assert!(rel_err(&kernels::conv::conv2d(&xt, &wt, &bias)?, &want)? < 1e-5);
+    Ok(())
+}
+
+#[test]
+fn unsupported_convolutions_are_refused_by_supported() {
+    assert!(kernels::conv::supported(3, 1, 1));
+    assert!(kernels::conv::supported(1, 1, 0));
+    assert!(!kernels::conv::supported(3, 2, 1));
+    assert!(!kernels::conv::supported(3, 1, 0));
+    assert!(!kernels::conv::supported(5, 1, 2));
+}
+
+#[test]
+fn group_norm_and_silu_match_candle() -> Result<()> {
+    for (i, &(b, c, g, h, w, shift)) in [(1, 32, 32, 5, 7, 0.0), (2, 64, 32, 9, 9, 50.0), (1, 6, 3, 1, 1, -3.0)]
+        .iter()
+        .enumerate()
+    {
+        // A large common offset checks that the variance is computed around the mean.
+        let x = (randn(&[b, c, h, w], 2.0, i as u64)? + shift)?;
+        let gamma = (randn(&[c], 0.1, 10 + i as u64)? + 1.0)?;
+        let beta = randn(&[c], 0.1, 20 + i as u64)?;
+        let norm = candle_nn::GroupNorm::new(gamma.clone(), beta.clone(), c, g, 1e-6)?;
+        let want = candle_core::Module::forward(&norm, &x)?;
+        let got = kernels::group_norm::group_norm(&x, &gamma, &beta, g, 1e-6, false)?;
+        assert!(rel_err(&got, &want)? < 1e-4, "case {i}: {}", rel_err(&got, &want)?);
+        let want = candle_nn::ops::silu(&want)?;
+        let got = kernels::group_norm::group_norm(&x, &gamma, &beta, g, 1e-6, true)?;
+        assert!(rel_err(&got, &want)? < 1e-4, "case {i} silu: {}", rel_err(&got, &want)?);
+    }
+    let x = randn(&[1, 10, 4, 4], 1.0, 0)?;
+    let ones = Tensor::ones(10, DType::F32, &Device::Cpu)?;
+    assert!(kernels::group_norm::group_norm(&x, &ones, &ones, 3, 1e-6, false).is_err());
+    Ok(())
+}
+
+/// softmax(q kᵀ s) v with candle's ops, heads split out.
+fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    let split = |t: &Tensor| -> Result<Tensor> {
+        let (b, n, c) = t.dims3()?;
+        t.reshape((b, n, heads, c / heads))?.transpose(1, 2)?.contiguous()
+    };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let out = probs.matmul(&v)?;
+    let (b, h, n, d) = out.dims4()?;
+    out.transpose(1, 2)?.reshape((b, n, h * d))
+}
+
+#[test]
+fn attention_matches_candle_for_self_and_cross_attention() -> Result<()> {
+    // (batch, queries, keys, heads, head dim): a partial query block, 77 text tokens, one head of 40.
+    for (i, &(b, n, m, h, d)) in [
+        (2, 100, 100, 2, 8),
+        (1, 130, 77, 4, 16),
+        (1, 65, 65, 1, 40),
+        (3, 1, 5, 2, 4),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let q = randn(&[b, n, h * d], 1.0, i as u64)?;
+        let k = randn(&[b, m, h * d], 1.0, 10 + i as u64)?;
+        let v = randn(&[b, m, h * d], 1.0, 20 + i as u64)?;
+        // Scores of a few hundred: the softmax must subtract the row maximum.
+        let scale = 30.0 / (d as f64).sqrt();
+        let want = naive_attention(&q, &k, &v, h, scale)?;
+        let got = kernels::attention::attention(&q, &k, &v, h, scale)?;
+        let e = rel_err(&got, &want)?;
+        assert!(e < 1e-5, "case {i}: error {e}");
+    }
+    Ok(())
+}

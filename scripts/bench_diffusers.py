@@ -1,0 +1,164 @@
+"""Time diffusers' SDXL pipeline phase by phase, the same way `easel bench` times Easel.
+
+Phases: text encoding (both encoders, prompt + negative prompt), each UNet step (one
+guided step = one UNet forward over [uncond, cond] + the scheduler step), VAE decode,
+total (text + steps + decode; loading is reported apart). Memory: peak RSS of this process
+on CPU; on CUDA the peak of torch's allocator (allocated and reserved).
+
+Prints one JSON object (the same keys as `easel bench --json`):
+
+    python scripts/bench_diffusers.py --model DIR --width 512 --height 512 --steps 10
+
+Used by scripts/bench_compare.py, which runs both and prints the ratios. Run it with the
+reference venv (scripts/requirements-ref.txt).
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="diffusers SDXL folder")
+    ap.add_argument("--prompt", default="a lighthouse on a cliff at dusk, oil painting")
+    ap.add_argument("--negative-prompt", default="blurry, low quality")
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    ap.add_argument("--warmup", type=int, default=0, help="untimed runs before the timed one")
+    ap.add_argument("--variant", default=None, help="weights variant to load, e.g. fp16")
+    ap.add_argument("--vae-slicing", action="store_true", help="decode one image at a time")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args()
+
+
+def main():
+    args = parse()
+    import torch
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    cuda = args.device.startswith("cuda")
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(
+        args.model, torch_dtype=dtype, variant=args.variant, use_safetensors=True
+    )
+    pipe = pipe.to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+    # Same scheduler as Easel's default (`euler`): Euler discrete from the model's config.
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    if args.vae_slicing:
+        pipe.enable_vae_slicing()
+    if args.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+    sync()
+    load_s = time.perf_counter() - t0
+
+    def once():
+        gen = torch.Generator(device="cpu").manual_seed(args.seed)
+        with torch.inference_mode():
+            sync()
+            start = time.perf_counter()
+            pe, npe, ppe, nppe = pipe.encode_prompt(
+                args.prompt,
+                device=args.device,
+                num_images_per_prompt=args.batch,
+                do_classifier_free_guidance=args.guidance > 1.0,
+                negative_prompt=args.negative_prompt,
+            )
+            sync()
+            text_s = time.perf_counter() - start
+            marks = []
+
+            def on_step(p, i, t, kw):
+                sync()
+                marks.append(time.perf_counter())
+                return kw
+
+            steps_start = time.perf_counter()
+            latents = pipe(
+                prompt_embeds=pe,
+                negative_prompt_embeds=npe,
+                pooled_prompt_embeds=ppe,
+                negative_pooled_prompt_embeds=nppe,
+                width=args.width,
+                height=args.height,
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                generator=gen,
+                output_type="latent",
+                callback_on_step_end=on_step,
+            ).images
+            sync()
+            steps_end = time.perf_counter()
+            # The decode exactly as the pipeline does it (upcast when the VAE asks for it).
+            vae = pipe.vae
+            if vae.dtype == torch.float16 and vae.config.force_upcast:
+                pipe.upcast_vae()
+                latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
+            image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+            image = (image / 2 + 0.5).clamp(0, 1).float().cpu()
+            sync()
+            end = time.perf_counter()
+        steps = [b - a for a, b in zip([steps_start] + marks[:-1], marks)]
+        return dict(
+            text_s=text_s,
+            steps_s=steps,
+            # Latent preparation and the pipeline's own setup before the first step.
+            other_s=(steps_end - steps_start) - sum(steps),
+            vae_s=end - steps_end,
+            total_s=end - start,
+            image_mean=float(image.mean()),
+        )
+
+    for _ in range(args.warmup):
+        once()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    r = once()
+    out = dict(
+        impl="diffusers",
+        version=diffusers.__version__,
+        torch=torch.__version__,
+        device=args.device,
+        dtype=args.dtype,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        batch=args.batch,
+        threads=torch.get_num_threads(),
+        load_s=load_s,
+        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        **r,
+    )
+    out["per_image_s"] = out["total_s"] / args.batch
+    if cuda:
+        out["peak_device_bytes"] = torch.cuda.max_memory_reserved()
+        out["peak_device_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        out["gpu"] = torch.cuda.get_device_name()
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
