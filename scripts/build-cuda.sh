@@ -39,10 +39,13 @@ done
 
 # A link-time stub of the driver API: every cu* function named in cuda.h, exported
 # from a library whose soname is libcuda.so.1 so the binary asks for the real one.
+# cuda.h renames most entry points with macros (cuMemAlloc -> cuMemAlloc_v2), so the
+# names are taken from the preprocessed header as well as from the header as written.
 STUBS="$CUDA_HOME/lib/stubs"
 mkdir -p "$STUBS"
-if [ ! -e "$STUBS/libcuda.so" ]; then
-    grep -ohE '\bcu[A-Z][A-Za-z0-9_]*\s*\(' "$CUDA_HOME/include/cuda.h" \
+if [ ! -e "$STUBS/libcuda.so" ] || [ "$STUBS/libcuda.so" -ot "$0" ]; then
+    { cat "$CUDA_HOME/include/cuda.h"; gcc -E -P -I"$CUDA_HOME/include" "$CUDA_HOME/include/cuda.h"; } \
+        | grep -ohE '\bcu[A-Z][A-Za-z0-9_]*\s*\(' \
         | sed -E 's/\s*\($//' | sort -u \
         | awk '{ printf "int %s(void) { return 999; }\n", $1 }' > "$TOOLS/cuda_stub.c"
     gcc -shared -fPIC -w -Wl,-soname,libcuda.so.1 -o "$STUBS/libcuda.so" "$TOOLS/cuda_stub.c"

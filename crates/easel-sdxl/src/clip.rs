@@ -22,6 +22,7 @@ impl Act {
     fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Act::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+            Act::Gelu if crate::kernels::enabled() && crate::kernels::cpu_f32(xs) => crate::kernels::activation::gelu(xs),
             Act::Gelu => xs.gelu_erf(),
         }
     }

@@ -33,10 +33,17 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
 
 #[test]
 fn conv3x3_matches_candle() -> Result<()> {
-    for (i, &(b, cin, cout, h, w)) in [(1, 3, 5, 7, 9), (2, 16, 8, 13, 6), (1, 64, 32, 33, 40), (2, 8, 8, 1, 1)]
-        .iter()
-        .enumerate()
-    {
+    // Small channel counts take the shifted-GEMM path, 32 and more Winograd (odd sides
+    // leave partial tiles); every case is also run on the shifted-GEMM path.
+    let cases = [
+        (1, 3, 5, 7, 9),
+        (2, 16, 8, 13, 6),
+        (1, 64, 32, 33, 40),
+        (2, 8, 8, 1, 1),
+        (2, 32, 48, 5, 3),
+        (1, 40, 32, 1, 1),
+    ];
+    for (i, &(b, cin, cout, h, w)) in cases.iter().enumerate() {
         let x = randn(&[b, cin, h, w], 1.0, i as u64)?;
         let wt = randn(&[cout, cin, 3, 3], 0.3, 100 + i as u64)?;
         let bias = randn(&[cout], 1.0, 200 + i as u64)?;
@@ -46,6 +53,9 @@ fn conv3x3_matches_candle() -> Result<()> {
         let got = kernels::conv::conv2d(&x, &wt, &bias)?;
         let e = rel_err(&got, &want)?;
         assert!(e < 1e-5, "shape {:?}: error {e}", (b, cin, cout, h, w));
+        let direct = kernels::conv::conv2d_direct(&x, &wt, &bias)?;
+        let e = rel_err(&direct, &want)?;
+        assert!(e < 1e-5, "shape {:?} without Winograd: error {e}", (b, cin, cout, h, w));
     }
     Ok(())
 }
@@ -138,5 +148,19 @@ fn attention_matches_candle_for_self_and_cross_attention() -> Result<()> {
         let e = rel_err(&got, &want)?;
         assert!(e < 1e-5, "case {i}: error {e}");
     }
+    Ok(())
+}
+
+#[test]
+fn gelu_and_geglu_match_candle() -> Result<()> {
+    let x = randn(&[3, 7, 40], 3.0, 5)?;
+    let want = x.gelu_erf()?;
+    assert!(rel_err(&kernels::activation::gelu(&x)?, &want)? < 1e-5);
+    let chunks = x.chunk(2, D::Minus1)?;
+    let want = (&chunks[0] * chunks[1].gelu_erf()?)?;
+    let got = kernels::activation::geglu(&x)?;
+    assert_eq!(got.dims(), &[3, 7, 20]);
+    assert!(rel_err(&got, &want)? < 1e-5);
+    assert!(kernels::activation::geglu(&randn(&[2, 5], 1.0, 0)?).is_err());
     Ok(())
 }

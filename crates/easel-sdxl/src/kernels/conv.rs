@@ -7,6 +7,10 @@
 //! output is computed W+2 wide in bands of rows (two junk columns per row, dropped when a
 //! band is copied out), so each band stays in cache across its nine GEMMs.
 //!
+//! Layers with at least [`WINOGRAD_MIN_CHANNELS`] channels in and out (all but the first
+//! and last convolution of the UNet and the VAE) use Winograd's F(2×2, 3×3) instead (see
+//! `winograd.rs`): 4 multiplications per output instead of 9.
+//!
 //! Handles stride 1 with "same" padding for 1×1 and 3×3 kernels (every convolution of the
 //! SDXL UNet and VAE decoder but the three downsamplers); `supported` says which.
 
@@ -21,15 +25,27 @@ pub fn supported(kernel: usize, stride: usize, padding: usize) -> bool {
     stride == 1 && ((kernel == 3 && padding == 1) || (kernel == 1 && padding == 0))
 }
 
+/// Below this many input or output channels a 3×3 layer runs as shifted GEMMs: the
+/// Winograd transforms would cost more than the multiplications they save.
+pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+
 /// x: [B, Cin, H, W]; w: [Cout, Cin, k, k]; bias: [Cout]. Only for `supported` shapes.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp)
+        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: true })
 }
 
-struct ConvOp;
+/// As [`conv2d`] but always as shifted GEMMs, never Winograd (for tests and comparisons).
+pub fn conv2d_direct(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: false })
+}
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+struct ConvOp {
+    winograd: bool,
+}
+
+pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let all = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&all[a..b]),
@@ -59,6 +75,8 @@ impl CustomOp3 for ConvOp {
         }
         let out = if kh == 1 {
             pointwise(x, w, bias, b, cin, cout, h * wd)
+        } else if self.winograd && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS {
+            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd)
         } else {
             three_by_three(x, w, bias, b, cin, cout, h, wd)
         };

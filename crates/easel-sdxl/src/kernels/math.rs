@@ -33,8 +33,54 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// The error function (Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let mut p = 1.061_405_4_f32;
+    p = p * t - 1.453_152_1;
+    p = p * t + 1.421_413_7;
+    p = p * t - 0.284_496_74;
+    p = p * t + 0.254_829_6;
+    let y = 1.0 - p * t * exp(-a * a);
+    y.copysign(x)
+}
+
+/// GELU with the exact (erf) form, as PyTorch's default `gelu`.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn erf_and_gelu_are_within_a_few_e7_of_the_exact_values() {
+        // erf from its series (exact enough in f64 for |x| <= 4) and the tail.
+        let erf64 = |x: f64| -> f64 {
+            if x.abs() > 4.0 {
+                return x.signum();
+            }
+            let (mut term, mut sum, mut n) = (x, x, 0.0);
+            while term.abs() > 1e-17 {
+                n += 1.0;
+                term *= -x * x / n;
+                sum += term / (2.0 * n + 1.0);
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        };
+        let mut x = -6.0f64;
+        while x < 6.0 {
+            let e = (super::erf(x as f32) as f64 - erf64(x)).abs();
+            assert!(e < 3e-7, "erf({x}): error {e}");
+            let g = 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2));
+            let e = (super::gelu(x as f32) as f64 - g).abs();
+            assert!(e < 1e-6 * g.abs().max(1.0), "gelu({x}): error {e}");
+            x += 0.0173;
+        }
+    }
+
     #[test]
     fn exp_matches_std_to_a_few_ulp_over_the_useful_range() {
         let mut worst = 0f32;

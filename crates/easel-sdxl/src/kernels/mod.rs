@@ -1,7 +1,7 @@
 //! Why this exists: candle's CPU backend loses to PyTorch on the three operations that
 //! dominate SDXL on a CPU (see SDXL-NOTES.md): 3×3 convolution (im2col builds a column
 //! matrix nine times the input), GroupNorm (several unfused passes), and attention (the
-//! score matrix as separate tensors, scalar softmax). These are Easel's own f32 CPU
+//! score matrix as separate tensors, scalar softmax), and it computes GELU with a scalar erf. These are Easel's own f32 CPU
 //! kernels for them; every other device and dtype goes through candle unchanged.
 //!
 //! Each kernel is a candle custom op, so it composes with ordinary tensors. The hot loops
@@ -9,10 +9,12 @@
 //! AVX2+FMA selected at run time (`simd!`), so a generic x86-64 binary still uses the
 //! vector units.
 
+pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod group_norm;
 pub(crate) mod math;
+mod winograd;
 
 use candle_core::{DType, Tensor};
 

@@ -3,7 +3,9 @@
 //! score matrix of large images (the VAE's mid block at 1024² has 16,384 tokens) never
 //! has to exist at once.
 
-use candle_core::{DType, Module, Result, Tensor};
+use std::sync::Mutex;
+
+use candle_core::{DType, Module, Result, Tensor, TensorId};
 use candle_nn::{Linear, VarBuilder};
 
 /// Largest number of score elements (per batch × head slab) materialised at once.
@@ -67,6 +69,10 @@ pub struct Attention {
     to_out: Linear,
     heads: usize,
     scale: f64,
+    /// Cross-attention keys and values of the last context seen. The text context is the
+    /// same tensor at every denoising step, so its projections are computed once per
+    /// generation instead of once per step.
+    context_kv: Mutex<Option<(TensorId, Tensor, Tensor)>>,
 }
 
 /// Shape of one attention layer.
@@ -93,13 +99,30 @@ impl Attention {
             to_out: candle_nn::linear(inner, spec.query_dim, vb.pp("to_out").pp("0"))?,
             heads: spec.heads,
             scale: 1.0 / (spec.head_dim as f64).sqrt(),
+            context_kv: Mutex::new(None),
         })
+    }
+
+    /// Keys and values of a context, from the cache when it is the same tensor as last time.
+    fn context_kv(&self, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut cache = self.context_kv.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, k, v)) = cache.as_ref() {
+            if *id == ctx.id() {
+                return Ok((k.clone(), v.clone()));
+            }
+        }
+        let (k, v) = (self.to_k.forward(ctx)?, self.to_v.forward(ctx)?);
+        *cache = Some((ctx.id(), k.clone(), v.clone()));
+        Ok((k, v))
     }
 
     /// `xs`: [B, N, C]; `context`: [B, M, C'] or `None` for self-attention.
     pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let ctx = context.unwrap_or(xs);
-        let (q, k, v) = (self.to_q.forward(xs)?, self.to_k.forward(ctx)?, self.to_v.forward(ctx)?);
+        let q = self.to_q.forward(xs)?;
+        let (k, v) = match context {
+            Some(ctx) => self.context_kv(ctx)?,
+            None => (self.to_k.forward(xs)?, self.to_v.forward(xs)?),
+        };
         let out = if crate::kernels::enabled() && crate::kernels::cpu_f32(&q) {
             crate::kernels::attention::attention(&q, &k, &v, self.heads, self.scale)?
         } else {

@@ -42,8 +42,12 @@ impl FeedForward {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(xs)?;
-        let chunks = h.chunk(2, candle_core::D::Minus1)?;
-        let h = (&chunks[0] * chunks[1].gelu_erf()?)?;
+        let h = if crate::kernels::enabled() && crate::kernels::cpu_f32(&h) {
+            crate::kernels::activation::geglu(&h)?
+        } else {
+            let chunks = h.chunk(2, candle_core::D::Minus1)?;
+            (&chunks[0] * chunks[1].gelu_erf()?)?
+        };
         self.out.forward(&h)
     }
 }

@@ -1,0 +1,105 @@
+"""Run `easel bench` and diffusers (scripts/bench_diffusers.py) on the same model and
+settings, one after the other, and print each phase as a ratio Easel / diffusers.
+
+    python scripts/bench_compare.py --model /path/to/sdxl-folder            # CPU, 512², 10 steps
+    python scripts/bench_compare.py --model DIR --device cuda --dtype bf16 \\
+        --width 1024 --height 1024 --steps 25 --batch 6 --warmup 1
+
+A ratio below 1.00 means Easel is faster (or uses less memory). Needs the reference venv
+(scripts/requirements-ref.txt) as its interpreter, and an `easel` binary: --easel, or
+target/release/easel (build it with `cargo build --release -p easel`).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_json(cmd, env=None):
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
+    if p.returncode != 0:
+        sys.exit(f"command failed with status {p.returncode}: {' '.join(cmd)}")
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        sys.exit(f"no JSON result from: {' '.join(cmd)}")
+    return json.loads(lines[-1])
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "    -"
+    return f"{a / b:5.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--easel", default=os.path.join(ROOT, "target", "release", "easel"))
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--warmup", type=int, default=0)
+    ap.add_argument("--variant", default=None, help="diffusers weights variant (e.g. fp16)")
+    ap.add_argument("--json", help="also write both results to this file")
+    args = ap.parse_args()
+
+    common = [
+        "--model", args.model,
+        "--width", str(args.width), "--height", str(args.height),
+        "--steps", str(args.steps), "--batch", str(args.batch),
+        "--guidance", str(args.guidance), "--dtype", args.dtype,
+        "--device", args.device, "--warmup", str(args.warmup),
+    ]
+    if not os.path.exists(args.easel):
+        sys.exit(f"no easel binary at {args.easel}: cargo build --release -p easel, or pass --easel")
+    easel = run_json([args.easel, "bench", "--json"] + common)
+    py = [sys.executable, os.path.join(ROOT, "scripts", "bench_diffusers.py")] + common
+    if args.variant:
+        py += ["--variant", args.variant]
+    diff = run_json(py)
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    rows = [
+        ("text encoding (s)", easel["text_s"], diff["text_s"]),
+        ("UNet step, mean (s)", mean(easel["steps_s"]), mean(diff["steps_s"])),
+        ("UNet steps, all (s)", sum(easel["steps_s"]), sum(diff["steps_s"])),
+        ("VAE decode (s)", easel["vae_s"], diff["vae_s"]),
+        ("total (s)", easel["total_s"], diff["total_s"]),
+        ("per image (s)", easel["per_image_s"], diff["per_image_s"]),
+        ("peak RSS (GiB)", gib(easel.get("peak_rss_bytes")), gib(diff.get("peak_rss_bytes"))),
+    ]
+    if args.device != "cpu":
+        rows.append(("peak device memory (GiB)", gib(easel.get("peak_device_bytes")), gib(diff.get("peak_device_bytes"))))
+    print()
+    print(
+        f"{args.width}x{args.height}, {args.steps} steps, batch {args.batch}, {args.dtype} on {args.device}"
+        f" (easel {easel['threads']} threads, torch {diff['threads']} threads, diffusers {diff['version']})"
+    )
+    print(f"{'phase':28} {'easel':>10} {'diffusers':>10} {'ratio':>6}")
+    for name, a, b in rows:
+        fa = f"{a:10.3f}" if a is not None else f"{'-':>10}"
+        fb = f"{b:10.3f}" if b is not None else f"{'-':>10}"
+        print(f"{name:28} {fa} {fb} {ratio(a, b):>6}")
+    print(f"{'(load, not in total) (s)':28} {easel['load_s']:10.3f} {diff['load_s']:10.3f} {ratio(easel['load_s'], diff['load_s']):>6}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"easel": easel, "diffusers": diff}, f, indent=1)
+
+
+def gib(b):
+    return None if b is None else b / (1 << 30)
+
+
+if __name__ == "__main__":
+    main()
