@@ -79,5 +79,17 @@ fn main() -> Result<()> {
             report(&format!("attention {b}x{h}h {n}x{m} d{d}"), flops, e, c);
         }
     }
+    if only.is_empty() || only == "linear" {
+        for &(rows, cin, cout) in &[(512, 256, 256), (512, 256, 2048), (512, 1024, 256), (2048, 128, 1024), (2048, 128, 128)] {
+            let x = Tensor::randn(0f32, 1.0, (2, rows / 2, cin), &dev)?;
+            let w = Tensor::randn(0f32, 0.05, (cout, cin), &dev)?;
+            let lin = candle_nn::Linear::new(w.clone(), Some(Tensor::zeros(cout, candle_core::DType::F32, &dev)?));
+            let flops = 2.0 * (rows * cin * cout) as f64;
+            let c = time(|| lin.forward(&x))?;
+            let x2 = x.reshape((rows, cin))?;
+            let e = time(|| x2.matmul(&w.t()?))?;
+            report(&format!("linear {rows}x{cin} -> {cout} (2-D matmul)"), flops, e, c);
+        }
+    }
     Ok(())
 }

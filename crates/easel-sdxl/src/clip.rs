@@ -7,7 +7,9 @@
 //! output kept) → final LayerNorm → pooled = state at the EOS token → `text_projection`.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use crate::layers::Linear;
 
 use crate::config::ClipConfig;
 use crate::layers::attention::{merge_heads, sdpa, split_heads};
@@ -41,10 +43,10 @@ impl SelfAttention {
     fn new(cfg: &ClipConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_size;
         Ok(Self {
-            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            k: candle_nn::linear(d, d, vb.pp("k_proj"))?,
-            v: candle_nn::linear(d, d, vb.pp("v_proj"))?,
-            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            q: crate::layers::linear(d, d, vb.pp("q_proj"))?,
+            k: crate::layers::linear(d, d, vb.pp("k_proj"))?,
+            v: crate::layers::linear(d, d, vb.pp("v_proj"))?,
+            out: crate::layers::linear(d, d, vb.pp("out_proj"))?,
             heads: cfg.num_attention_heads,
             scale: 1.0 / ((d / cfg.num_attention_heads) as f64).sqrt(),
         })
@@ -75,8 +77,8 @@ impl EncoderLayer {
             ln1: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
             attn: SelfAttention::new(cfg, vb.pp("self_attn"))?,
             ln2: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
-            fc1: candle_nn::linear(d, cfg.intermediate_size, vb.pp("mlp.fc1"))?,
-            fc2: candle_nn::linear(cfg.intermediate_size, d, vb.pp("mlp.fc2"))?,
+            fc1: crate::layers::linear(d, cfg.intermediate_size, vb.pp("mlp.fc1"))?,
+            fc2: crate::layers::linear(cfg.intermediate_size, d, vb.pp("mlp.fc2"))?,
             act,
         })
     }
@@ -131,7 +133,7 @@ impl ClipTextEncoder {
             .map(|i| EncoderLayer::new(cfg, act, tm.pp("encoder.layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let projection = match (with_projection, cfg.projection_dim) {
-            (true, Some(p)) => Some(candle_nn::linear_no_bias(cfg.hidden_size, p, vb.pp("text_projection"))?),
+            (true, Some(p)) => Some(crate::layers::linear_no_bias(cfg.hidden_size, p, vb.pp("text_projection"))?),
             (true, None) => candle_core::bail!("text_encoder_2 config lacks projection_dim"),
             _ => None,
         };

@@ -21,6 +21,8 @@ pub struct TensorInfo {
     /// safetensors' dtype name (`F32`, `F16`, `BF16`, ...).
     pub dtype: String,
     pub shape: Vec<usize>,
+    /// Byte range of the data, relative to [`Header::data_start`].
+    pub data_offsets: [u64; 2],
 }
 
 impl TensorInfo {
@@ -39,6 +41,8 @@ pub struct Header {
     pub metadata: BTreeMap<String, String>,
     /// File size in bytes.
     pub file_len: u64,
+    /// Offset of the tensor data in the file (just after the header).
+    pub data_start: u64,
     /// Bytes of tensor data the header describes.
     data_len: u64,
 }
@@ -76,8 +80,9 @@ impl Header {
             path: path.into(),
             source,
         })?;
-        let header = parse(path, &json, file_len)?;
-        header.check_length(LEN_BYTES + n)?;
+        let mut header = parse(path, &json, file_len)?;
+        header.data_start = LEN_BYTES + n;
+        header.check_length(header.data_start)?;
         Ok(header)
     }
 
@@ -140,6 +145,7 @@ fn parse(path: &Path, json: &[u8], file_len: u64) -> Result<Header> {
         tensors: BTreeMap::new(),
         metadata: BTreeMap::new(),
         file_len,
+        data_start: 0,
         data_len: 0,
     };
     for (name, value) in raw {
@@ -156,6 +162,7 @@ fn parse(path: &Path, json: &[u8], file_len: u64) -> Result<Header> {
             TensorInfo {
                 dtype: info.dtype,
                 shape: info.shape,
+                data_offsets: info.data_offsets,
             },
         );
     }

@@ -12,6 +12,7 @@
 //! - [`loader`]: where model files come from (a folder, or compiled in).
 //! - [`weights`]: finding and opening safetensors files (plain, fp16 variant, sharded).
 //! - [`header`]: what a safetensors file holds, from its header alone.
+//! - [`reader`]: tensors read from safetensors files without a memory map.
 //! - [`checkpoint`]: single-file SDXL checkpoints (original key layout) as a model source.
 //! - [`inspect`]: what a file or folder is (layout, components, dtype, parameters).
 //! - [`prompt`]: A1111 prompt weighting, `BREAK` and long prompts in 75-token chunks.
@@ -44,6 +45,7 @@ pub mod model;
 pub mod noise;
 pub mod pipeline;
 pub mod prompt;
+pub mod reader;
 pub mod schedulers;
 pub mod tiny;
 pub mod tokenizer;

@@ -141,9 +141,7 @@ impl ComponentWeights {
         }
         let vb = match self.embedded {
             Some(bytes) => VarBuilder::from_slice_safetensors(bytes, dtype, device),
-            // SAFETY: the files are mapped read-only; Easel never writes model files, and
-            // a file changed underneath a running worker is outside what it can guard.
-            None => unsafe { VarBuilder::from_mmaped_safetensors(&self.files, dtype, device) },
+            None => return Ok(crate::reader::FileTensors::open(&self.files)?.into_var_builder(dtype, device)),
         };
         vb.map_err(|e| self.error(e))
     }

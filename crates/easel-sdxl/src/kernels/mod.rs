@@ -1,7 +1,8 @@
 //! Why this exists: candle's CPU backend loses to PyTorch on the three operations that
 //! dominate SDXL on a CPU (see SDXL-NOTES.md): 3×3 convolution (im2col builds a column
 //! matrix nine times the input), GroupNorm (several unfused passes), and attention (the
-//! score matrix as separate tensors, scalar softmax), and it computes GELU with a scalar erf. These are Easel's own f32 CPU
+//! score matrix as separate tensors, scalar softmax), and it computes GELU with a scalar erf
+//! and linear layers on 3-D input as broadcast batched matmuls. These are Easel's own f32 CPU
 //! kernels for them; every other device and dtype goes through candle unchanged.
 //!
 //! Each kernel is a candle custom op, so it composes with ordinary tensors. The hot loops
@@ -15,6 +16,7 @@ pub mod conv;
 pub mod group_norm;
 pub(crate) mod math;
 mod winograd;
+pub mod linear;
 
 use candle_core::{DType, Tensor};
 

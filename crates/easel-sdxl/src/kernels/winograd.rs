@@ -56,12 +56,13 @@ pub fn conv3x3(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: u
     let u = transform_weights(w, cout, cin);
     let mut out = vec![0f32; b * cout * h * wd];
     let dst = SendPtr(out.as_mut_ptr());
-    let tiles = th * tw;
     let threads = super::threads();
-    let per_band = (BAND_BYTES / (64 * cin.max(cout)))
-        .clamp(16, 2048)
-        .min(tiles.div_ceil(2 * threads).max(16));
-    let bands = tiles.div_ceil(per_band);
+    // Bands of whole tile rows: about BAND_BYTES of transformed input each, and at least
+    // two bands per thread when the image allows.
+    let rows_per_band = (BAND_BYTES / (64 * cin.max(cout) * tw))
+        .max(1)
+        .min(th.div_ceil(2 * threads).max(1));
+    let bands = th.div_ceil(rows_per_band);
     let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
         let xb = &x[bi * cin * h * wd..(bi + 1) * cin * h * wd];
@@ -74,15 +75,21 @@ pub fn conv3x3(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: u
         let (padded, u) = (&padded, &u);
         (0..bands)
             .into_par_iter()
-            .for_each_init(Default::default, |bufs: &mut (Vec<f32>, Vec<f32>), band| {
-                let t0 = band * per_band;
-                let n = per_band.min(tiles - t0);
-                let (v, m) = bufs;
+            .for_each_init(Bufs::default, |bufs: &mut Bufs, band| {
+                let ty0 = band * rows_per_band;
+                let rows = rows_per_band.min(th - ty0);
+                let n = rows * tw;
+                let Bufs { v, m, scratch } = bufs;
                 v.resize(16 * cin * n, 0.0);
                 m.resize(16 * cout * n, 0.0);
+                scratch.resize(4 * (tw + 1) + 2 * tw, 0.0);
                 for ci in 0..cin {
                     let p = &padded[ci * plane..(ci + 1) * plane];
-                    super::simd!(input_tiles(p, pw, tw, t0, n, &mut v[..], ci * n, cin * n));
+                    for k in 0..rows {
+                        let top = 2 * (ty0 + k) * pw;
+                        let at = ci * n + k * tw;
+                        super::simd!(input_row(&p[top..top + 4 * pw], pw, tw, &mut v[..], at, cin * n, &mut scratch[..]));
+                    }
                 }
                 for xi in 0..16 {
                     // SAFETY: M[ξ] (cout × n) = U[ξ] (cout × cin) · V[ξ] (cin × n), all row-major.
@@ -111,81 +118,100 @@ pub fn conv3x3(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: u
                     }
                 }
                 for co in 0..cout {
-                    let base = (bi * cout + co) * h * wd;
-                    super::simd!(output_tiles(&m[..], co * n, cout * n, n, t0, tw, h, wd, bias[co], dst, base));
+                    for k in 0..rows {
+                        let y = 2 * (ty0 + k);
+                        let at = co * n + k * tw;
+                        let line = &mut scratch[..4 * tw];
+                        super::simd!(output_row(&m[..], at, cout * n, tw, bias[co], line));
+                        for r in 0..2.min(h - y) {
+                            let o = ((bi * cout + co) * h + y + r) * wd;
+                            // SAFETY: each tile row of each output channel belongs to one band.
+                            let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.at(o), wd) };
+                            dst_row.copy_from_slice(&line[r * 2 * tw..r * 2 * tw + wd]);
+                        }
+                    }
                 }
             });
     }
     out
 }
 
-/// V[ξ][ci][t] for tiles t0..t0+n of one channel's padded plane `p`.
+/// Per-thread buffers: transformed input, GEMM output, and rows for the transforms.
+#[derive(Default)]
+struct Bufs {
+    v: Vec<f32>,
+    m: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+/// Transforms one row of tiles of one channel: `rows` holds the 4 padded input rows
+/// (each `pw` = 2·tw + 2 wide); writes V[ξ] at `v[ξ·stride + at + tx]` for tx < tw.
 #[inline(always)]
-fn input_tiles(p: &[f32], pw: usize, tw: usize, t0: usize, n: usize, v: &mut [f32], at: usize, stride: usize) {
-    for t in 0..n {
-        let (ty, tx) = ((t0 + t) / tw, (t0 + t) % tw);
-        let o = 2 * ty * pw + 2 * tx;
-        let row = |r: usize| -> [f32; 4] {
-            let s = &p[o + r * pw..o + r * pw + 4];
-            [s[0], s[1], s[2], s[3]]
-        };
-        let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-        // Bᵀ d: row combinations.
-        let mut q = [[0f32; 4]; 4];
-        for c in 0..4 {
-            q[0][c] = d0[c] - d2[c];
-            q[1][c] = d1[c] + d2[c];
-            q[2][c] = d2[c] - d1[c];
-            q[3][c] = d1[c] - d3[c];
+fn input_row(rows: &[f32], pw: usize, tw: usize, v: &mut [f32], at: usize, stride: usize, scratch: &mut [f32]) {
+    let (r0, rest) = rows.split_at(pw);
+    let (r1, rest) = rest.split_at(pw);
+    let (r2, r3) = rest.split_at(pw);
+    let (even, odd) = scratch[..2 * (tw + 1)].split_at_mut(tw + 1);
+    for r in 0..4 {
+        // Bᵀ d along the columns: one combination of the four rows, deinterleaved into
+        // even and odd columns so the row combinations below read contiguous memory.
+        for j in 0..=tw {
+            let q = |c: usize| match r {
+                0 => r0[c] - r2[c],
+                1 => r1[c] + r2[c],
+                2 => r2[c] - r1[c],
+                _ => r1[c] - r3[c],
+            };
+            even[j] = q(2 * j);
+            odd[j] = q(2 * j + 1);
         }
-        // (Bᵀ d) B: column combinations.
-        for (r, row) in q.iter().enumerate() {
-            let vals = [row[0] - row[2], row[1] + row[2], row[2] - row[1], row[1] - row[3]];
-            for (c, val) in vals.into_iter().enumerate() {
-                v[(r * 4 + c) * stride + at + t] = val;
+        // (Bᵀ d) B along the rows.
+        let base = (r * 4) * stride + at;
+        let (e0, e1) = (&even[..tw], &even[1..=tw]);
+        let (o0, o1) = (&odd[..tw], &odd[1..=tw]);
+        for (c, out) in [0usize, 1, 2, 3].into_iter().map(|c| (c, base + c * stride)) {
+            let dst = &mut v[out..out + tw];
+            match c {
+                0 => dst.iter_mut().zip(e0.iter().zip(e1)).for_each(|(d, (a, b))| *d = a - b),
+                1 => dst.iter_mut().zip(o0.iter().zip(e1)).for_each(|(d, (a, b))| *d = a + b),
+                2 => dst.iter_mut().zip(e1.iter().zip(o0)).for_each(|(d, (a, b))| *d = a - b),
+                _ => dst.iter_mut().zip(o0.iter().zip(o1)).for_each(|(d, (a, b))| *d = a - b),
             }
         }
     }
 }
 
-/// Output tiles `Aᵀ M A` + bias of one output channel, written where they fall inside h × w.
-#[allow(clippy::too_many_arguments)]
+/// `Aᵀ M A` + bias for one row of tiles of one output channel: M[ξ] at `m[ξ·stride + at + tx]`;
+/// writes the two output rows, 2·tw wide, one after the other into `line`.
 #[inline(always)]
-fn output_tiles(
-    m: &[f32],
-    at: usize,
-    stride: usize,
-    n: usize,
-    t0: usize,
-    tw: usize,
-    h: usize,
-    wd: usize,
-    bias: f32,
-    dst: SendPtr,
-    base: usize,
-) {
-    for t in 0..n {
-        let g = |xi: usize| m[xi * stride + at + t];
-        // Aᵀ M: two row combinations of the 4×4 tile.
-        let mut s = [[0f32; 4]; 2];
-        for c in 0..4 {
-            s[0][c] = g(c) + g(4 + c) + g(8 + c);
-            s[1][c] = g(4 + c) - g(8 + c) - g(12 + c);
-        }
-        let (ty, tx) = ((t0 + t) / tw, (t0 + t) % tw);
-        for (r, row) in s.iter().enumerate() {
-            let y = 2 * ty + r;
-            if y >= h {
-                break;
-            }
-            let vals = [row[0] + row[1] + row[2] + bias, row[1] - row[2] - row[3] + bias];
-            for (c, val) in vals.into_iter().enumerate() {
-                let xcol = 2 * tx + c;
-                if xcol < wd {
-                    // SAFETY: each tile of each output channel is written by one band only.
-                    unsafe { *dst.at(base + y * wd + xcol) = val };
-                }
-            }
+fn output_row(m: &[f32], at: usize, stride: usize, tw: usize, bias: f32, line: &mut [f32]) {
+    let g = |xi: usize| &m[xi * stride + at..xi * stride + at + tw];
+    let (top, bottom) = line.split_at_mut(2 * tw);
+    for (r, out) in [top, bottom].into_iter().enumerate() {
+        // Aᵀ M: output row 0 is tile rows 0 + 1 + 2, output row 1 is rows 1 − 2 − 3.
+        let (c0, c1, c2, c3) = if r == 0 {
+            (
+                [g(0), g(4), g(8)],
+                [g(1), g(5), g(9)],
+                [g(2), g(6), g(10)],
+                [g(3), g(7), g(11)],
+            )
+        } else {
+            (
+                [g(4), g(8), g(12)],
+                [g(5), g(9), g(13)],
+                [g(6), g(10), g(14)],
+                [g(7), g(11), g(15)],
+            )
+        };
+        let sign = if r == 0 { 1.0 } else { -1.0 };
+        let out = &mut out[..2 * tw];
+        for tx in 0..tw {
+            let s = |c: &[&[f32]; 3]| c[0][tx] + sign * (c[1][tx] + c[2][tx]);
+            let (s0, s1, s2, s3) = (s(&c0), s(&c1), s(&c2), s(&c3));
+            // (Aᵀ M) A: the same two combinations along the row.
+            out[2 * tx] = s0 + s1 + s2 + bias;
+            out[2 * tx + 1] = s1 - s2 - s3 + bias;
         }
     }
 }

@@ -6,7 +6,9 @@
 use std::sync::Mutex;
 
 use candle_core::{DType, Module, Result, Tensor, TensorId};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::layers::Linear;
 
 /// Largest number of score elements (per batch × head slab) materialised at once.
 const MAX_SCORE_ELEMS: usize = 1 << 24;
@@ -91,12 +93,12 @@ impl Attention {
     pub fn new(spec: AttentionSpec, vb: VarBuilder) -> Result<Self> {
         let inner = spec.heads * spec.head_dim;
         let ctx = spec.context_dim.unwrap_or(spec.query_dim);
-        let lin = |i, o, name: &str| candle_nn::linear_b(i, o, spec.qkv_bias, vb.pp(name));
+        let lin = |i, o, name: &str| crate::layers::linear_b(i, o, spec.qkv_bias, vb.pp(name));
         Ok(Self {
             to_q: lin(spec.query_dim, inner, "to_q")?,
             to_k: lin(ctx, inner, "to_k")?,
             to_v: lin(ctx, inner, "to_v")?,
-            to_out: candle_nn::linear(inner, spec.query_dim, vb.pp("to_out").pp("0"))?,
+            to_out: crate::layers::linear(inner, spec.query_dim, vb.pp("to_out").pp("0"))?,
             heads: spec.heads,
             scale: 1.0 / (spec.head_dim as f64).sqrt(),
             context_kv: Mutex::new(None),

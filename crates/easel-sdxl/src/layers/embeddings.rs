@@ -3,7 +3,9 @@
 //! timestep and for the six `time_ids` of its added conditioning.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::layers::Linear;
 
 /// Sinusoidal features of scalar inputs.
 #[derive(Clone, Copy, Debug)]
@@ -56,8 +58,8 @@ pub struct TimestepEmbedding {
 impl TimestepEmbedding {
     pub fn new(cin: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            linear_1: candle_nn::linear(cin, dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(dim, dim, vb.pp("linear_2"))?,
+            linear_1: crate::layers::linear(cin, dim, vb.pp("linear_1"))?,
+            linear_2: crate::layers::linear(dim, dim, vb.pp("linear_2"))?,
         })
     }
 

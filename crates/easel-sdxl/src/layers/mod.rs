@@ -15,6 +15,46 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 
 use crate::kernels;
 
+/// A linear layer (`weight` [out, in], optional `bias`).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+/// A linear layer with bias.
+pub fn linear(cin: usize, cout: usize, vb: VarBuilder) -> Result<Linear> {
+    linear_b(cin, cout, true, vb)
+}
+
+/// A linear layer without bias.
+pub fn linear_no_bias(cin: usize, cout: usize, vb: VarBuilder) -> Result<Linear> {
+    linear_b(cin, cout, false, vb)
+}
+
+/// A linear layer, with bias when `bias`.
+pub fn linear_b(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get((cout, cin), "weight")?;
+    let bias = if bias { Some(vb.get(cout, "bias")?) } else { None };
+    Ok(Linear { weight, bias })
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if kernels::enabled() && kernels::cpu_f32(xs) {
+            return kernels::linear::linear(xs, &self.weight, self.bias.as_ref());
+        }
+        let ys = match xs.dims() {
+            [b, n, c] => xs.reshape((b * n, *c))?.matmul(&self.weight.t()?)?.reshape((*b, *n, ()))?,
+            _ => xs.broadcast_matmul(&self.weight.t()?)?,
+        };
+        match &self.bias {
+            Some(b) => ys.broadcast_add(b),
+            None => Ok(ys),
+        }
+    }
+}
+
 /// A 2-D convolution with bias (every convolution in SDXL has one).
 #[derive(Clone, Debug)]
 pub struct Conv2d {

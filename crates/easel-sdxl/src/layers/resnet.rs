@@ -2,7 +2,9 @@
 //! optional timestep projection and a 1×1 shortcut when channels change).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::layers::Linear;
 
 use super::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
 
@@ -35,7 +37,7 @@ impl ResnetBlock {
     pub fn new(spec: ResnetSpec, vb: VarBuilder) -> Result<Self> {
         let (cin, cout) = (spec.in_channels, spec.out_channels);
         let time_emb_proj = match spec.temb_channels {
-            Some(t) => Some(candle_nn::linear(t, cout, vb.pp("time_emb_proj"))?),
+            Some(t) => Some(crate::layers::linear(t, cout, vb.pp("time_emb_proj"))?),
             None => None,
         };
         let shortcut = if cin != cout {

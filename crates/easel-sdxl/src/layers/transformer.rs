@@ -4,7 +4,9 @@
 //! pre-LayerNorm with a residual) → proj_out → + input.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::layers::Linear;
 
 use super::attention::{from_tokens, to_tokens, Attention, AttentionSpec};
 use super::{conv2d, group_norm, Conv2d, GroupNorm};
@@ -35,8 +37,8 @@ impl FeedForward {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
         let inner = 4 * dim;
         Ok(Self {
-            proj: candle_nn::linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+            proj: crate::layers::linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
+            out: crate::layers::linear(inner, dim, vb.pp("net.2"))?,
         })
     }
 
@@ -112,7 +114,7 @@ impl Transformer2D {
         let c = spec.channels;
         let proj = |name: &str| -> Result<Proj> {
             Ok(if spec.linear_projection {
-                Proj::Linear(candle_nn::linear(c, c, vb.pp(name))?)
+                Proj::Linear(crate::layers::linear(c, c, vb.pp(name))?)
             } else {
                 Proj::Conv(conv2d(c, c, 1, 1, 0, vb.pp(name))?)
             })
