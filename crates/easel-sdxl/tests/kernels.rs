@@ -164,3 +164,21 @@ fn gelu_and_geglu_match_candle() -> Result<()> {
     assert!(kernels::activation::geglu(&randn(&[2, 5], 1.0, 0)?).is_err());
     Ok(())
 }
+
+#[test]
+fn upsampling_convolution_matches_upsample_then_convolve() -> Result<()> {
+    // Winograd (32+ channels, odd input sides) and shifted-GEMM (few channels) paths.
+    for (i, &(b, cin, cout, h, w)) in [(2, 32, 40, 5, 3), (1, 4, 6, 3, 4)].iter().enumerate() {
+        let x = randn(&[b, cin, h, w], 1.0, i as u64)?;
+        let wt = randn(&[cout, cin, 3, 3], 0.3, 10 + i as u64)?;
+        let bias = randn(&[cout], 1.0, 20 + i as u64)?;
+        let up = x.upsample_nearest2d(2 * h, 2 * w)?;
+        let want = up.conv2d(&wt, 1, 1, 1, 1)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?)?;
+        for winograd in [true, false] {
+            let got = kernels::conv::conv2d_upsampled(&x, &wt, &bias, winograd)?;
+            let e = rel_err(&got, &want)?;
+            assert!(e < 1e-5, "case {i} (winograd {winograd}): error {e}");
+        }
+    }
+    Ok(())
+}

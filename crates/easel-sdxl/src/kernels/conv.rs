@@ -32,17 +32,25 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 /// x: [B, Cin, H, W]; w: [Cout, Cin, k, k]; bias: [Cout]. Only for `supported` shapes.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: true })
+        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: true, up: false })
+}
+
+/// `conv2d(upsample_nearest_2x(x))` for a 3×3 kernel, without materialising the upsampled input.
+pub fn conv2d_upsampled(x: &Tensor, w: &Tensor, bias: &Tensor, winograd: bool) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd, up: true })
 }
 
 /// As [`conv2d`] but always as shifted GEMMs, never Winograd (for tests and comparisons).
 pub fn conv2d_direct(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: false })
+        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: false, up: false })
 }
 
 struct ConvOp {
     winograd: bool,
+    /// Upsample the input 2× (nearest) first, as diffusers' `Upsample2D` does.
+    up: bool,
 }
 
 pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -70,15 +78,17 @@ impl CustomOp3 for ConvOp {
         let (x, w, bias) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (b, cin, h, wd) = l1.shape().dims4()?;
         let (cout, cin_w, kh, kw) = l2.shape().dims4()?;
-        if cin != cin_w || kh != kw || !supported(kh, 1, kh / 2) || bias.len() != cout {
+        if cin != cin_w || kh != kw || !supported(kh, 1, kh / 2) || bias.len() != cout || (self.up && kh != 3) {
             candle_core::bail!("conv2d: unsupported shapes {:?} * {:?}", l1.dims(), l2.dims());
         }
+        let (h, wd) = if self.up { (2 * h, 2 * wd) } else { (h, wd) };
+        let up = self.up;
         let out = if kh == 1 {
             pointwise(x, w, bias, b, cin, cout, h * wd)
         } else if self.winograd && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS {
-            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd)
+            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd, up)
         } else {
-            three_by_three(x, w, bias, b, cin, cout, h, wd)
+            three_by_three(x, w, bias, b, cin, cout, h, wd, up)
         };
         Ok((CpuStorage::F32(out), Shape::from((b, cout, h, wd))))
     }
@@ -129,6 +139,43 @@ fn par(threads: usize) -> Parallelism {
     }
 }
 
+/// Copies image `bi` of x into the zero-padded planes (`pw` wide, the data starting at
+/// row 1, column 1) of a convolution whose input is h × wd. With `up`, x is h/2 × wd/2
+/// and is upsampled (nearest, 2×) on the way, so the upsampled tensor never exists.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn fill_padded(
+    padded: &mut [f32],
+    plane: usize,
+    pw: usize,
+    x: &[f32],
+    bi: usize,
+    cin: usize,
+    h: usize,
+    wd: usize,
+    up: bool,
+) {
+    let (hi, wi) = if up { (h / 2, wd / 2) } else { (h, wd) };
+    let xb = &x[bi * cin * hi * wi..(bi + 1) * cin * hi * wi];
+    padded
+        .par_chunks_mut(plane)
+        .zip(xb.par_chunks(hi * wi))
+        .for_each(|(p, c)| {
+            for r in 0..h {
+                let at = (r + 1) * pw + 1;
+                let dst = &mut p[at..at + wd];
+                if up {
+                    let src = &c[(r / 2) * wi..(r / 2 + 1) * wi];
+                    for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
+                        pair[0] = v;
+                        pair[1] = v;
+                    }
+                } else {
+                    dst.copy_from_slice(&c[r * wd..(r + 1) * wd]);
+                }
+            }
+        });
+}
+
 /// 3×3, stride 1, padding 1, as nine shifted GEMMs over a padded copy (see the module doc).
 #[allow(clippy::too_many_arguments)]
 fn three_by_three(
@@ -140,6 +187,7 @@ fn three_by_three(
     cout: usize,
     h: usize,
     wd: usize,
+    up: bool,
 ) -> Vec<f32> {
     let pw = wd + 2;
     // Two spare zeros per channel: the last tap of the last row reads two past the end.
@@ -152,16 +200,7 @@ fn three_by_three(
     let bands = h.div_ceil(rows_per_band);
     let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
-        let xb = &x[bi * cin * h * wd..(bi + 1) * cin * h * wd];
-        padded
-            .par_chunks_mut(plane)
-            .zip(xb.par_chunks(h * wd))
-            .for_each(|(p, c)| {
-                for (r, row) in c.chunks(wd).enumerate() {
-                    let at = (r + 1) * pw + 1;
-                    p[at..at + wd].copy_from_slice(row);
-                }
-            });
+        fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, up);
         let padded = &padded;
         (0..bands)
             .into_par_iter()

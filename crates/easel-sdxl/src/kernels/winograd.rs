@@ -46,9 +46,20 @@ fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     u
 }
 
-/// 3×3, stride 1, padding 1. x: [b, cin, h, w]; w: [cout, cin, 3, 3]; returns [b, cout, h, w].
+/// 3×3, stride 1, padding 1. x: [b, cin, h, w] (h/2 × w/2 with `up`: upsampled on the way
+/// in, see `conv::fill_padded`); w: [cout, cin, 3, 3]; returns [b, cout, h, w].
 #[allow(clippy::too_many_arguments)]
-pub fn conv3x3(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: usize, h: usize, wd: usize) -> Vec<f32> {
+pub fn conv3x3(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    b: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    wd: usize,
+    up: bool,
+) -> Vec<f32> {
     let (th, tw) = (h.div_ceil(2), wd.div_ceil(2));
     // Padded input: one zero row/column before, enough after for whole tiles.
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
@@ -65,13 +76,7 @@ pub fn conv3x3(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: u
     let bands = th.div_ceil(rows_per_band);
     let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
-        let xb = &x[bi * cin * h * wd..(bi + 1) * cin * h * wd];
-        padded.par_chunks_mut(plane).zip(xb.par_chunks(h * wd)).for_each(|(p, c)| {
-            for (r, row) in c.chunks(wd).enumerate() {
-                let at = (r + 1) * pw + 1;
-                p[at..at + wd].copy_from_slice(row);
-            }
-        });
+        super::conv::fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, up);
         let (padded, u) = (&padded, &u);
         (0..bands)
             .into_par_iter()

@@ -94,6 +94,18 @@ impl Module for Conv2d {
     }
 }
 
+impl Conv2d {
+    /// `forward(upsample_nearest(xs, 2×))`; on the CPU in f32 the upsampled input is
+    /// never materialised (for 512² VAE output it would be 268 MB).
+    pub fn forward_upsampled(&self, xs: &Tensor) -> Result<Tensor> {
+        if kernels::enabled() && kernels::cpu_f32(xs) && self.kernel == 3 && self.cfg.stride == 1 && self.cfg.padding == 1 {
+            return kernels::conv::conv2d_upsampled(xs, &self.weight, &self.bias, true);
+        }
+        let (_, _, h, w) = xs.dims4()?;
+        self.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)
+    }
+}
+
 /// GroupNorm by diffusers' key layout (`weight`, `bias`).
 #[derive(Clone, Debug)]
 pub struct GroupNorm {
