@@ -60,7 +60,7 @@ def main():
 
     t0 = time.perf_counter()
     pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(
-        args.model, torch_dtype=dtype, variant=args.variant, use_safetensors=True
+        args.model, dtype=dtype, variant=args.variant, use_safetensors=True
     )
     pipe = pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)

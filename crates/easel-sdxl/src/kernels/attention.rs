@@ -10,8 +10,9 @@ use rayon::prelude::*;
 
 use super::{math, simd, SendPtr};
 
-/// Query rows per task.
-const BLOCK: usize = 64;
+/// Score elements per task (a 256 KB buffer): query rows per task = this / keys,
+/// between 64 and 256. Few large GEMMs beat many small ones until the buffer leaves cache.
+const SCORES_PER_TASK: usize = 1 << 16;
 
 /// `softmax(q kᵀ · scale) v` per head. q: [B, N, H·D], k and v: [B, M, H·D]; returns [B, N, H·D].
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
@@ -67,15 +68,20 @@ impl CustomOp3 for AttentionOp {
         let (h, d) = (self.heads, c / self.heads);
         let mut out = vec![0f32; b * n * c];
         let dst = SendPtr(out.as_mut_ptr());
-        let blocks = n.div_ceil(BLOCK);
+        let threads = super::threads();
+        let mut block = (SCORES_PER_TASK / m.max(1)).clamp(64, 256).min(n.max(1));
+        while block > 16 && b * h * n.div_ceil(block) < 2 * threads {
+            block /= 2;
+        }
+        let blocks = n.div_ceil(block);
         let scale = self.scale;
         (0..b * h * blocks)
             .into_par_iter()
-            .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+            .for_each_init(Default::default, |(scores, sums): &mut (Vec<f32>, Vec<f32>), task| {
                 let (bh, blk) = (task / blocks, task % blocks);
                 let (bi, hi) = (bh / h, bh % h);
-                let r0 = blk * BLOCK;
-                let rows = BLOCK.min(n - r0);
+                let r0 = blk * block;
+                let rows = block.min(n - r0);
                 scores.clear();
                 scores.resize(rows * m, 0.0);
                 let qp = q[(bi * n + r0) * c + hi * d..].as_ptr();
@@ -105,7 +111,8 @@ impl CustomOp3 for AttentionOp {
                         Parallelism::None,
                     );
                 }
-                let mut sums = [0f32; BLOCK];
+                sums.clear();
+                sums.resize(rows, 0.0);
                 for (row, s) in scores.chunks_mut(m).zip(sums.iter_mut()) {
                     *s = simd!(exp_shifted(row));
                 }
@@ -134,7 +141,7 @@ impl CustomOp3 for AttentionOp {
                         Parallelism::None,
                     );
                 }
-                for (r, &s) in sums[..rows].iter().enumerate() {
+                for (r, &s) in sums.iter().enumerate() {
                     let inv = 1.0 / s;
                     // SAFETY: as above, one row of this head.
                     let o = unsafe { std::slice::from_raw_parts_mut(op.add(r * c), d) };
