@@ -16,6 +16,7 @@ Other shapes (not run in CI):
                          runs the --full-size code path end to end with the tiny shapes into DIR
     --reduced DIR        CPU benchmark model: SDXL depth pattern, UNet widths (64,128,256),
                          full-size text encoders and VAE, fp32, same small references
+    --weights-only       with --full-size or --reduced: the model alone (for benchmarks)
 
 Run with the reference venv (versions pinned in scripts/requirements-ref.txt):
     /work/venv/ref/bin/python scripts/make_tiny_sdxl.py
@@ -858,7 +859,7 @@ def jsonable(x):
     return json.loads(json.dumps(x, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
 
-def make_model_and_refs(spec, model_dir, refs_prefix, fp16, level):
+def make_model_and_refs(spec, model_dir, refs_prefix, fp16, level, refs=True):
     print(f"building {spec['name']} model -> {model_dir}", flush=True)
     pipe, vocab, merges = build_pipeline(spec, fp16=fp16)
     counts = param_counts(pipe)
@@ -866,6 +867,8 @@ def make_model_and_refs(spec, model_dir, refs_prefix, fp16, level):
     for k, v in counts.items():
         print(f"  params {k:15s} {v:>13,d}")
     save_model(pipe, model_dir, vocab, merges, fp16)
+    if not refs:
+        return None
     ref_state = {k: {n: p.clone() for n, p in getattr(pipe, k).state_dict().items()} for k in ["unet", "vae"]} if level == "tiny" else None
     del pipe
     gc.collect()
@@ -916,6 +919,7 @@ def main():
     g.add_argument("--full-size", metavar="DIR")
     g.add_argument("--full-size-dry", metavar="DIR")
     g.add_argument("--reduced", metavar="DIR")
+    ap.add_argument("--weights-only", action="store_true", help="with --full-size/--reduced: write the model, no references (benchmarks)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -931,7 +935,7 @@ def main():
         fp16 = bool(args.full_size)
         if args.full_size:
             meta_check(spec)
-        make_model_and_refs(spec, os.path.join(out, "model"), os.path.join(out, "refs"), fp16, "big")
+        make_model_and_refs(spec, os.path.join(out, "model"), os.path.join(out, "refs"), fp16, "big", not args.weights_only)
     elif args.full_size_dry:
         out = args.full_size_dry
         os.makedirs(out, exist_ok=True)
