@@ -64,7 +64,12 @@ fn main() -> Result<()> {
         }
     }
     if only.is_empty() || only == "attn" {
-        for &(b, n, m, h, d) in &[(2, 1024, 1024, 2, 64), (2, 1024, 77, 2, 64), (2, 256, 256, 4, 64), (1, 4096, 4096, 1, 512)] {
+        for &(b, n, m, h, d) in &[
+            (2, 1024, 1024, 2, 64),
+            (2, 1024, 77, 2, 64),
+            (2, 256, 256, 4, 64),
+            (1, 4096, 4096, 1, 512),
+        ] {
             let q = Tensor::randn(0f32, 1.0, (b, n, h * d), &dev)?;
             let k = Tensor::randn(0f32, 1.0, (b, m, h * d), &dev)?;
             let v = Tensor::randn(0f32, 1.0, (b, m, h * d), &dev)?;
@@ -80,7 +85,13 @@ fn main() -> Result<()> {
         }
     }
     if only.is_empty() || only == "linear" {
-        for &(rows, cin, cout) in &[(512, 256, 256), (512, 256, 2048), (512, 1024, 256), (2048, 128, 1024), (2048, 128, 128)] {
+        for &(rows, cin, cout) in &[
+            (512, 256, 256),
+            (512, 256, 2048),
+            (512, 1024, 256),
+            (2048, 128, 1024),
+            (2048, 128, 128),
+        ] {
             let x = Tensor::randn(0f32, 1.0, (2, rows / 2, cin), &dev)?;
             let w = Tensor::randn(0f32, 0.05, (cout, cin), &dev)?;
             let lin = candle_nn::Linear::new(w.clone(), Some(Tensor::zeros(cout, candle_core::DType::F32, &dev)?));

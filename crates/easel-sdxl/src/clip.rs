@@ -24,7 +24,9 @@ impl Act {
     fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Act::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
-            Act::Gelu if crate::kernels::enabled() && crate::kernels::cpu_f32(xs) => crate::kernels::activation::gelu(xs),
+            Act::Gelu if crate::kernels::enabled() && crate::kernels::cpu_f32(xs) => {
+                crate::kernels::activation::gelu(xs)
+            }
             Act::Gelu => xs.gelu_erf(),
         }
     }
@@ -133,7 +135,11 @@ impl ClipTextEncoder {
             .map(|i| EncoderLayer::new(cfg, act, tm.pp("encoder.layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let projection = match (with_projection, cfg.projection_dim) {
-            (true, Some(p)) => Some(crate::layers::linear_no_bias(cfg.hidden_size, p, vb.pp("text_projection"))?),
+            (true, Some(p)) => Some(crate::layers::linear_no_bias(
+                cfg.hidden_size,
+                p,
+                vb.pp("text_projection"),
+            )?),
             (true, None) => candle_core::bail!("text_encoder_2 config lacks projection_dim"),
             _ => None,
         };

@@ -173,12 +173,26 @@ fn upsampling_convolution_matches_upsample_then_convolve() -> Result<()> {
         let wt = randn(&[cout, cin, 3, 3], 0.3, 10 + i as u64)?;
         let bias = randn(&[cout], 1.0, 20 + i as u64)?;
         let up = x.upsample_nearest2d(2 * h, 2 * w)?;
-        let want = up.conv2d(&wt, 1, 1, 1, 1)?.broadcast_add(&bias.reshape((1, cout, 1, 1))?)?;
+        let want = up
+            .conv2d(&wt, 1, 1, 1, 1)?
+            .broadcast_add(&bias.reshape((1, cout, 1, 1))?)?;
         for winograd in [true, false] {
             let got = kernels::conv::conv2d_upsampled(&x, &wt, &bias, winograd)?;
             let e = rel_err(&got, &want)?;
             assert!(e < 1e-5, "case {i} (winograd {winograd}): error {e}");
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn banded_convolution_is_exactly_the_whole_convolution() -> Result<()> {
+    let x = randn(&[2, 5, 11, 7], 1.0, 3)?;
+    let wt = randn(&[4, 5, 3, 3], 0.3, 4)?;
+    let want = x.conv2d(&wt, 1, 1, 1, 1)?;
+    for rows in [1, 3, 4, 11, 50] {
+        let got = easel_sdxl::layers::conv3x3_in_bands(&x, &wt, rows)?;
+        assert!(rel_err(&got, &want)? < 1e-6, "bands of {rows} rows");
     }
     Ok(())
 }

@@ -56,8 +56,8 @@ impl CustomOp1 for Geglu {
         }
         let n = last / 2;
         let mut out = vec![0f32; h.len() / 2];
-        if n > 0 {
-            let rows_per_task = (CHUNK / n).max(1);
+        if let Some(rows_per_task) = CHUNK.checked_div(n) {
+            let rows_per_task = rows_per_task.max(1);
             out.par_chunks_mut(rows_per_task * n)
                 .zip(h.par_chunks(rows_per_task * last))
                 .for_each(|(o, i)| {

@@ -75,9 +75,9 @@ impl CustomOp3 for AttentionOp {
         }
         let blocks = n.div_ceil(block);
         let scale = self.scale;
-        (0..b * h * blocks)
-            .into_par_iter()
-            .for_each_init(Default::default, |(scores, sums): &mut (Vec<f32>, Vec<f32>), task| {
+        (0..b * h * blocks).into_par_iter().for_each_init(
+            Default::default,
+            |(scores, sums): &mut (Vec<f32>, Vec<f32>), task| {
                 let (bh, blk) = (task / blocks, task % blocks);
                 let (bi, hi) = (bh / h, bh % h);
                 let r0 = blk * block;
@@ -149,7 +149,8 @@ impl CustomOp3 for AttentionOp {
                         *x *= inv;
                     }
                 }
-            });
+            },
+        );
         Ok((CpuStorage::F32(out), Shape::from((b, n, c))))
     }
 }

@@ -31,8 +31,14 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 /// x: [B, Cin, H, W]; w: [Cout, Cin, k, k]; bias: [Cout]. Only for `supported` shapes.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: true, up: false })
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &bias.contiguous()?,
+        &ConvOp {
+            winograd: true,
+            up: false,
+        },
+    )
 }
 
 /// `conv2d(upsample_nearest_2x(x))` for a 3×3 kernel, without materialising the upsampled input.
@@ -43,8 +49,14 @@ pub fn conv2d_upsampled(x: &Tensor, w: &Tensor, bias: &Tensor, winograd: bool) -
 
 /// As [`conv2d`] but always as shifted GEMMs, never Winograd (for tests and comparisons).
 pub fn conv2d_direct(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd: false, up: false })
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &bias.contiguous()?,
+        &ConvOp {
+            winograd: false,
+            up: false,
+        },
+    )
 }
 
 struct ConvOp {

@@ -26,7 +26,7 @@ impl LinearOp {
         if k != in_f || bias.is_some_and(|b| b.len() != out_f) {
             candle_core::bail!("linear: input {dims:?}, weight {:?}", wl.dims());
         }
-        let rows = if k == 0 { 0 } else { x.len() / k };
+        let rows = x.len().checked_div(k).unwrap_or(0);
         let mut out = vec![0f32; rows * out_f];
         if let Some(b) = bias {
             for row in out.chunks_mut(out_f.max(1)) {
@@ -95,6 +95,12 @@ impl CustomOp3 for LinearOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let bias = super::conv::slice(s3, l3)?;
-        self.run(super::conv::slice(s1, l1)?, l1, super::conv::slice(s2, l2)?, l2, Some(bias))
+        self.run(
+            super::conv::slice(s1, l1)?,
+            l1,
+            super::conv::slice(s2, l2)?,
+            l2,
+            Some(bias),
+        )
     }
 }

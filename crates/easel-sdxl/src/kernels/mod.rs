@@ -14,9 +14,9 @@ pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod group_norm;
+pub mod linear;
 pub(crate) mod math;
 mod winograd;
-pub mod linear;
 
 use candle_core::{DType, Tensor};
 

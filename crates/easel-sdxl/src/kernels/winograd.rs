@@ -93,7 +93,15 @@ pub fn conv3x3(
                     for k in 0..rows {
                         let top = 2 * (ty0 + k) * pw;
                         let at = ci * n + k * tw;
-                        super::simd!(input_row(&p[top..top + 4 * pw], pw, tw, &mut v[..], at, cin * n, &mut scratch[..]));
+                        super::simd!(input_row(
+                            &p[top..top + 4 * pw],
+                            pw,
+                            tw,
+                            &mut v[..],
+                            at,
+                            cin * n,
+                            &mut scratch[..]
+                        ));
                     }
                 }
                 for xi in 0..16 {
@@ -122,12 +130,12 @@ pub fn conv3x3(
                         );
                     }
                 }
-                for co in 0..cout {
+                for (co, &bias_co) in bias.iter().enumerate() {
                     for k in 0..rows {
                         let y = 2 * (ty0 + k);
                         let at = co * n + k * tw;
                         let line = &mut scratch[..4 * tw];
-                        super::simd!(output_row(&m[..], at, cout * n, tw, bias[co], line));
+                        super::simd!(output_row(&m[..], at, cout * n, tw, bias_co, line));
                         for r in 0..2.min(h - y) {
                             let o = ((bi * cout + co) * h + y + r) * wd;
                             // SAFETY: each tile row of each output channel belongs to one band.

@@ -45,7 +45,10 @@ impl Module for Linear {
             return kernels::linear::linear(xs, &self.weight, self.bias.as_ref());
         }
         let ys = match xs.dims() {
-            [b, n, c] => xs.reshape((b * n, *c))?.matmul(&self.weight.t()?)?.reshape((*b, *n, ()))?,
+            [b, n, c] => xs
+                .reshape((b * n, *c))?
+                .matmul(&self.weight.t()?)?
+                .reshape((*b, *n, ()))?,
             _ => xs.broadcast_matmul(&self.weight.t()?)?,
         };
         match &self.bias {
@@ -89,16 +92,51 @@ impl Module for Conv2d {
         {
             return kernels::conv::conv2d(xs, &self.weight, &self.bias);
         }
-        let ys = xs.conv2d(&self.weight, self.cfg.padding, self.cfg.stride, 1, 1)?;
+        let (b, cin, _, w) = xs.dims4()?;
+        // candle's GPU convolution builds an im2col matrix of the whole input (4.8 GB in
+        // bf16 for the VAE's 256-channel layer at 1024²): above a budget, convolve bands of rows.
+        let col_row_bytes = b * w * cin * self.kernel * self.kernel * xs.dtype().size_in_bytes();
+        let ys = if self.kernel == 3
+            && self.cfg.stride == 1
+            && self.cfg.padding == 1
+            && xs.dim(2)? * col_row_bytes > IM2COL_BUDGET
+        {
+            conv3x3_in_bands(xs, &self.weight, (IM2COL_BUDGET / col_row_bytes.max(1)).max(1))?
+        } else {
+            xs.conv2d(&self.weight, self.cfg.padding, self.cfg.stride, 1, 1)?
+        };
         ys.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }
+}
+
+/// Largest im2col matrix candle's own convolution may build at once (bytes).
+const IM2COL_BUDGET: usize = 512 << 20;
+
+/// A 3×3, stride-1, padding-1 convolution (no bias) computed `band_rows` output rows at a
+/// time from a zero-padded copy, so candle's im2col matrix never covers the whole image.
+/// Exact: every band sees its one-row halo.
+pub fn conv3x3_in_bands(xs: &Tensor, weight: &Tensor, band_rows: usize) -> Result<Tensor> {
+    let h = xs.dim(2)?;
+    let padded = xs.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+    let band_rows = band_rows.max(1);
+    let mut bands = Vec::with_capacity(h.div_ceil(band_rows));
+    for r0 in (0..h).step_by(band_rows) {
+        let rows = band_rows.min(h - r0);
+        bands.push(padded.narrow(2, r0, rows + 2)?.conv2d(weight, 0, 1, 1, 1)?);
+    }
+    Tensor::cat(&bands, 2)
 }
 
 impl Conv2d {
     /// `forward(upsample_nearest(xs, 2×))`; on the CPU in f32 the upsampled input is
     /// never materialised (for 512² VAE output it would be 268 MB).
     pub fn forward_upsampled(&self, xs: &Tensor) -> Result<Tensor> {
-        if kernels::enabled() && kernels::cpu_f32(xs) && self.kernel == 3 && self.cfg.stride == 1 && self.cfg.padding == 1 {
+        if kernels::enabled()
+            && kernels::cpu_f32(xs)
+            && self.kernel == 3
+            && self.cfg.stride == 1
+            && self.cfg.padding == 1
+        {
             return kernels::conv::conv2d_upsampled(xs, &self.weight, &self.bias, true);
         }
         let (_, _, h, w) = xs.dims4()?;
