@@ -34,6 +34,11 @@ impl LinearOp {
             }
         }
         let threads = super::threads();
+        let par = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
         // SAFETY: out is rows × out_f, x is rows × k, w is out_f × k (read as its transpose).
         unsafe {
             gemm::gemm(
@@ -55,11 +60,7 @@ impl LinearOp {
                 false,
                 false,
                 false,
-                if threads > 1 {
-                    Parallelism::Rayon(threads)
-                } else {
-                    Parallelism::None
-                },
+                par,
             );
         }
         let mut shape = dims.to_vec();
