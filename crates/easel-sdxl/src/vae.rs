@@ -14,7 +14,7 @@ use crate::config::VaeConfig;
 use crate::layers::attention::{from_tokens, to_tokens, Attention, AttentionSpec};
 use crate::layers::resnet::{ResnetBlock, ResnetSpec};
 use crate::layers::sampling::{Downsample, Upsample};
-use crate::layers::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
+use crate::layers::{conv2d, group_norm, Conv2d, GroupNorm};
 use crate::noise::NoiseSource;
 
 /// diffusers' VAE normalisation epsilon.
@@ -167,7 +167,7 @@ impl Encoder {
             xs = l.forward(&xs)?;
         }
         let xs = self.mid.forward(&xs)?;
-        self.conv_out.forward(&norm_silu(&self.norm_out, &xs)?)
+        self.conv_out.forward_after_norm_silu(&self.norm_out, &xs)
     }
 }
 
@@ -215,7 +215,7 @@ impl Decoder {
         for l in &self.levels {
             xs = l.forward(&xs)?;
         }
-        self.conv_out.forward(&norm_silu(&self.norm_out, &xs)?)
+        self.conv_out.forward_after_norm_silu(&self.norm_out, &xs)
     }
 }
 

@@ -196,3 +196,31 @@ fn banded_convolution_is_exactly_the_whole_convolution() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn convolution_after_norm_and_silu_matches_the_separate_ops() -> Result<()> {
+    for (i, &(b, cin, cout, h, w, winograd)) in [
+        (2, 64, 32, 7, 5, true),
+        (2, 64, 32, 7, 5, false),
+        (1, 6, 4, 3, 8, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let groups = if cin % 32 == 0 { 32 } else { 3 };
+        let x = (randn(&[b, cin, h, w], 2.0, i as u64)? + 5.0)?;
+        let gamma = (randn(&[cin], 0.1, 10 + i as u64)? + 1.0)?;
+        let beta = randn(&[cin], 0.1, 20 + i as u64)?;
+        let wt = randn(&[cout, cin, 3, 3], 0.3, 30 + i as u64)?;
+        let bias = randn(&[cout], 1.0, 40 + i as u64)?;
+        let norm = candle_nn::GroupNorm::new(gamma.clone(), beta.clone(), cin, groups, 1e-6)?;
+        let normed = candle_nn::ops::silu(&candle_core::Module::forward(&norm, &x)?)?;
+        let want = normed
+            .conv2d(&wt, 1, 1, 1, 1)?
+            .broadcast_add(&bias.reshape((1, cout, 1, 1))?)?;
+        let got = kernels::conv::conv2d_after_norm_silu(&x, &gamma, &beta, groups, 1e-6, &wt, &bias, winograd)?;
+        let e = rel_err(&got, &want)?;
+        assert!(e < 1e-5, "case {i}: error {e}");
+    }
+    Ok(())
+}

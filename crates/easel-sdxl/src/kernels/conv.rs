@@ -37,14 +37,45 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
         &ConvOp {
             winograd: true,
             up: false,
+            norm_silu: None,
         },
     )
 }
 
 /// `conv2d(upsample_nearest_2x(x))` for a 3×3 kernel, without materialising the upsampled input.
 pub fn conv2d_upsampled(x: &Tensor, w: &Tensor, bias: &Tensor, winograd: bool) -> Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &bias.contiguous()?,
+        &ConvOp {
+            winograd,
+            up: true,
+            norm_silu: None,
+        },
+    )
+}
+
+/// `conv2d(silu(group_norm(x)))` for a 3×3 kernel: the normalisation is applied while the
+/// input is copied into the padded buffer, so the normalised tensor never exists.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_after_norm_silu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f64,
+    w: &Tensor,
+    bias: &Tensor,
+    winograd: bool,
+) -> Result<Tensor> {
+    let coef = super::group_norm::coefficients(x, gamma, beta, groups, eps)?;
+    let op = ConvOp {
+        winograd,
+        up: false,
+        norm_silu: Some(coef),
+    };
     x.contiguous()?
-        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvOp { winograd, up: true })
+        .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &op)
 }
 
 /// As [`conv2d`] but always as shifted GEMMs, never Winograd (for tests and comparisons).
@@ -55,6 +86,7 @@ pub fn conv2d_direct(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
         &ConvOp {
             winograd: false,
             up: false,
+            norm_silu: None,
         },
     )
 }
@@ -63,6 +95,17 @@ struct ConvOp {
     winograd: bool,
     /// Upsample the input 2× (nearest) first, as diffusers' `Upsample2D` does.
     up: bool,
+    /// GroupNorm + SiLU applied to the input first, as per-(batch, channel) `(scale, shift)`.
+    norm_silu: Option<Vec<f32>>,
+}
+
+/// What happens to the input on its way into the padded buffer.
+#[derive(Clone, Copy)]
+pub(super) struct Pre<'a> {
+    /// Nearest 2× upsampling (x is h/2 × w/2).
+    pub up: bool,
+    /// `silu(scale · x + shift)` per (batch, channel): a GroupNorm + SiLU folded in.
+    pub norm_silu: Option<&'a [f32]>,
 }
 
 pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -90,17 +133,24 @@ impl CustomOp3 for ConvOp {
         let (x, w, bias) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (b, cin, h, wd) = l1.shape().dims4()?;
         let (cout, cin_w, kh, kw) = l2.shape().dims4()?;
-        if cin != cin_w || kh != kw || !supported(kh, 1, kh / 2) || bias.len() != cout || (self.up && kh != 3) {
+        let fused = self.up || self.norm_silu.is_some();
+        if cin != cin_w || kh != kw || !supported(kh, 1, kh / 2) || bias.len() != cout || (fused && kh != 3) {
             candle_core::bail!("conv2d: unsupported shapes {:?} * {:?}", l1.dims(), l2.dims());
         }
         let (h, wd) = if self.up { (2 * h, 2 * wd) } else { (h, wd) };
-        let up = self.up;
+        if self.norm_silu.as_ref().is_some_and(|c| c.len() != 2 * b * cin) {
+            candle_core::bail!("conv2d: normalisation coefficients do not match the input");
+        }
+        let pre = Pre {
+            up: self.up,
+            norm_silu: self.norm_silu.as_deref(),
+        };
         let out = if kh == 1 {
             pointwise(x, w, bias, b, cin, cout, h * wd)
         } else if self.winograd && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS {
-            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd, up)
+            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd, pre)
         } else {
-            three_by_three(x, w, bias, b, cin, cout, h, wd, up)
+            three_by_three(x, w, bias, b, cin, cout, h, wd, pre)
         };
         Ok((CpuStorage::F32(out), Shape::from((b, cout, h, wd))))
     }
@@ -152,8 +202,9 @@ fn par(threads: usize) -> Parallelism {
 }
 
 /// Copies image `bi` of x into the zero-padded planes (`pw` wide, the data starting at
-/// row 1, column 1) of a convolution whose input is h × wd. With `up`, x is h/2 × wd/2
-/// and is upsampled (nearest, 2×) on the way, so the upsampled tensor never exists.
+/// row 1, column 1) of a convolution whose input is h × wd, applying `pre` on the way: with
+/// `up`, x is h/2 × wd/2 and is upsampled (nearest, 2×), so the upsampled tensor never
+/// exists; with `norm_silu`, each value becomes silu(scale · x + shift) (the padding stays 0).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fill_padded(
     padded: &mut [f32],
@@ -164,18 +215,22 @@ pub(super) fn fill_padded(
     cin: usize,
     h: usize,
     wd: usize,
-    up: bool,
+    pre: Pre,
 ) {
-    let (hi, wi) = if up { (h / 2, wd / 2) } else { (h, wd) };
+    let (hi, wi) = if pre.up { (h / 2, wd / 2) } else { (h, wd) };
     let xb = &x[bi * cin * hi * wi..(bi + 1) * cin * hi * wi];
     padded
         .par_chunks_mut(plane)
         .zip(xb.par_chunks(hi * wi))
-        .for_each(|(p, c)| {
+        .enumerate()
+        .for_each(|(ci, (p, c))| {
+            let norm = pre
+                .norm_silu
+                .map(|k| (k[2 * (bi * cin + ci)], k[2 * (bi * cin + ci) + 1]));
             for r in 0..h {
                 let at = (r + 1) * pw + 1;
                 let dst = &mut p[at..at + wd];
-                if up {
+                if pre.up {
                     let src = &c[(r / 2) * wi..(r / 2 + 1) * wi];
                     for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
                         pair[0] = v;
@@ -183,6 +238,11 @@ pub(super) fn fill_padded(
                     }
                 } else {
                     dst.copy_from_slice(&c[r * wd..(r + 1) * wd]);
+                }
+                if let Some((a, s)) = norm {
+                    super::simd!(for v in dst.iter_mut() {
+                        *v = super::math::silu(*v * a + s);
+                    });
                 }
             }
         });
@@ -199,7 +259,7 @@ fn three_by_three(
     cout: usize,
     h: usize,
     wd: usize,
-    up: bool,
+    pre: Pre,
 ) -> Vec<f32> {
     let pw = wd + 2;
     // Two spare zeros per channel: the last tap of the last row reads two past the end.
@@ -212,7 +272,7 @@ fn three_by_three(
     let bands = h.div_ceil(rows_per_band);
     let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
-        fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, up);
+        fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, pre);
         let padded = &padded;
         (0..bands)
             .into_par_iter()

@@ -5,23 +5,42 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{math, simd, SendPtr};
+use super::{math, simd};
 
 /// `group_norm(x) · gamma + beta`, then SiLU when `silu`. x: [B, C, ...] with C divisible
 /// by `groups`; gamma, beta: [C].
 pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f64, silu: bool) -> Result<Tensor> {
-    let x = x.contiguous()?;
-    x.apply_op3_no_bwd(
-        &gamma.contiguous()?,
-        &beta.contiguous()?,
-        &GroupNormOp { groups, eps, silu },
-    )
+    let op = GroupNormOp {
+        groups,
+        eps,
+        silu,
+        stats_only: false,
+    };
+    x.contiguous()?
+        .apply_op3_no_bwd(&gamma.contiguous()?, &beta.contiguous()?, &op)
+}
+
+/// The GroupNorm as per-(batch, channel) `(scale, shift)` pairs, flattened [B·C·2]: the
+/// normalised tensor is `scale · x + shift`, which a convolution can apply while reading x.
+pub fn coefficients(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f64) -> Result<Vec<f32>> {
+    let op = GroupNormOp {
+        groups,
+        eps,
+        silu: false,
+        stats_only: true,
+    };
+    x.contiguous()?
+        .apply_op3_no_bwd(&gamma.contiguous()?, &beta.contiguous()?, &op)?
+        .flatten_all()?
+        .to_vec1()
 }
 
 struct GroupNormOp {
     groups: usize,
     eps: f64,
     silu: bool,
+    /// Return the per-channel `(scale, shift)` pairs [B, C, 2] instead of the output.
+    stats_only: bool,
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -29,6 +48,42 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&all[a..b]),
         None => candle_core::bail!("group_norm: {what} must be contiguous"),
+    }
+}
+
+impl GroupNormOp {
+    /// Checks the shapes; returns (batch, channels, spatial size).
+    fn dims(&self, l1: &Layout, gamma: &[f32], beta: &[f32]) -> Result<(usize, usize, usize)> {
+        let dims = l1.dims();
+        if dims.len() < 2 {
+            candle_core::bail!("group_norm: expected [B, C, ...], got {dims:?}");
+        }
+        let (b, c) = (dims[0], dims[1]);
+        let g = self.groups;
+        if g == 0 || c % g != 0 || gamma.len() != c || beta.len() != c {
+            candle_core::bail!("group_norm: {c} channels, {g} groups, {} weights", gamma.len());
+        }
+        Ok((b, c, dims[2..].iter().product()))
+    }
+
+    /// Per (batch, channel) `(scale, shift)` such that the normalised value is `scale · x + shift`.
+    fn coefficients(&self, x: &[f32], b: usize, c: usize, spatial: usize, gamma: &[f32], beta: &[f32]) -> Vec<f32> {
+        let g = self.groups;
+        let cg = c / g;
+        let group_len = cg * spatial;
+        let mut coef = vec![0f32; 2 * b * c];
+        coef.par_chunks_mut(2 * cg).enumerate().for_each(|(bg, out)| {
+            let start = bg * group_len;
+            let (mean, var) = simd!(moments(&x[start..start + group_len]));
+            let rstd = 1.0 / (var + self.eps).sqrt();
+            let c0 = (bg % g) * cg;
+            for (ci, pair) in out.chunks_exact_mut(2).enumerate() {
+                let gm = gamma[c0 + ci] as f64;
+                pair[0] = (rstd * gm) as f32;
+                pair[1] = (beta[c0 + ci] as f64 - mean * rstd * gm) as f32;
+            }
+        });
+        coef
     }
 }
 
@@ -49,36 +104,17 @@ impl CustomOp3 for GroupNormOp {
         let x = slice(s1, l1, "input")?;
         let gamma = slice(s2, l2, "weight")?;
         let beta = slice(s3, l3, "bias")?;
-        let dims = l1.dims();
-        if dims.len() < 2 {
-            candle_core::bail!("group_norm: expected [B, C, ...], got {dims:?}");
+        let (b, c, spatial) = self.dims(l1, gamma, beta)?;
+        let coef = self.coefficients(x, b, c, spatial, gamma, beta);
+        if self.stats_only {
+            return Ok((CpuStorage::F32(coef), Shape::from((b, c, 2))));
         }
-        let (b, c) = (dims[0], dims[1]);
-        let g = self.groups;
-        if g == 0 || c % g != 0 || gamma.len() != c || beta.len() != c {
-            candle_core::bail!("group_norm: {c} channels, {g} groups, {} weights", gamma.len());
-        }
-        let spatial: usize = dims[2..].iter().product();
-        let group_len = (c / g) * spatial;
         let mut out = vec![0f32; x.len()];
-        let dst = SendPtr(out.as_mut_ptr());
-        let (eps, silu) = (self.eps, self.silu);
-        (0..b * g).into_par_iter().for_each(|bg| {
-            let start = bg * group_len;
-            let xs = &x[start..start + group_len];
-            let (mean, var) = simd!(moments(xs));
-            let rstd = 1.0 / (var + eps).sqrt();
-            let c0 = (bg % g) * (c / g);
-            for ci in 0..c / g {
-                let a = (rstd * gamma[c0 + ci] as f64) as f32;
-                let sh = (beta[c0 + ci] as f64 - mean * rstd * gamma[c0 + ci] as f64) as f32;
-                let off = start + ci * spatial;
-                // SAFETY: each (batch, group) writes only its own range of `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(dst.at(off), spatial) };
-                let i = &x[off..off + spatial];
-                simd!(affine(i, o, a, sh, silu));
-            }
-        });
+        let silu = self.silu;
+        out.par_chunks_mut(spatial.max(1))
+            .zip(x.par_chunks(spatial.max(1)))
+            .zip(coef.par_chunks(2))
+            .for_each(|((o, i), ab)| simd!(affine(i, o, ab[0], ab[1], silu)));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

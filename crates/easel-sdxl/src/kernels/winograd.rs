@@ -46,8 +46,8 @@ fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     u
 }
 
-/// 3×3, stride 1, padding 1. x: [b, cin, h, w] (h/2 × w/2 with `up`: upsampled on the way
-/// in, see `conv::fill_padded`); w: [cout, cin, 3, 3]; returns [b, cout, h, w].
+/// 3×3, stride 1, padding 1. x: [b, cin, h, w] (h/2 × w/2 when `pre` upsamples; `pre` is
+/// applied on the way in, see `conv::fill_padded`); w: [cout, cin, 3, 3]; returns [b, cout, h, w].
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     x: &[f32],
@@ -58,7 +58,7 @@ pub fn conv3x3(
     cout: usize,
     h: usize,
     wd: usize,
-    up: bool,
+    pre: super::conv::Pre,
 ) -> Vec<f32> {
     let (th, tw) = (h.div_ceil(2), wd.div_ceil(2));
     // Padded input: one zero row/column before, enough after for whole tiles.
@@ -76,7 +76,7 @@ pub fn conv3x3(
     let bands = th.div_ceil(rows_per_band);
     let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
-        super::conv::fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, up);
+        super::conv::fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, pre);
         let (padded, u) = (&padded, &u);
         (0..bands)
             .into_par_iter()

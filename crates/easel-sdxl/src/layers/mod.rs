@@ -144,6 +144,31 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// `forward(silu(norm(xs)))`; on the CPU in f32 the normalisation is applied while the
+    /// convolution reads its input, so the normalised tensor never exists.
+    pub fn forward_after_norm_silu(&self, norm: &GroupNorm, xs: &Tensor) -> Result<Tensor> {
+        if kernels::enabled()
+            && kernels::cpu_f32(xs)
+            && self.kernel == 3
+            && self.cfg.stride == 1
+            && self.cfg.padding == 1
+        {
+            return kernels::conv::conv2d_after_norm_silu(
+                xs,
+                &norm.weight,
+                &norm.bias,
+                norm.groups,
+                norm.eps,
+                &self.weight,
+                &self.bias,
+                true,
+            );
+        }
+        self.forward(&norm_silu(norm, xs)?)
+    }
+}
+
 /// GroupNorm by diffusers' key layout (`weight`, `bias`).
 #[derive(Clone, Debug)]
 pub struct GroupNorm {

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 
 use crate::layers::Linear;
 
-use super::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
+use super::{conv2d, group_norm, Conv2d, GroupNorm};
 
 /// Shape of one ResNet block.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +58,7 @@ impl ResnetBlock {
 
     /// `xs`: [B, C, H, W]; `temb`: [B, T] or `None`.
     pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&norm_silu(&self.norm1, xs)?)?;
+        let h = self.conv1.forward_after_norm_silu(&self.norm1, xs)?;
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
                 let t = proj.forward(&candle_nn::ops::silu(t)?)?;
@@ -66,7 +66,7 @@ impl ResnetBlock {
             }
             _ => h,
         };
-        let h = self.conv2.forward(&norm_silu(&self.norm2, &h)?)?;
+        let h = self.conv2.forward_after_norm_silu(&self.norm2, &h)?;
         let skip = match &self.shortcut {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),

@@ -14,7 +14,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::UNetConfig;
 use crate::layers::embeddings::{TimestepEmbedding, Timesteps};
-use crate::layers::{conv2d, group_norm, norm_silu, Conv2d, GroupNorm};
+use crate::layers::{conv2d, group_norm, Conv2d, GroupNorm};
 use blocks::{Attn, Common, DownBlock, DownSpec, MidBlock, UpBlock, UpSpec};
 
 /// SDXL's added conditioning: `add_time_proj` + `add_embedding`.
@@ -166,7 +166,7 @@ impl UNet {
             };
             xs = block.forward(&xs, &mut skips, &temb, &ctx, size)?;
         }
-        let xs = self.conv_out.forward(&norm_silu(&self.norm_out, &xs)?)?;
+        let xs = self.conv_out.forward_after_norm_silu(&self.norm_out, &xs)?;
         xs.to_dtype(DType::F32)
     }
 
