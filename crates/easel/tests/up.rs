@@ -5,9 +5,14 @@
 //! (Restart, FATAL, signal and orphan behaviour is tested with fake workers in
 //! crates/easel-orchestrator/tests/supervision.rs.)
 
+#[path = "../../easel-worker/tests/support/mod.rs"]
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use support::free_port;
 
 const EASEL: &str = env!("CARGO_BIN_EXE_easel");
 /// Generous: a debug build on two busy cores.
@@ -44,14 +49,6 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Kills the orchestrator if a test fails half-way.
