@@ -15,7 +15,7 @@ pub trait ModelSource: Send + Sync {
     fn read(&self, rel: &str) -> Result<Cow<'_, [u8]>>;
     /// Whether a file exists.
     fn exists(&self, rel: &str) -> bool;
-    /// The on-disk path of a file, when there is one (weights are mmapped from it).
+    /// The on-disk path of a file, when there is one (weights are read from it).
     fn path(&self, rel: &str) -> Option<PathBuf>;
     /// The contents of a file compiled into the binary, when it is one.
     fn static_bytes(&self, _rel: &str) -> Option<&'static [u8]> {

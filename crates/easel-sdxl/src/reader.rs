@@ -1,9 +1,10 @@
 //! Why this exists: candle's memory-mapped loader keeps each file mapped while its
 //! component is built, and every mapped page it has copied from stays resident, so
 //! loading CLIP-G in f32 needs its file size twice over (about 5.6 GB at the peak). This
-//! backend reads each tensor with a positioned read into its own buffer instead: the
-//! peak is the weights plus the largest single tensor, and the page cache, which the
-//! kernel can drop, holds the rest.
+//! reads each tensor with a positioned read into its own buffer instead: the peak is the
+//! weights plus the largest single tensor, and the page cache, which the kernel can drop,
+//! holds the rest. Diffusers folders use it as a VarBuilder backend; single-file
+//! checkpoints read their (renamed, reshaped) tensors through [`FileTensors::raw`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,12 +28,17 @@ pub struct FileTensors {
 impl FileTensors {
     /// Opens `paths` and reads their headers (with the checks of [`Header::read`]).
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
-        let mut files = Vec::with_capacity(paths.len());
+        let headers = paths.iter().map(|p| Header::read(p)).collect::<Result<Vec<_>>>()?;
+        Self::with_headers(headers)
+    }
+
+    /// Opens the files of headers already read.
+    pub fn with_headers(headers: Vec<Header>) -> Result<Self> {
+        let mut files = Vec::with_capacity(headers.len());
         let mut index = HashMap::new();
-        for (i, path) in paths.iter().enumerate() {
-            let header = Header::read(path)?;
-            let file = File::open(path).map_err(|source| crate::Error::Io {
-                path: path.clone(),
+        for (i, header) in headers.into_iter().enumerate() {
+            let file = File::open(&header.path).map_err(|source| crate::Error::Io {
+                path: header.path.clone(),
                 source,
             })?;
             for name in header.tensors.keys() {
@@ -48,7 +54,13 @@ impl FileTensors {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
     }
 
-    fn read(&self, name: &str) -> candle_core::Result<Tensor> {
+    /// Whether a tensor of this name is in the files.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The bytes, dtype and shape of tensor `name`, as stored.
+    pub fn raw(&self, name: &str) -> candle_core::Result<(Vec<u8>, DType, Vec<usize>)> {
         let Some(&i) = self.index.get(name) else {
             return Err(candle_core::Error::CannotFindTensor { path: name.to_string() }.bt());
         };
@@ -69,8 +81,28 @@ impl FileTensors {
         let mut buf = vec![0u8; want];
         file.read_exact_at(&mut buf, header.data_start + a)
             .map_err(|e| candle_core::Error::Msg(format!("reading {name} from {}: {e}", header.path.display())))?;
-        Tensor::from_raw_buffer(&buf, dtype, &info.shape, &Device::Cpu)
+        Ok((buf, dtype, info.shape.clone()))
     }
+
+    /// Tensor `name` in the file's dtype, on `dev`.
+    pub fn load(&self, name: &str, dev: &Device) -> candle_core::Result<Tensor> {
+        let (bytes, dtype, shape) = self.raw(name)?;
+        Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)?.to_device(dev)
+    }
+}
+
+/// `t` when its shape is `want`; otherwise candle's shape error, saying `what`
+/// (the message the load errors look for: "shape mismatch").
+pub fn expect_shape(t: Tensor, want: Shape, what: impl FnOnce() -> String) -> candle_core::Result<Tensor> {
+    if t.shape() == &want {
+        return Ok(t);
+    }
+    Err(candle_core::Error::UnexpectedShape {
+        msg: format!("shape mismatch for {}", what()),
+        expected: want,
+        got: t.shape().clone(),
+    }
+    .bt())
 }
 
 fn file_dtype(info: &TensorInfo, name: &str) -> candle_core::Result<DType> {
@@ -88,23 +120,18 @@ fn file_dtype(info: &TensorInfo, name: &str) -> candle_core::Result<DType> {
 
 impl SimpleBackend for FileTensors {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.get_unchecked(name, dtype, dev)?;
-        if t.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected: s,
-                got: t.shape().clone(),
-            }
-            .bt());
-        }
-        Ok(t)
+        expect_shape(self.get_unchecked(name, dtype, dev)?, s, || name.to_string())
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.read(name)?.to_dtype(dtype)?.to_device(dev)
+        // Convert on the CPU, then move: one device copy, in the final dtype.
+        let (bytes, file_dtype, shape) = self.raw(name)?;
+        Tensor::from_raw_buffer(&bytes, file_dtype, &shape, &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.contains(name)
     }
 }

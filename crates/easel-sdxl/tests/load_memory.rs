@@ -1,5 +1,5 @@
-//! Load time and resident memory, loading through mmap: the bundled tiny model as a
-//! diffusers folder and as a single file (each tensor copied once from the mapping), and,
+//! Load time and resident memory, reading tensor by tensor: the bundled tiny model as a
+//! diffusers folder and as a single file (each tensor read once into its own storage), and,
 //! ignored by default, the full-size SDXL-shaped random model — whose single-file form is
 //! loaded with Easel's shipped SDXL-base configs, proving they describe SDXL-base.
 //! Run with `--nocapture` to see the numbers; they are printed, not asserted (a

@@ -1,34 +1,29 @@
 //! Why this exists: the model code loads weights by diffusers names through candle's
 //! `VarBuilder`; a single-file checkpoint stores them under other names and sometimes in
-//! another shape. [`LdmBackend`] is a VarBuilder backend over the memory-mapped file that
-//! answers each diffusers name through the component's [`KeyMap`]: renames and reshapes
-//! read the mapped bytes directly (a 1×1 conv read as a linear, one third of a fused q/k/v
-//! tensor), so each tensor is copied once, from the mapping into its own storage, exactly
-//! as when loading a diffusers folder. Only OpenCLIP's `text_projection` is transposed.
+//! another shape. [`LdmBackend`] is a VarBuilder backend over the file (read tensor by
+//! tensor, [`FileTensors`], as diffusers folders are) that answers each diffusers name
+//! through the component's [`KeyMap`]: renames and reshapes use the bytes read (a 1×1
+//! conv read as a linear, one third of a fused q/k/v tensor). Only OpenCLIP's
+//! `text_projection` is transposed.
 
 use std::sync::Arc;
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
 use super::keymap::{KeyMap, Source};
+use crate::reader::{expect_shape, FileTensors};
 
 /// One component's view of a single-file checkpoint.
 pub struct LdmBackend {
-    file: Arc<MmapedSafetensors>,
+    file: Arc<FileTensors>,
     map: Arc<KeyMap>,
 }
 
 impl LdmBackend {
     /// A VarBuilder producing `dtype` tensors on `device` from `file` through `map`.
-    pub fn var_builder(
-        file: Arc<MmapedSafetensors>,
-        map: Arc<KeyMap>,
-        dtype: DType,
-        device: &Device,
-    ) -> VarBuilder<'static> {
+    pub fn var_builder(file: Arc<FileTensors>, map: Arc<KeyMap>, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(Self { file, map }), dtype, device.clone())
     }
 
@@ -44,23 +39,21 @@ impl LdmBackend {
             Source::Renamed(key) => self.file.load(&key, dev),
             Source::Transposed(key) => self.file.load(&key, dev)?.t()?.contiguous(),
             Source::ConvAsLinear(key) => {
-                let v = self.file.get(&key)?;
-                match v.shape() {
-                    [o, i, 1, 1] => Tensor::from_raw_buffer(v.data(), DType::try_from(v.dtype())?, &[*o, *i], dev),
+                let (bytes, dtype, shape) = self.file.raw(&key)?;
+                match shape.as_slice() {
+                    [o, i, 1, 1] => Tensor::from_raw_buffer(&bytes, dtype, &[*o, *i], dev),
                     other => Err(unexpected(&key, "a 1×1 convolution", other)),
                 }
             }
             Source::Third { key, index } => {
-                let v = self.file.get(&key)?;
-                let rows = v.shape().first().copied().unwrap_or(0);
+                let (bytes, dtype, mut shape) = self.file.raw(&key)?;
+                let rows = shape.first().copied().unwrap_or(0);
                 if rows == 0 || !rows.is_multiple_of(3) {
-                    return Err(unexpected(&key, "a fused q/k/v tensor with 3·n rows", v.shape()));
+                    return Err(unexpected(&key, "a fused q/k/v tensor with 3·n rows", &shape));
                 }
-                let mut shape = v.shape().to_vec();
                 shape[0] = rows / 3;
-                let part = v.data().len() / 3;
-                let bytes = &v.data()[index * part..(index + 1) * part];
-                Tensor::from_raw_buffer(bytes, DType::try_from(v.dtype())?, &shape, dev)
+                let part = bytes.len() / 3;
+                Tensor::from_raw_buffer(&bytes[index * part..(index + 1) * part], dtype, &shape, dev)
             }
         }
     }
@@ -73,16 +66,8 @@ fn unexpected(key: &str, what: &str, shape: &[usize]) -> candle_core::Error {
 impl SimpleBackend for LdmBackend {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let t = self.load(name, dev)?.to_dtype(dtype)?;
-        if t.shape() != &s {
-            let key = self.source(name)?.key().to_string();
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name} (checkpoint key {key})"),
-                expected: s,
-                got: t.shape().clone(),
-            }
-            .bt());
-        }
-        Ok(t)
+        let key = self.source(name)?.key().to_string();
+        expect_shape(t, s, || format!("{name} (checkpoint key {key})"))
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
@@ -90,6 +75,6 @@ impl SimpleBackend for LdmBackend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.map.source(name).is_some_and(|s| self.file.get(s.key()).is_ok())
+        self.map.source(name).is_some_and(|s| self.file.contains(s.key()))
     }
 }

@@ -4,7 +4,7 @@
 //! Flow of [`SingleFile::open`]: read the header only ([`crate::header`]) → say what the
 //! file is when it is not an SDXL checkpoint ([`kind`]) → read the configs (Easel's shipped
 //! SDXL-base ones, [`configs`], or a diffusers folder's) → compare the architecture they
-//! describe with the file's shapes ([`signature`]) → memory-map the file. The result is a
+//! describe with the file's shapes ([`signature`]) → open the file for tensor-by-tensor reads. The result is a
 //! [`ModelSource`] whose components' weights are read through a renaming backend
 //! ([`backend`], [`keymap`]), so [`crate::SdxlModel::load`] builds it like any folder.
 
@@ -18,8 +18,6 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::safetensors::MmapedSafetensors;
-
 pub use kind::FileKind;
 pub use signature::{Architecture, Configs};
 
@@ -28,6 +26,7 @@ use self::keymap::KeyMap;
 use crate::config::{read_json, ClipConfig, UNetConfig, VaeConfig};
 use crate::header::Header;
 use crate::loader::{DirSource, ModelSource};
+use crate::reader::FileTensors;
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::ComponentWeights;
 use crate::{Error, Result};
@@ -53,7 +52,7 @@ impl ConfigSource {
 pub struct SingleFile {
     path: PathBuf,
     configs: ConfigSource,
-    file: Arc<MmapedSafetensors>,
+    file: Arc<FileTensors>,
     /// Key maps of unet, vae, text_encoder, text_encoder_2.
     maps: [Arc<KeyMap>; 4],
 }
@@ -69,11 +68,7 @@ impl SingleFile {
         };
         let cfgs = read_configs(configs.src())?;
         check_architecture(&header, &cfgs, config_dir)?;
-        // SAFETY: mapped read-only; Easel never writes model files (as in weights.rs).
-        let file = unsafe { MmapedSafetensors::new(path) }.map_err(|e| Error::Weights {
-            path: path.into(),
-            msg: format!("{e}; download it again"),
-        })?;
+        let file = FileTensors::with_headers(vec![header])?;
         let vae_map = keymap::vae(cfgs.vae.block_out_channels.len(), cfgs.vae.layers_per_block);
         let maps = [
             keymap::unet(&cfgs.unet)?,

@@ -92,16 +92,7 @@ impl Stored {
 
 impl SimpleBackend for Stored {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.lookup(name)?.to_dtype(dtype)?;
-        if t.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected: s,
-                got: t.shape().clone(),
-            }
-            .bt());
-        }
-        Ok(t)
+        crate::reader::expect_shape(self.lookup(name)?.to_dtype(dtype)?, s, || name.to_string())
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
