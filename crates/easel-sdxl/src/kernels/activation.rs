@@ -29,7 +29,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = super::conv::slice(s, l)?;
+        let x = super::contiguous(s, l, "gelu")?;
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
             simd!(for (o, &v) in o.iter_mut().zip(i) {
@@ -48,7 +48,7 @@ impl CustomOp1 for Geglu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let h = super::conv::slice(s, l)?;
+        let h = super::contiguous(s, l, "geglu")?;
         let dims = l.dims();
         let last = dims.last().copied().unwrap_or(0);
         if last % 2 != 0 {

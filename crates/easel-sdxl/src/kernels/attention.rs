@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{math, simd, SendPtr};
+use super::{contiguous, math, simd, Operand, SendPtr};
 
 /// Score elements per task (a 256 KB buffer): query rows per task = this / keys,
 /// between 64 and 256. Few large GEMMs beat many small ones until the buffer leaves cache.
@@ -31,14 +31,6 @@ struct AttentionOp {
     scale: f32,
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let all = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&all[a..b]),
-        None => candle_core::bail!("attention: operands must be contiguous"),
-    }
-}
-
 impl CustomOp3 for AttentionOp {
     fn name(&self) -> &'static str {
         "easel-attention"
@@ -53,7 +45,11 @@ impl CustomOp3 for AttentionOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (q, k, v) = (
+            contiguous(s1, l1, "attention")?,
+            contiguous(s2, l2, "attention")?,
+            contiguous(s3, l3, "attention")?,
+        );
         let (b, n, c) = l1.shape().dims3()?;
         let (bk, m, ck) = l2.shape().dims3()?;
         if bk != b || ck != c || l3.dims() != l2.dims() || self.heads == 0 || c % self.heads != 0 {
@@ -89,25 +85,14 @@ impl CustomOp3 for AttentionOp {
                 let vp = v[bi * m * c + hi * d..].as_ptr();
                 // SAFETY: the strides walk rows of one head inside q, k, v; `scores` is rows×m.
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        m,
-                        d,
+                    super::gemm(
+                        (rows, m, d),
                         scores.as_mut_ptr(),
-                        1,
-                        m as isize,
+                        m,
                         false,
-                        qp,
-                        1,
-                        c as isize,
-                        kp,
-                        c as isize,
-                        1,
-                        0.0,
+                        Operand(qp, c as isize, 1),
+                        Operand(kp, 1, c as isize),
                         scale,
-                        false,
-                        false,
-                        false,
                         Parallelism::None,
                     );
                 }
@@ -119,25 +104,14 @@ impl CustomOp3 for AttentionOp {
                 let op = dst.at((bi * n + r0) * c + hi * d);
                 // SAFETY: this task owns rows r0..r0+rows of head hi in the output.
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        d,
-                        m,
+                    super::gemm(
+                        (rows, d, m),
                         op,
-                        1,
-                        c as isize,
+                        c,
                         false,
-                        scores.as_ptr(),
-                        1,
-                        m as isize,
-                        vp,
-                        1,
-                        c as isize,
-                        0.0,
+                        Operand(scores.as_ptr(), m as isize, 1),
+                        Operand(vp, c as isize, 1),
                         1.0,
-                        false,
-                        false,
-                        false,
                         Parallelism::None,
                     );
                 }

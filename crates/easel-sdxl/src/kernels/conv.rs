@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::SendPtr;
+use super::{contiguous, Operand, SendPtr};
 
 /// Whether `conv2d` handles this kernel size, stride and padding.
 pub fn supported(kernel: usize, stride: usize, padding: usize) -> bool {
@@ -108,14 +108,6 @@ pub(super) struct Pre<'a> {
     pub norm_silu: Option<&'a [f32]>,
 }
 
-pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let all = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&all[a..b]),
-        None => candle_core::bail!("conv2d: operands must be contiguous"),
-    }
-}
-
 impl CustomOp3 for ConvOp {
     fn name(&self) -> &'static str {
         "easel-conv2d"
@@ -130,7 +122,11 @@ impl CustomOp3 for ConvOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, bias) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (x, w, bias) = (
+            contiguous(s1, l1, "conv2d")?,
+            contiguous(s2, l2, "conv2d")?,
+            contiguous(s3, l3, "conv2d")?,
+        );
         let (b, cin, h, wd) = l1.shape().dims4()?;
         let (cout, cin_w, kh, kw) = l2.shape().dims4()?;
         let fused = self.up || self.norm_silu.is_some();
@@ -159,7 +155,6 @@ impl CustomOp3 for ConvOp {
 /// 1×1: out[b] = W · x[b] + bias, one GEMM per batch element.
 fn pointwise(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: usize, hw: usize) -> Vec<f32> {
     let mut out = vec![0f32; b * cout * hw];
-    let threads = super::threads();
     for bi in 0..b {
         let o = &mut out[bi * cout * hw..(bi + 1) * cout * hw];
         for (co, row) in o.chunks_mut(hw).enumerate() {
@@ -167,38 +162,19 @@ fn pointwise(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: usi
         }
         // SAFETY: dims and strides describe the slices above.
         unsafe {
-            gemm::gemm(
-                cout,
-                hw,
-                cin,
+            super::gemm(
+                (cout, hw, cin),
                 o.as_mut_ptr(),
-                1,
-                hw as isize,
+                hw,
                 true,
-                w.as_ptr(),
-                1,
-                cin as isize,
-                x[bi * cin * hw..].as_ptr(),
-                1,
-                hw as isize,
+                Operand(w.as_ptr(), cin as isize, 1),
+                Operand(x[bi * cin * hw..].as_ptr(), hw as isize, 1),
                 1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par(threads),
+                super::all_threads(),
             );
         }
     }
     out
-}
-
-fn par(threads: usize) -> Parallelism {
-    if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
 }
 
 /// Copies image `bi` of x into the zero-padded planes (`pw` wide, the data starting at
@@ -288,25 +264,14 @@ fn three_by_three(
                     // rows are channels of the padded input starting at `shift`, n columns,
                     // which stay inside each channel's plane (it has two spare zeros).
                     unsafe {
-                        gemm::gemm(
-                            cout,
-                            n,
-                            cin,
+                        super::gemm(
+                            (cout, n, cin),
                             band_buf.as_mut_ptr(),
-                            1,
-                            n as isize,
+                            n,
                             tap > 0,
-                            w.as_ptr().add(tap),
-                            9,
-                            (cin * 9) as isize,
-                            padded.as_ptr().add(shift),
-                            1,
-                            plane as isize,
+                            Operand(w.as_ptr().add(tap), (cin * 9) as isize, 9),
+                            Operand(padded.as_ptr().add(shift), plane as isize, 1),
                             1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
                             Parallelism::None,
                         );
                     }

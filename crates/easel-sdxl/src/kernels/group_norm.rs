@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{math, simd};
+use super::{contiguous, math, simd};
 
 /// `group_norm(x) · gamma + beta`, then SiLU when `silu`. x: [B, C, ...] with C divisible
 /// by `groups`; gamma, beta: [C].
@@ -41,14 +41,6 @@ struct GroupNormOp {
     silu: bool,
     /// Return the per-channel `(scale, shift)` pairs [B, C, 2] instead of the output.
     stats_only: bool,
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let all = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&all[a..b]),
-        None => candle_core::bail!("group_norm: {what} must be contiguous"),
-    }
 }
 
 impl GroupNormOp {
@@ -101,9 +93,9 @@ impl CustomOp3 for GroupNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "input")?;
-        let gamma = slice(s2, l2, "weight")?;
-        let beta = slice(s3, l3, "bias")?;
+        let x = contiguous(s1, l1, "group_norm")?;
+        let gamma = contiguous(s2, l2, "group_norm")?;
+        let beta = contiguous(s3, l3, "group_norm")?;
         let (b, c, spatial) = self.dims(l1, gamma, beta)?;
         let coef = self.coefficients(x, b, c, spatial, gamma, beta);
         if self.stats_only {

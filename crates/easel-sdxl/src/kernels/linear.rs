@@ -4,7 +4,8 @@
 //! into the output first so it costs no extra pass.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::Parallelism;
+
+use super::Operand;
 
 /// `x · wᵀ (+ bias)` over the last dimension of x; w: [out, in], bias: [out].
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -33,34 +34,17 @@ impl LinearOp {
                 row.copy_from_slice(b);
             }
         }
-        let threads = super::threads();
-        let par = if threads > 1 {
-            Parallelism::Rayon(threads)
-        } else {
-            Parallelism::None
-        };
         // SAFETY: out is rows × out_f, x is rows × k, w is out_f × k (read as its transpose).
         unsafe {
-            gemm::gemm(
-                rows,
-                out_f,
-                k,
+            super::gemm(
+                (rows, out_f, k),
                 out.as_mut_ptr(),
-                1,
-                out_f as isize,
+                out_f,
                 bias.is_some(),
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
+                Operand(x.as_ptr(), k as isize, 1),
+                Operand(w.as_ptr(), 1, k as isize),
                 1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
+                super::all_threads(),
             );
         }
         let mut shape = dims.to_vec();
@@ -77,7 +61,13 @@ impl CustomOp2 for LinearOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.run(super::conv::slice(s1, l1)?, l1, super::conv::slice(s2, l2)?, l2, None)
+        self.run(
+            super::contiguous(s1, l1, "linear")?,
+            l1,
+            super::contiguous(s2, l2, "linear")?,
+            l2,
+            None,
+        )
     }
 }
 
@@ -95,11 +85,11 @@ impl CustomOp3 for LinearOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let bias = super::conv::slice(s3, l3)?;
+        let bias = super::contiguous(s3, l3, "linear")?;
         self.run(
-            super::conv::slice(s1, l1)?,
+            super::contiguous(s1, l1, "linear")?,
             l1,
-            super::conv::slice(s2, l2)?,
+            super::contiguous(s2, l2, "linear")?,
             l2,
             Some(bias),
         )

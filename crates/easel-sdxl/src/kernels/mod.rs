@@ -18,7 +18,8 @@ pub mod linear;
 pub(crate) mod math;
 mod winograd;
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+use gemm::Parallelism;
 
 /// Whether `t` is an f32 tensor on the CPU, the case these kernels handle.
 pub fn cpu_f32(t: &Tensor) -> bool {
@@ -34,6 +35,70 @@ pub fn enabled() -> bool {
 /// Number of worker threads for the kernels (candle's setting: `RAYON_NUM_THREADS` or the cores).
 pub(crate) fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
+}
+
+/// GEMM parallelism over all kernel threads.
+pub(crate) fn all_threads() -> Parallelism {
+    match threads() {
+        1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// The f32 data of a contiguous operand of `op`.
+pub(crate) fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let all = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&all[a..b]),
+        None => candle_core::bail!("{op}: operands must be contiguous"),
+    }
+}
+
+/// A GEMM operand: first element, row stride and column stride (in elements).
+#[derive(Clone, Copy)]
+pub(crate) struct Operand(pub *const f32, pub isize, pub isize);
+
+/// `dst = (dst if accumulate) + scale · lhs · rhs` for an m × k lhs and k × n rhs; dst is
+/// row-major with row stride `dst_rs`.
+///
+/// # Safety
+/// Every pointer with its strides must address valid memory for the given sizes, and
+/// `dst` must not be written by anyone else meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+    scale: f32,
+    par: Parallelism,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.0,
+            lhs.2,
+            lhs.1,
+            rhs.0,
+            rhs.2,
+            rhs.1,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
 }
 
 /// Runs `$body` (an expression using only `#[inline(always)]` helpers) compiled with

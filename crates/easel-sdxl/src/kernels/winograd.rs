@@ -12,7 +12,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::SendPtr;
+use super::{Operand, SendPtr};
 
 /// Transformed-input bytes per band we aim for (16 positions × channels × tiles × 4).
 const BAND_BYTES: usize = 4 << 20;
@@ -107,25 +107,14 @@ pub fn conv3x3(
                 for xi in 0..16 {
                     // SAFETY: M[ξ] (cout × n) = U[ξ] (cout × cin) · V[ξ] (cin × n), all row-major.
                     unsafe {
-                        gemm::gemm(
-                            cout,
-                            n,
-                            cin,
+                        super::gemm(
+                            (cout, n, cin),
                             m.as_mut_ptr().add(xi * cout * n),
-                            1,
-                            n as isize,
+                            n,
                             false,
-                            u.as_ptr().add(xi * cout * cin),
-                            1,
-                            cin as isize,
-                            v.as_ptr().add(xi * cin * n),
-                            1,
-                            n as isize,
-                            0.0,
+                            Operand(u.as_ptr().add(xi * cout * cin), cin as isize, 1),
+                            Operand(v.as_ptr().add(xi * cin * n), n as isize, 1),
                             1.0,
-                            false,
-                            false,
-                            false,
                             Parallelism::None,
                         );
                     }
