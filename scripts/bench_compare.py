@@ -17,6 +17,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_diffusers import SHARED, add_shared_args  # noqa: E402
 
 
 def run_json(cmd, env=None):
@@ -38,27 +40,14 @@ def ratio(a, b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True)
+    add_shared_args(ap)
     ap.add_argument("--easel", default=os.path.join(ROOT, "target", "release", "easel"))
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--height", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--warmup", type=int, default=0)
-    ap.add_argument("--variant", default=None, help="diffusers weights variant (e.g. fp16)")
     ap.add_argument("--json", help="also write both results to this file")
     args = ap.parse_args()
 
-    common = [
-        "--model", args.model,
-        "--width", str(args.width), "--height", str(args.height),
-        "--steps", str(args.steps), "--batch", str(args.batch),
-        "--guidance", str(args.guidance), "--dtype", args.dtype,
-        "--device", args.device, "--warmup", str(args.warmup),
-    ]
+    common = ["--model", args.model]
+    for flag, _, _, _ in SHARED:
+        common += [flag, str(getattr(args, flag[2:]))]
     if not os.path.exists(args.easel):
         sys.exit(f"no easel binary at {args.easel}: cargo build --release -p easel, or pass --easel")
     easel = run_json([args.easel, "bench", "--json"] + common)

@@ -21,25 +21,40 @@ import sys
 import time
 
 
+# Settings `easel bench` takes too, with the same names and defaults; bench_compare.py
+# passes each of them to both.
+SHARED = [
+    ("--width", int, 512, "image width"),
+    ("--height", int, 512, "image height"),
+    ("--steps", int, 10, "denoising steps"),
+    ("--batch", int, 1, "images per run"),
+    ("--guidance", float, 5.0, "classifier-free guidance scale"),
+    ("--dtype", str, "f32", "f32, f16 or bf16"),
+    ("--device", str, "cpu", "cpu or cuda"),
+    ("--warmup", int, 0, "untimed runs before the timed one"),
+]
+
+
+def add_shared_args(ap):
+    ap.add_argument("--model", required=True, help="diffusers SDXL folder")
+    for flag, kind, default, help_text in SHARED:
+        ap.add_argument(flag, type=kind, default=default, help=help_text)
+    ap.add_argument("--variant", default=None, help="weights variant to load, e.g. fp16")
+
+
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="diffusers SDXL folder")
+    add_shared_args(ap)
     ap.add_argument("--prompt", default="a lighthouse on a cliff at dusk, oil painting")
     ap.add_argument("--negative-prompt", default="blurry, low quality")
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--height", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
-    ap.add_argument("--warmup", type=int, default=0, help="untimed runs before the timed one")
-    ap.add_argument("--variant", default=None, help="weights variant to load, e.g. fp16")
     ap.add_argument("--vae-slicing", action="store_true", help="decode one image at a time")
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU)")
     ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.dtype not in ("f32", "f16", "bf16"):
+        ap.error(f"--dtype {args.dtype}: use f32, f16 or bf16")
+    return args
 
 
 def main():

@@ -33,17 +33,10 @@ pub struct RunTimes {
 /// Times one request: encode, denoise, decode.
 pub fn time_request(model: &SdxlModel, req: &GenerateRequest, seed: u64) -> Result<RunTimes> {
     let dev = &model.device;
-    let guided = req.guidance > 1.0;
     model.validate(req)?;
     dev.synchronize()?;
     let start = Instant::now();
-    let emb = model.encode_prompt_with(
-        req.prompt_mode,
-        &req.prompt,
-        req.negative_prompt.as_deref(),
-        guided,
-        req.num_images,
-    )?;
+    let emb = model.encode_request(req)?;
     dev.synchronize()?;
     let text_done = Instant::now();
     let mut marks = Vec::with_capacity(req.steps);

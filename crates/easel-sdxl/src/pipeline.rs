@@ -231,19 +231,24 @@ impl SdxlModel {
         on_step: &mut dyn FnMut(Progress),
     ) -> Result<Tensor> {
         self.validate(req)?;
-        let guided = req.guidance > 1.0;
-        let emb = self.encode_prompt_with(
-            req.prompt_mode,
-            &req.prompt,
-            req.negative_prompt.as_deref(),
-            guided,
-            req.num_images,
-        )?;
+        let emb = self.encode_request(req)?;
         self.denoise_checked(req, &emb, noise, on_step)
     }
 
-    /// The denoising loop with the prompt already encoded (by `encode_prompt_with` for
-    /// the request's batch and guidance); returns the final latents.
+    /// The request's prompt (and negative prompt when guided) encoded for its batch, in
+    /// its prompt mode: what `denoise_embedded` expects.
+    pub fn encode_request(&self, req: &GenerateRequest) -> Result<PromptEmbeds> {
+        self.encode_prompt_with(
+            req.prompt_mode,
+            &req.prompt,
+            req.negative_prompt.as_deref(),
+            req.guidance > 1.0,
+            req.num_images,
+        )
+    }
+
+    /// The denoising loop with the prompt already encoded (by `encode_request`); returns
+    /// the final latents.
     pub fn denoise_embedded(
         &self,
         req: &GenerateRequest,

@@ -2,15 +2,9 @@
 //! step, the phases adding up to the total, a real image mean and the peak RSS; bad
 //! settings fail with a message before anything is timed.
 
-use std::process::{Command, Output};
+mod common;
 
-fn easel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_easel"))
-        .args(args)
-        .env_remove("EASEL_MODEL")
-        .output()
-        .expect("easel runs")
-}
+use common::easel;
 
 #[test]
 fn json_report_has_every_step_and_phases_that_add_up() {

@@ -3,16 +3,10 @@
 //! with seed + i), takes init images and latents files, and fails with a clear message
 //! and a non-zero exit on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn easel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_easel"))
-        .args(args)
-        .env_remove("EASEL_MODEL")
-        .output()
-        .expect("easel runs")
-}
+use common::easel;
+use std::path::{Path, PathBuf};
 
 /// Runs `easel generate` into `out` and returns the printed paths.
 fn generate(out: &Path, extra: &[&str]) -> Vec<PathBuf> {

@@ -2,16 +2,12 @@
 //! them: what a folder or LoRA is (text and JSON), a LoRA and A1111 prompt weighting
 //! changing the image, and a non-SDXL file passed as `--model` refused by name.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn easel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_easel"))
-        .args(args)
-        .env_remove("EASEL_MODEL")
-        .output()
-        .expect("easel runs")
-}
+use std::process::Output;
+
+use common::easel;
+use std::path::{Path, PathBuf};
 
 fn sdxl_crate() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../easel-sdxl")
