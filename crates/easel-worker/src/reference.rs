@@ -8,7 +8,7 @@
 //! other internal addresses (so DNS cannot point a job at the worker's own network), and IP
 //! literals are checked on the URL and on every redirect.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,32 +56,63 @@ fn literal_is_internal(url: &reqwest::Url) -> bool {
 }
 
 /// Whether `ip` is a public unicast address (not loopback, private, link-local, CGNAT,
-/// unspecified, broadcast, documentation, multicast or unique-local).
+/// unspecified, broadcast, documentation, multicast or unique-local). An IPv6 address that
+/// carries an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo) is judged by
+/// the IPv4 address it carries, since that is where a translator or tunnel sends the request.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            let cgnat = o[0] == 100 && (64..128).contains(&o[1]);
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || cgnat
-                || o[0] == 0)
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                let unique_local = (s[0] & 0xfe00) == 0xfc00;
-                let link_local = (s[0] & 0xffc0) == 0xfe80;
-                !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || unique_local || link_local)
-            }
-        },
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
+}
+
+fn is_public_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    let cgnat = o[0] == 100 && (64..128).contains(&o[1]);
+    !(v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || v4.is_multicast()
+        || cgnat
+        || o[0] == 0
+        || o[0] >= 240)
+}
+
+fn is_public_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let low32 = Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    if s[..6].iter().all(|&x| x == 0) {
+        // IPv4-compatible `::a.b.c.d` (deprecated, still routed by some stacks); `::` and
+        // `::1` land in 0.0.0.0/8, which is internal.
+        return is_public_v4(low32);
+    }
+    match (s[0], s[1]) {
+        // NAT64 well-known prefix 64:ff9b::/96: the IPv4 address is the last 32 bits.
+        (0x64, 0xff9b) if s[2..6].iter().all(|&x| x == 0) => return is_public_v4(low32),
+        // Local-use NAT64 64:ff9b:1::/48 (RFC 8215): a translator inside the operator's
+        // network, never a public destination.
+        (0x64, 0xff9b) if s[2] == 1 => return false,
+        // 6to4 2002:AABB:CCDD::/48 tunnels to the IPv4 address AA.BB.CC.DD.
+        (0x2002, _) => return is_public_v4(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2]))),
+        // Teredo 2001:0::/32: server IPv4 in bits 32..64, client IPv4 (inverted) in the last 32.
+        (0x2001, 0) => {
+            let server = Ipv4Addr::from((u32::from(s[2]) << 16) | u32::from(s[3]));
+            return is_public_v4(server) && is_public_v4(Ipv4Addr::from(!u32::from(low32)));
+        }
+        // Documentation 2001:db8::/32.
+        (0x2001, 0x0db8) => return false,
+        _ => {}
+    }
+    let unique_local = (s[0] & 0xfe00) == 0xfc00;
+    let link_local = (s[0] & 0xffc0) == 0xfe80;
+    let site_local = (s[0] & 0xffc0) == 0xfec0;
+    !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || unique_local || link_local || site_local)
 }
 
 /// A resolver that keeps only public addresses.
@@ -204,7 +235,16 @@ mod tests {
 
     #[test]
     fn only_public_unicast_addresses_are_public() {
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        let public = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:808:808::f7f7:f7f7", // Teredo: server and client 8.8.8.8
+        ];
+        for ip in public {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
         let internal = [
@@ -220,6 +260,18 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            // IPv4-compatible, NAT64 (well-known and local-use), 6to4 and Teredo forms of
+            // internal IPv4 addresses.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::",
+            "2001:0:808:808::80ff:fffe", // client 127.0.0.1 (inverted), public server
+            "2001:0:7f00:1::f7f7:f7f7",  // server 127.0.0.1, public client
+            "2001:db8::1",
         ];
         for ip in internal {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
