@@ -1,61 +1,50 @@
 //! Why this exists: every job whose id is known gets exactly one terminal callback, and a
-//! restart must not lose it. So a terminal body is first stored in the outbox (the embedded
-//! database) — only then is the job's lease acknowledged — and a delivery loop sends stored
-//! bodies until they are delivered: retried with exponential backoff on 429/5xx/network
-//! errors, given up (and logged loudly) on other answers or after the attempt cap. A worker
-//! that restarts re-sends what it had not delivered. With no callback endpoint configured
-//! (embedded defaults), "delivering" writes the body into the job table.
+//! crash must not lose it. The body is queued in the queue's shared outbox
+//! ([`crate::queue::Outbox`]) in the same atomic step that records the job's outcome, and this
+//! delivery loop — in every worker of the queue — sends queued bodies until they are
+//! delivered: retried with jittered exponential backoff on 429/5xx/network errors, given up
+//! (and logged loudly) on other answers or after the attempt cap. A callback queued by a
+//! worker that died is sent by whichever worker claims it next. With no callback endpoint
+//! configured (embedded defaults) the outcome record is the result and "sending" only marks it.
 //!
 //! Wire: `POST <url>` with `Authorization: Bearer <SUPABASE_SERVICE_KEY>`, `Content-Type:
-//! application/json`, the stored bytes unchanged; only HTTP 200 counts as delivered. With
-//! `EASEL_CALLBACK_SECRET` set, also `X-Easel-Timestamp: <unix seconds>` and
+//! application/json`, `X-Easel-Delivery-Id: <job id>:<status>` (the same on every repeat, so an
+//! edge function can drop one), the stored bytes unchanged; only HTTP 200 counts as delivered.
+//! With `EASEL_CALLBACK_SECRET` set, also `X-Easel-Timestamp: <unix seconds>` and
 //! `X-Easel-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
 //!
-//! Invariant: a row is sent by one process at a time (`claimed_until`), so workers sharing a
-//! data dir never double-send.
+//! Invariant: a callback is sent by one process at a time (the outbox's claim), and leaves the
+//! outbox only once settled; a sender that dies after the endpoint answered 200 but before
+//! settling leaves it to be sent again, with the same delivery id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rusqlite::{params, OptionalExtension};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CallbackTarget, Secret};
-use crate::db::{now, Db, DbError};
+use crate::db::now;
+use crate::logsafe::Safe;
 use crate::metrics::{CallbackResult, Metrics};
+use crate::queue::outbox::NO_ENDPOINT;
+use crate::queue::{Outbox, PendingCallback, QueueError, Settle};
 use crate::retry::RetryPolicy;
 
 /// Longest wait for one callback answer (the Python worker's `timeout=30`).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a claimed row is reserved for its sender: the send timeout plus a margin.
-const CLAIM_SECS: f64 = 60.0;
-/// How long shutdown waits for undelivered callbacks before leaving them for the next start.
+/// How long shutdown waits for undelivered callbacks before leaving them for the next start
+/// (or another worker).
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest the delivery loop sleeps without checking the outbox (rows written by another
-/// process sharing the data dir are not announced).
-const IDLE_RECHECK: Duration = Duration::from_secs(5);
-/// The outbox's `target` for bodies kept in the job table.
-const JOB_TABLE: &str = "job-table";
+/// The longest the delivery loop sleeps without checking the outbox (callbacks queued by other
+/// workers are not announced).
+const IDLE_RECHECK: Duration = Duration::from_secs(2);
 /// Bytes of a failed answer kept in logs and the outbox.
 const ANSWER_PREVIEW: usize = 300;
-
-/// A callback store failure.
-#[derive(Debug, thiserror::Error)]
-#[error("callback outbox: {0}")]
-pub struct CallbackError(#[from] pub DbError);
-
-/// One stored body, claimed for an attempt.
-#[derive(Debug)]
-struct Row {
-    id: i64,
-    job_id: String,
-    body: String,
-    target: String,
-    attempts: u32,
-}
+/// The idempotency header: `<job id>:<status>`, equal on every repeat of one outcome.
+pub const DELIVERY_ID_HEADER: &str = "X-Easel-Delivery-Id";
 
 /// How one attempt went.
 enum Attempt {
@@ -64,9 +53,9 @@ enum Attempt {
     GiveUp(String),
 }
 
-/// The outbox and its delivery loop.
+/// The delivery loop over a queue's outbox.
 pub struct Notifier {
-    db: Db,
+    outbox: Arc<dyn Outbox>,
     target: CallbackTarget,
     secret: Option<Secret>,
     http: reqwest::Client,
@@ -76,9 +65,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier storing in `db` and sending to `target`.
+    /// A notifier sending what `outbox` holds to `target`.
     pub fn new(
-        db: Db,
+        outbox: Arc<dyn Outbox>,
         target: CallbackTarget,
         secret: Option<Secret>,
         policy: RetryPolicy,
@@ -89,7 +78,7 @@ impl Notifier {
             .build()
             .unwrap_or_default();
         Self {
-            db,
+            outbox,
             target,
             secret,
             http,
@@ -99,48 +88,34 @@ impl Notifier {
         }
     }
 
-    /// Stores a terminal body for `job_id` durably and wakes the delivery loop.
-    pub async fn record(&self, job_id: &str, body: String) -> Result<(), CallbackError> {
-        let target = match &self.target {
-            CallbackTarget::Http { url, .. } => url.clone(),
-            CallbackTarget::JobTable => JOB_TABLE.to_string(),
-        };
-        let job_id = job_id.to_string();
-        let sql = "INSERT INTO outbox (job_id, body, target, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)";
-        self.db
-            .call(move |c| c.execute(sql, params![job_id, body, target, now()]))
-            .await?;
+    /// Where this worker's callbacks go, as stored with each outcome.
+    pub fn target(&self) -> &str {
+        match &self.target {
+            CallbackTarget::Http { url, .. } => url,
+            CallbackTarget::JobTable => NO_ENDPOINT,
+        }
+    }
+
+    /// Wakes the delivery loop (a callback was just queued).
+    pub fn wake(&self) {
         self.wake.notify_one();
-        Ok(())
     }
 
-    /// Whether a terminal body for `job_id` is already stored (a redelivered job that finished).
-    pub async fn has_terminal(&self, job_id: &str) -> Result<bool, CallbackError> {
-        let job_id = job_id.to_string();
-        let sql = "SELECT 1 FROM outbox WHERE job_id = ?1 LIMIT 1";
-        let found = self
-            .db
-            .call(move |c| c.query_row(sql, params![job_id], |_| Ok(())).optional())
-            .await?;
-        Ok(found.is_some())
+    /// Callbacks neither delivered nor given up.
+    pub async fn pending(&self) -> Result<u64, QueueError> {
+        self.outbox.pending_callbacks().await
     }
 
-    /// Bodies not yet delivered nor given up.
-    pub async fn pending(&self) -> Result<u64, CallbackError> {
-        let sql = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL";
-        Ok(self.db.call(move |c| c.query_row(sql, [], |r| r.get(0))).await?)
-    }
-
-    /// Delivers stored bodies until `shutdown`, then flushes for up to [`FLUSH_TIMEOUT`].
+    /// Delivers queued bodies until `shutdown`, then flushes for up to [`FLUSH_TIMEOUT`].
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            match self.claim(true).await {
-                Ok(Some(row)) => {
-                    self.attempt(row).await;
+            match self.outbox.claim_callback(true, &[]).await {
+                Ok(Some(p)) => {
+                    self.attempt(p).await;
                     continue;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "cannot read the callback outbox"),
+                Err(e) => tracing::warn!(error = %e, "cannot read the callback outbox"),
             }
             let wait = self.next_due_in().await.unwrap_or(IDLE_RECHECK).min(IDLE_RECHECK);
             tokio::select! {
@@ -157,108 +132,58 @@ impl Notifier {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         let mut tried = Vec::new();
         while tokio::time::Instant::now() < deadline {
-            let Ok(Some(row)) = self.claim_excluding(&tried).await else {
+            let claimed = tokio::time::timeout_at(deadline, self.outbox.claim_callback(false, &tried)).await;
+            let Ok(Ok(Some(p))) = claimed else {
                 break;
             };
-            tried.push(row.id);
-            let _ = tokio::time::timeout_at(deadline, self.attempt(row)).await;
+            tried.push(p.key.clone());
+            let _ = tokio::time::timeout_at(deadline, self.attempt(p)).await;
         }
-        match self.pending().await {
-            Ok(0) => tracing::info!("all callbacks delivered"),
-            Ok(n) => tracing::warn!(
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.pending()).await {
+            Ok(Ok(0)) => tracing::info!("all callbacks delivered"),
+            Ok(Ok(n)) => tracing::warn!(
                 pending = n,
-                "callbacks left in the outbox; they are sent on the next start"
+                "callbacks left in the outbox; the next worker to start (or any running one) sends them"
             ),
-            Err(e) => tracing::error!(error = %e, "cannot count undelivered callbacks"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot count undelivered callbacks"),
+            Err(_) => tracing::error!("cannot count undelivered callbacks: the queue does not answer"),
         }
-    }
-
-    async fn claim(&self, due_only: bool) -> Result<Option<Row>, CallbackError> {
-        let cond = if due_only { "AND next_attempt_at <= ?2" } else { "" };
-        self.claim_where(cond).await
-    }
-
-    async fn claim_excluding(&self, ids: &[i64]) -> Result<Option<Row>, CallbackError> {
-        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let cond = if ids.is_empty() {
-            String::new()
-        } else {
-            format!("AND id NOT IN ({})", list.join(","))
-        };
-        self.claim_where(&cond).await
-    }
-
-    async fn claim_where(&self, cond: &str) -> Result<Option<Row>, CallbackError> {
-        let sql = format!(
-            "UPDATE outbox SET claimed_until = ?1, attempts = attempts + 1
-             WHERE id = (SELECT id FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL
-                         AND claimed_until < ?2 {cond} ORDER BY id LIMIT 1)
-             RETURNING id, job_id, body, target, attempts"
-        );
-        let t = now();
-        let row = self.db.call(move |c| {
-            c.query_row(&sql, params![t + CLAIM_SECS, t], |r| {
-                Ok(Row {
-                    id: r.get(0)?,
-                    job_id: r.get(1)?,
-                    body: r.get(2)?,
-                    target: r.get(3)?,
-                    attempts: r.get(4)?,
-                })
-            })
-            .optional()
-        });
-        Ok(row.await?)
     }
 
     async fn next_due_in(&self) -> Option<Duration> {
-        let sql = "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL";
-        let next: Option<f64> = self.db.call(move |c| c.query_row(sql, [], |r| r.get(0))).await.ok()?;
-        next.map(|t| Duration::from_secs_f64((t - now()).max(0.0)))
+        let next = self.outbox.next_callback_at().await.ok()??;
+        Some(Duration::from_secs_f64((next - now()).max(0.0)))
     }
 
-    async fn attempt(&self, row: Row) {
-        let span = tracing::info_span!("callback", job.id = %row.job_id, attempt = row.attempts);
+    async fn attempt(&self, p: PendingCallback) {
+        let span = tracing::info_span!("callback", job.id = %Safe(&p.job_id), attempt = p.attempts);
         let _enter = span.enter();
-        let result = if row.target == JOB_TABLE {
-            self.to_job_table(&row).await
+        let result = if p.target == NO_ENDPOINT {
+            Attempt::Delivered
         } else {
-            self.send(&row).await
+            self.send(&p).await
         };
-        let (sql, err, label) = match &result {
-            Attempt::Delivered => (
-                "UPDATE outbox SET delivered_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
-                None,
-                CallbackResult::Delivered,
-            ),
-            Attempt::Retry(e) if self.policy.may_retry(row.attempts) => (
-                "UPDATE outbox SET next_attempt_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
-                Some(e.clone()),
-                CallbackResult::Retry,
-            ),
-            Attempt::Retry(e) | Attempt::GiveUp(e) => (
-                "UPDATE outbox SET given_up_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
-                Some(e.clone()),
-                CallbackResult::GaveUp,
-            ),
+        let (settle, label) = match result {
+            Attempt::Delivered => (Settle::Delivered, CallbackResult::Delivered),
+            Attempt::Retry(error) if self.policy.may_retry(p.attempts, Duration::ZERO) => {
+                let at = now() + self.policy.delay(p.attempts).as_secs_f64();
+                (Settle::Retry { at, error }, CallbackResult::Retry)
+            }
+            Attempt::Retry(error) | Attempt::GiveUp(error) => (Settle::GaveUp { error }, CallbackResult::GaveUp),
         };
         self.metrics.callback(label);
-        let when = match label {
-            CallbackResult::Retry => now() + self.policy.delay(row.attempts).as_secs_f64(),
-            _ => now(),
-        };
-        log_attempt(label, err.as_deref(), &row);
-        let id = row.id;
-        if let Err(e) = self.db.call(move |c| c.execute(sql, params![when, err, id])).await {
-            tracing::error!(error = %e, "cannot record a callback attempt");
+        log_attempt(label, &settle, &p);
+        if let Err(e) = self.outbox.settle_callback(&p, settle).await {
+            tracing::error!(error = %e, "cannot record a callback attempt; it will be sent again (same delivery id)");
         }
     }
 
-    async fn send(&self, row: &Row) -> Attempt {
+    async fn send(&self, p: &PendingCallback) -> Attempt {
         let mut req = self
             .http
-            .post(&row.target)
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
+            .post(&p.target)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(DELIVERY_ID_HEADER, delivery_id(&p.job_id, &p.body));
         if let CallbackTarget::Http { bearer: Some(key), .. } = &self.target {
             req = req.bearer_auth(key.expose());
         }
@@ -266,9 +191,9 @@ impl Notifier {
             let ts = (now() as u64).to_string();
             req = req
                 .header("X-Easel-Timestamp", &ts)
-                .header("X-Easel-Signature", signature(secret, &ts, &row.body));
+                .header("X-Easel-Signature", signature(secret, &ts, &p.body));
         }
-        match req.body(row.body.clone()).send().await {
+        match req.body(p.body.clone()).send().await {
             Err(e) => Attempt::Retry(format!("network error: {e}")),
             Ok(resp) if resp.status().as_u16() == 200 => Attempt::Delivered,
             Ok(resp) => {
@@ -289,39 +214,40 @@ impl Notifier {
             }
         }
     }
+}
 
-    async fn to_job_table(&self, row: &Row) -> Attempt {
-        let (job_id, body) = (row.job_id.clone(), row.body.clone());
-        let r = self.db.call(move |c| record_outcome(c, &job_id, &body)).await;
-        match r {
-            Ok(()) => Attempt::Delivered,
-            Err(e) => Attempt::Retry(e.to_string()),
+/// The idempotency key of one outcome: `<job id>:<status>` (`completed` or `failed`). The job
+/// id is percent-encoded where it is not a safe header character.
+pub fn delivery_id(job_id: &str, body: &str) -> String {
+    let status = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    let mut id = String::new();
+    for b in job_id.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-~".contains(&b) {
+            id.push(b as char);
+        } else {
+            id.push_str(&format!("%{b:02X}"));
         }
     }
+    format!("{id}:{status}")
 }
 
-fn log_attempt(result: CallbackResult, err: Option<&str>, row: &Row) {
+fn log_attempt(result: CallbackResult, settle: &Settle, p: &PendingCallback) {
+    let err = match settle {
+        Settle::Retry { error, .. } | Settle::GaveUp { error } => Safe(error).to_string(),
+        Settle::Delivered => String::new(),
+    };
     match result {
-        CallbackResult::Delivered => tracing::info!(target_url = %row.target, "callback delivered"),
-        CallbackResult::Retry => tracing::warn!(error = err.unwrap_or(""), "callback failed; will retry"),
+        CallbackResult::Delivered => tracing::info!(target_url = %p.target, "callback delivered"),
+        CallbackResult::Retry => tracing::warn!(error = %err, "callback failed; will retry"),
         CallbackResult::GaveUp => tracing::error!(
-            error = err.unwrap_or(""),
-            body = %row.body,
-            "callback given up; the body stays in the outbox table of the data dir's easel.db"
+            error = %err,
+            body = %Safe(&p.body),
+            "callback given up; the body stays in the queue's outcome record"
         ),
     }
-}
-
-/// Writes `body` as the outcome of the newest job row with `job_id`, or a new row for a job
-/// that did not come from the embedded queue.
-fn record_outcome(c: &rusqlite::Connection, job_id: &str, body: &str) -> rusqlite::Result<()> {
-    let sql = "UPDATE jobs SET outcome = ?1 WHERE seq = (SELECT MAX(seq) FROM jobs WHERE job_id = ?2)";
-    if c.execute(sql, params![body, job_id])? == 0 {
-        let sql = "INSERT INTO jobs (queue, payload, job_id, state, enqueued_at, finished_at, outcome)
-                   VALUES ('external', '', ?1, 'done', ?2, ?2, ?3)";
-        c.execute(sql, params![job_id, now(), body])?;
-    }
-    Ok(())
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
@@ -346,5 +272,11 @@ mod tests {
         let sig = signature(&Secret::new("key"), "1", "{}");
         assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64, "{sig}");
         assert_ne!(sig, signature(&Secret::new("other"), "1", "{}"));
+    }
+
+    #[test]
+    fn the_delivery_id_names_the_job_and_its_status() {
+        assert_eq!(delivery_id("j-1", r#"{"status":"completed"}"#), "j-1:completed");
+        assert_eq!(delivery_id("a b\r\n", r#"{"status":"failed"}"#), "a%20b%0D%0A:failed");
     }
 }

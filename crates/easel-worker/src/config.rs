@@ -72,6 +72,8 @@ const SETTINGS: &[Setting] = &[
     s("shutdown_grace_secs", &["EASEL_SHUTDOWN_GRACE_SECS"], Some("60")),
     s("max_deliveries", &["EASEL_MAX_DELIVERIES"], Some("3")),
     s("retry_base_ms", &["EASEL_RETRY_BASE_MS"], Some("1000")),
+    s("upload_budget_secs", &["EASEL_UPLOAD_BUDGET_SECS"], Some("60")),
+    s("outcome_ttl_secs", &["EASEL_OUTCOME_TTL_SECS"], Some("604800")),
     s("reference_fallback", &["EASEL_REFERENCE_FALLBACK"], Some("false")),
     s(
         "reference_allow_private",
@@ -350,6 +352,12 @@ pub struct Timing {
     pub shutdown_grace: Duration,
     /// First retry delay of storage uploads and callbacks (doubles per attempt).
     pub retry_base: Duration,
+    /// How long one upload keeps retrying a failing store before the job fails (default 60 s:
+    /// rides out a storage restart or a short outage).
+    pub upload_budget: Duration,
+    /// How long a job's recorded outcome is kept (default 7 days): a redelivery or re-push
+    /// within it is answered from the record instead of being run again.
+    pub outcome_ttl: Duration,
 }
 
 impl Timing {
@@ -548,6 +556,8 @@ fn timing(l: &Layers) -> Result<Timing, ConfigError> {
         lease_ttl: Duration::from_secs(lease),
         shutdown_grace: Duration::from_secs(l.number("shutdown_grace_secs", "a number of seconds")?),
         retry_base: Duration::from_millis(positive(l, "retry_base_ms")?),
+        upload_budget: Duration::from_secs(l.number("upload_budget_secs", "a number of seconds")?),
+        outcome_ttl: Duration::from_secs(positive(l, "outcome_ttl_secs")?),
     })
 }
 

@@ -1,5 +1,5 @@
 //! Why this exists: the embedded SQLite database under the data dir holds the embedded queue's
-//! job table (with each job's outcome) and the callback outbox, so a fresh clone runs with no
+//! job table, the outcome record of each job and the callback outbox, so a fresh clone runs with no
 //! services and a restarted worker finds its undelivered callbacks. One connection per process,
 //! used from blocking threads; WAL and a busy timeout let several worker processes share it.
 
@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at    REAL,
     given_up_at     REAL,
     last_error      TEXT
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    queue        TEXT NOT NULL,
+    job_id       TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    recorded_at  REAL NOT NULL,
+    PRIMARY KEY (queue, job_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, given_up_at, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_job ON outbox (job_id);
@@ -105,6 +112,26 @@ impl Db {
             path: self.path.clone(),
             msg: format!("database task failed: {e}"),
         })?
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction (the write lock is taken up front, so two
+    /// processes never deadlock upgrading a read), committed if it succeeds.
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.call(move |c| {
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            match f(c) {
+                Ok(v) => c.execute_batch("COMMIT").map(|()| v),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 
     /// Runs `f` on the connection on this thread.

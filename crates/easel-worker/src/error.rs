@@ -1,7 +1,6 @@
 //! Why this exists: one top-level error for starting and running a worker, so the binary can
 //! map it to an exit code (`78` for configuration, `1` otherwise) without knowing the parts.
 
-use crate::callback::CallbackError;
 use crate::config::ConfigError;
 use crate::db::DbError;
 use crate::generator::GeneratorError;
@@ -21,8 +20,6 @@ pub enum Error {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error(transparent)]
-    Callback(#[from] CallbackError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]

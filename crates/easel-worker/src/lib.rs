@@ -23,6 +23,7 @@
 //! - [`callback`]: the durable outbox and HTTP delivery with retries and an HMAC signature.
 //! - [`db`]: the embedded SQLite database (job table, outbox) under the data dir.
 //! - [`http`]: the worker's endpoints: `/health`, `/memory/*`, `/livez`, `/readyz`, `/metrics`.
+//! - [`logsafe`]: producer-supplied text escaped for log lines.
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`retry`]: bounded exponential backoff shared by storage and callbacks.
 //! - [`config`]: settings from flags > environment > `easel.toml` > defaults; secrets redacted.
@@ -42,6 +43,7 @@ pub mod encode;
 pub mod error;
 pub mod generator;
 pub mod http;
+pub mod logsafe;
 pub mod metrics;
 pub mod process;
 pub mod queue;

@@ -15,14 +15,20 @@ pub enum Outcome {
     Failed,
     DeadLettered,
     Released,
+    /// A job pushed again after it finished: its recorded callback was sent again.
+    Resent,
+    /// A run whose job already had an outcome (recorded by another run): nothing was sent.
+    Duplicate,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 6] = [
         Outcome::Completed,
         Outcome::Failed,
         Outcome::DeadLettered,
         Outcome::Released,
+        Outcome::Resent,
+        Outcome::Duplicate,
     ];
 
     fn label(self) -> &'static str {
@@ -31,6 +37,8 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::DeadLettered => "dead_lettered",
             Outcome::Released => "released",
+            Outcome::Resent => "resent",
+            Outcome::Duplicate => "duplicate",
         }
     }
 }
@@ -80,7 +88,7 @@ impl CallbackResult {
 /// The worker's counters.
 #[derive(Default)]
 pub struct Metrics {
-    jobs: [AtomicU64; 4],
+    jobs: [AtomicU64; 6],
     phase_micros: [AtomicU64; 4],
     phase_count: [AtomicU64; 4],
     callbacks: [AtomicU64; 3],

@@ -1,10 +1,14 @@
 //! Why this exists: what happens to one leased job, start to finish, in one readable place.
 //!
-//! Flow: read the id (none → dead letter) → already finished (a redelivery)? ack → delivered
-//! too often? fail + dead letter → validate → fetch the reference (img2img) → generate →
-//! encode PNG + thumbnail → upload (PNG first, then its thumbnail) → store the terminal
-//! callback in the outbox → ack. Every failure once the id is known becomes a `failed` body;
-//! if even the outbox cannot be written, the lease is left to expire so the job comes back.
+//! Flow: payload bytes → text (not UTF-8 → dead letter, bytes kept) → read the id (none →
+//! dead letter; unparsable but with a readable id → `failed`) → the job already has an outcome?
+//! (a re-push → its recorded callback is sent again; a redelivery of a run that finished
+//! elsewhere → dropped) → delivered too often? `failed` + dead letter → validate (ids must be
+//! safe path segments) → fetch the reference (img2img) → generate → encode PNG + thumbnail →
+//! upload (PNG first, then its thumbnail) → [`crate::queue::Queue::finish`]: the outcome
+//! recorded, its callback queued and the delivery removed, in one atomic step. Every failure
+//! once the id is known becomes a `failed` body; if even the outcome cannot be recorded, the
+//! delivery is left in flight so the job comes back.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,11 +17,12 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::contract::wire::{self, Asset, AssetMetadata, Img2ImgMetadata};
-use crate::contract::{self, Envelope, ErrorKind, JobError, JobSpec};
+use crate::contract::{self, Envelope, ErrorKind, JobError, JobSpec, Unreadable};
 use crate::encode;
 use crate::generator::{GeneratedImage, GenerationSpec, InitSpec};
+use crate::logsafe::Safe;
 use crate::metrics::{Outcome, Phase};
-use crate::queue::Delivery;
+use crate::queue::{Delivery, Finish, Recorded};
 use crate::reference;
 use crate::state::JobState;
 use crate::storage;
@@ -26,17 +31,45 @@ use crate::worker::Shared;
 /// Handles one delivery to its end; returns how it ended (`None` if it could not be recorded
 /// and was left for redelivery).
 pub async fn handle(ctx: Arc<Shared>, d: Delivery) -> Option<Outcome> {
-    let env = match contract::parse(&d.payload) {
-        Ok(env) => env,
-        Err(unreadable) => return dead_letter_unreadable(&ctx, &d, &unreadable.reason).await,
+    let text = match d.text() {
+        Ok(t) => t.to_string(),
+        Err(e) => {
+            let reason = format!(
+                "payload is not UTF-8 text (invalid byte at offset {}); its bytes are kept in the dead letter",
+                e.valid_up_to()
+            );
+            return dead_letter_unreadable(&ctx, &d, &reason).await;
+        }
     };
-    let span = tracing::info_span!("job", job.id = %env.id, worker.name = %ctx.name, delivery = d.deliveries);
-    handle_job(ctx, d, env).instrument(span).await
+    match contract::parse(&text) {
+        Ok(env) => {
+            let span = job_span(&ctx, &d, &env.id);
+            handle_job(ctx, d, env).instrument(span).await
+        }
+        Err(Unreadable { reason, id: Some(id) }) => {
+            let span = job_span(&ctx, &d, &id);
+            let env = Envelope {
+                id,
+                fields: Default::default(),
+            };
+            let fail = async {
+                let err = JobError::invalid(reason);
+                tracing::warn!(error = %Safe(&err.message), "payload refused by the JSON parser; failing the job");
+                finish(&ctx, &d, &env, failed_body(&env, &err), Outcome::Failed, None, JobState::Leased).await
+            };
+            fail.instrument(span).await
+        }
+        Err(unreadable) => dead_letter_unreadable(&ctx, &d, &unreadable.reason).await,
+    }
+}
+
+fn job_span(ctx: &Shared, d: &Delivery, id: &str) -> tracing::Span {
+    tracing::info_span!("job", job.id = %Safe(id), worker.name = %ctx.name, delivery = d.deliveries)
 }
 
 async fn dead_letter_unreadable(ctx: &Shared, d: &Delivery, reason: &str) -> Option<Outcome> {
     let mut st = JobState::Leased;
-    tracing::warn!(worker.name = %ctx.name, reason, "payload without a readable job id; dead-lettered");
+    tracing::warn!(worker.name = %ctx.name, reason = %Safe(reason), "payload without a readable job id; dead-lettered");
     if let Err(e) = ctx.queue.dead_letter(d, reason).await {
         tracing::error!(error = %e, "cannot dead-letter the payload; it will be redelivered");
         return None;
@@ -47,44 +80,67 @@ async fn dead_letter_unreadable(ctx: &Shared, d: &Delivery, reason: &str) -> Opt
 }
 
 async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outcome> {
-    let mut st = JobState::Leased;
-    match ctx.notifier.has_terminal(&env.id).await {
-        Ok(true) => return ack_redelivery(&ctx, &d, &mut st).await,
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot check the outbox for an earlier outcome"),
+    match ctx.queue.outcome(&env.id).await {
+        Ok(Some(_)) => return answer_finished(&ctx, &d, &env.id).await,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the job's outcome record; leaving the job for redelivery");
+            return None;
+        }
     }
     if d.deliveries > ctx.max_deliveries {
-        return fail_over_limit(&ctx, &d, &env, &mut st).await;
+        return fail_over_limit(&ctx, &d, &env).await;
     }
     tracing::info!(
-        job.r#type = env.job_type_text().as_deref().unwrap_or("?"),
+        job.r#type = %Safe(env.job_type_text().as_deref().unwrap_or("?")),
         "job started"
     );
     let started = Instant::now();
+    let mut st = JobState::Leased;
     let (body, outcome) = match execute(&ctx, &env, &mut st).await {
         Ok(body) => (body, Outcome::Completed),
         Err(e) => {
-            tracing::warn!(error_type = e.kind.as_str(), error = %e.message, "job failed");
+            tracing::warn!(error_type = e.kind.as_str(), error = %Safe(&e.message), "job failed");
             (failed_body(&env, &e), Outcome::Failed)
         }
     };
-    record_and_ack(&ctx, &d, &env.id, body, &mut st).await?;
-    ctx.metrics.job(outcome);
-    tracing::info!(outcome = ?outcome, secs = started.elapsed().as_secs_f64(), "job finished");
-    Some(outcome)
+    let ended = finish(&ctx, &d, &env, body, outcome, None, st).await;
+    tracing::info!(outcome = ?ended, secs = started.elapsed().as_secs_f64(), "job finished");
+    ended
 }
 
-async fn ack_redelivery(ctx: &Shared, d: &Delivery, st: &mut JobState) -> Option<Outcome> {
-    tracing::info!("job already has a terminal callback (a redelivery after a crash); acknowledging it");
-    if let Err(e) = ctx.queue.ack(d).await {
-        tracing::error!(error = %e, "cannot acknowledge the redelivered job");
-        return None;
+/// A job id that already has an outcome: a first delivery is a producer pushing the job again
+/// (it never heard back), so the recorded callback is sent again; a redelivery is a second run
+/// of a job another run finished first (its lease had expired), so nothing is sent.
+async fn answer_finished(ctx: &Shared, d: &Delivery, id: &str) -> Option<Outcome> {
+    if d.deliveries > 1 {
+        tracing::info!("job already has an outcome recorded by another run; dropping this redelivery");
+        if let Err(e) = ctx.queue.ack(d).await {
+            tracing::error!(error = %e, "cannot acknowledge the redelivered job; it will come back and be dropped again");
+            return None;
+        }
+        ctx.metrics.job(Outcome::Duplicate);
+        return Some(Outcome::Duplicate);
     }
-    advance(st, JobState::Acked);
-    None
+    match ctx.queue.resend(d, id).await {
+        Ok(true) => {
+            tracing::warn!("job id already has an outcome (pushed again?); re-sending its recorded callback, not running it");
+            ctx.notifier.wake();
+            ctx.metrics.job(Outcome::Resent);
+            Some(Outcome::Resent)
+        }
+        Ok(false) => {
+            tracing::warn!("the job's outcome record expired meanwhile; it will be run when it comes back");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot re-send the recorded callback; the job will come back");
+            None
+        }
+    }
 }
 
-async fn fail_over_limit(ctx: &Shared, d: &Delivery, env: &Envelope, st: &mut JobState) -> Option<Outcome> {
+async fn fail_over_limit(ctx: &Shared, d: &Delivery, env: &Envelope) -> Option<Outcome> {
     let msg = format!(
         "job was delivered {} times without finishing (the worker stopped or crashed each time); giving up after {}",
         d.deliveries, ctx.max_deliveries
@@ -94,30 +150,44 @@ async fn fail_over_limit(ctx: &Shared, d: &Delivery, env: &Envelope, st: &mut Jo
         "delivery limit exceeded; failing and dead-lettering the job"
     );
     let body = failed_body(env, &JobError::new(ErrorKind::DeliveryLimit, msg.clone()));
-    if let Err(e) = ctx.notifier.record(&env.id, body).await {
-        tracing::error!(error = %e, "cannot store the failure callback; the job will be redelivered");
-        return None;
-    }
-    advance(st, JobState::Recorded);
-    if let Err(e) = ctx.queue.dead_letter(d, &msg).await {
-        tracing::error!(error = %e, "cannot dead-letter the job");
-    }
-    advance(st, JobState::DeadLettered);
-    ctx.metrics.job(Outcome::DeadLettered);
-    Some(Outcome::DeadLettered)
+    finish(ctx, d, env, body, Outcome::DeadLettered, Some(&msg), JobState::Leased).await
 }
 
-async fn record_and_ack(ctx: &Shared, d: &Delivery, id: &str, body: String, st: &mut JobState) -> Option<()> {
-    if let Err(e) = ctx.notifier.record(id, body).await {
-        tracing::error!(error = %e, "cannot store the terminal callback; leaving the lease to expire so the job is retried");
-        return None;
+/// Records `body` as the job's outcome and removes the delivery; `outcome` is counted only if
+/// this run's outcome is the one recorded.
+async fn finish(
+    ctx: &Shared,
+    d: &Delivery,
+    env: &Envelope,
+    body: String,
+    outcome: Outcome,
+    dead_reason: Option<&str>,
+    mut st: JobState,
+) -> Option<Outcome> {
+    let f = Finish {
+        job_id: &env.id,
+        body: &body,
+        target: ctx.notifier.target(),
+        dead_reason,
+    };
+    match ctx.queue.finish(d, f).await {
+        Ok(Recorded::New) => {
+            advance(&mut st, JobState::Recorded);
+            advance(&mut st, if dead_reason.is_some() { JobState::DeadLettered } else { JobState::Acked });
+            ctx.notifier.wake();
+            ctx.metrics.job(outcome);
+            Some(outcome)
+        }
+        Ok(Recorded::Existing) => {
+            tracing::info!("another run recorded this job's outcome first; this run's result is dropped");
+            ctx.metrics.job(Outcome::Duplicate);
+            Some(Outcome::Duplicate)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the job's outcome; leaving it in flight so it is retried");
+            None
+        }
     }
-    advance(st, JobState::Recorded);
-    if let Err(e) = ctx.queue.ack(d).await {
-        tracing::error!(error = %e, "cannot acknowledge the job; a redelivery will be acknowledged without rerunning it");
-    }
-    advance(st, JobState::Acked);
-    Some(())
 }
 
 fn failed_body(env: &Envelope, e: &JobError) -> String {

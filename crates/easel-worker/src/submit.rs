@@ -1,6 +1,6 @@
 //! Why this exists: `easel submit` pushes a job exactly as the ourvidz producers do (a contract
-//! payload, `LPUSH <queue> <json>`) to whichever queue is configured, and — when outcomes are
-//! kept in the embedded job table — waits for the outcome and says where the images are.
+//! payload, `LPUSH <queue> <json>`) to whichever queue is configured, and waits for the job's
+//! outcome record in that queue's store (every backend keeps one) and says where the images are.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,9 +9,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{Layers, StorageBackend, WorkerConfig};
 use crate::db::{Db, DbError};
-use crate::queue::{self, sqlite::job_outcome, QueueError};
+use crate::queue::{self, QueueError};
 
-/// How often `--wait` looks at the job table: fast enough to feel immediate, cheap for SQLite.
+/// How often `--wait` looks for the outcome: fast enough to feel immediate, cheap for any store.
 const WAIT_POLL: Duration = Duration::from_millis(200);
 
 /// What to submit.
@@ -81,29 +81,26 @@ pub enum SubmitError {
     Config(#[from] crate::ConfigError),
     #[error("job {0} has no outcome after {1:?}; is a worker running (`easel worker sdxl run`)?")]
     Timeout(String, Duration),
-    #[error(
-        "--wait needs outcomes kept in the embedded job table; with a callback URL configured the outcome goes there"
-    )]
-    CannotWait,
 }
 
 /// Pushes `payload` (a JSON object) to the queue `layers` configure.
 pub async fn push(layers: &Layers, payload: &Value) -> Result<(), SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
-    let db = Db::open(&config.db_path())?;
-    let q = queue::open(
-        &config.queue,
-        &config.queue_name,
-        queue::consumer_id("submit"),
-        &db,
-        config.timing.lease_ttl,
-    )
-    .await?;
-    q.push(&payload.to_string()).await?;
+    let q = open_queue(&config)?;
+    q.push(payload.to_string().as_bytes()).await?;
     Ok(())
 }
 
-/// The end of a job as the job table records it.
+fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {
+    let db = Db::open(&config.db_path())?;
+    let opts = queue::QueueOptions {
+        lease_ttl: config.timing.lease_ttl,
+        outcome_ttl: config.timing.outcome_ttl,
+    };
+    Ok(queue::open(&config.queue, &config.queue_name, queue::consumer_id("submit"), &db, opts)?)
+}
+
+/// The end of a job as its outcome record says.
 #[derive(Clone, Debug)]
 pub struct Finished {
     /// The terminal callback body.
@@ -112,16 +109,14 @@ pub struct Finished {
     pub files: Vec<PathBuf>,
 }
 
-/// Waits up to `timeout` for job `id`'s outcome in the embedded job table.
+/// Waits up to `timeout` for job `id`'s outcome record in the configured queue's store.
 pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finished, SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
-    if !matches!(config.callback, crate::config::CallbackTarget::JobTable) {
-        return Err(SubmitError::CannotWait);
-    }
-    let db = Db::open(&config.db_path())?;
+    let q = open_queue(&config)?;
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(outcome) = read_outcome(&db, id)? {
+        if let Some(body) = q.outcome(id).await? {
+            let outcome = serde_json::from_str(&body).unwrap_or(Value::String(body));
             return Ok(Finished {
                 files: asset_files(&config, &outcome),
                 outcome,
@@ -132,19 +127,6 @@ pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finish
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
-}
-
-fn read_outcome(db: &Db, id: &str) -> Result<Option<Value>, SubmitError> {
-    let Some(row) = job_outcome(db, id)? else {
-        return Ok(None);
-    };
-    Ok(match (row.outcome, row.dead_reason) {
-        (Some(body), _) => Some(serde_json::from_str(&body).unwrap_or(Value::String(body))),
-        (None, Some(reason)) if row.state == "dead" => {
-            Some(json!({"job_id": id, "status": "dead_lettered", "reason": reason}))
-        }
-        _ => None,
-    })
 }
 
 fn asset_files(config: &WorkerConfig, outcome: &Value) -> Vec<PathBuf> {

@@ -27,9 +27,12 @@ use crate::state::WorkerPhase;
 use crate::storage::{self, Storage};
 use crate::{http, process, Error};
 
-/// Pause after a queue error before trying again (the Python worker paused 10 s; 5 s
-/// recovers sooner while still not hammering a server that is down).
-const QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(5);
+/// Pause after a queue error before trying again (the Python worker paused 10 s): short, so
+/// a Redis restart costs a job seconds, not tens of them.
+const QUEUE_ERROR_PAUSE: Duration = crate::retry::QUEUE_MAX_DELAY;
+/// While the queue is unreachable at start, how many failed attempts pass between log lines
+/// after the first (logged at once): about one a minute at the capped retry delay.
+const UNREACHABLE_LOG_EVERY: u32 = 30;
 
 /// A worker process: `run` is the loop; the other entry points are the same loop.
 pub trait Worker {
@@ -139,10 +142,14 @@ impl SdxlWorker {
     async fn shared(&self) -> Result<Arc<Shared>, Error> {
         let c = &self.config;
         let consumer = queue::consumer_id(&c.worker_name);
-        let queue = queue::open(&c.queue, &c.queue_name, consumer, &self.db, c.timing.lease_ttl).await?;
+        let opts = queue::QueueOptions {
+            lease_ttl: c.timing.lease_ttl,
+            outcome_ttl: c.timing.outcome_ttl,
+        };
+        let queue = queue::open(&c.queue, &c.queue_name, consumer, &self.db, opts)?;
         let policy = RetryPolicy::callback(c.timing.retry_base);
         let notifier = Notifier::new(
-            self.db.clone(),
+            queue.clone(),
             c.callback.clone(),
             c.callback_secret.clone(),
             policy,
@@ -158,7 +165,7 @@ impl SdxlWorker {
             engine: tokio::sync::Mutex::new(()),
             metrics: self.metrics.clone(),
             http: crate::reference::client(c.reference_allow_private),
-            storage_policy: RetryPolicy::storage(c.timing.retry_base),
+            storage_policy: RetryPolicy::storage(c.timing.retry_base, c.timing.upload_budget),
             max_deliveries: c.max_deliveries,
             reference_fallback: c.reference_fallback,
             reference_allow_private: c.reference_allow_private,
@@ -198,6 +205,31 @@ impl SdxlWorker {
                 tracing::info!(secs = started.elapsed().as_secs_f64(), "model loaded");
                 Ok(true)
             }
+        }
+    }
+
+    /// Waits until the queue answers, retrying with capped jittered backoff; `false` if
+    /// `shutdown` came first. The first failure is logged at once, then about once a minute.
+    async fn wait_for_queue(&self, shared: &Shared, shutdown: &CancellationToken) -> bool {
+        let policy = RetryPolicy::queue(Duration::MAX);
+        let mut attempt = 1;
+        loop {
+            let e = match shared.queue.ping().await {
+                Ok(()) if attempt > 1 => {
+                    tracing::info!(queue = %shared.queue.describe(), "queue reachable");
+                    return true;
+                }
+                Ok(()) => return true,
+                Err(e) => e,
+            };
+            if attempt == 1 || attempt % UNREACHABLE_LOG_EVERY == 0 {
+                tracing::error!(worker.name = %shared.name, error = %e, attempts = attempt, "queue unreachable; retrying until it answers (/readyz is 503 meanwhile)");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(policy.ceiling(attempt)) => {}
+            }
+            attempt += 1;
         }
     }
 
@@ -254,8 +286,12 @@ impl Worker for SdxlWorker {
         let (bound, server) = http::serve(addr, shared.clone(), http_stop.clone()).await?;
         self.log_start(&shared, bound);
         let background = CancellationToken::new();
+        let (loaded, reachable) = tokio::join!(
+            self.load_model(&shared, &shutdown),
+            self.wait_for_queue(&shared, &shutdown)
+        );
         let notifier = tokio::spawn(shared.notifier.clone().run(background.clone()));
-        if self.load_model(&shared, &shutdown).await? {
+        if loaded? && reachable {
             let tasks = spawn_lease_tasks(&shared, &self.config, background.clone());
             shared.set_phase(WorkerPhase::Ready);
             self.job_loop(&shared, &shutdown).await;

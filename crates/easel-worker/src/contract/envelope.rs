@@ -21,28 +21,33 @@ pub struct Envelope {
     pub fields: Map<String, Value>,
 }
 
-/// A payload without a readable job id: it goes to the dead-letter list with this reason.
+/// A payload the strict parser cannot read. With `id: None` it goes to the dead-letter list
+/// with this reason; with an id (read by the lenient scan) it gets a `failed` callback.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct Unreadable {
     pub reason: String,
+    /// The top-level job id, when the lenient scan could read it.
+    pub id: Option<String>,
 }
 
 /// Reads the id (and keeps the rest) from a raw payload.
 pub fn parse(raw: &str) -> Result<Envelope, Unreadable> {
-    let value: Value =
-        serde_json::from_str(raw).map_err(|e| unreadable(format!("payload is not JSON ({e}); push a JSON object")))?;
+    let value: Value = serde_json::from_str(raw).map_err(|e| Unreadable {
+        reason: format!("payload is not valid JSON ({e}); push a JSON object"),
+        id: lenient_id(raw),
+    })?;
     let Value::Object(fields) = value else {
         return Err(unreadable(format!(
             "payload is JSON {} but must be an object",
             kind_of(&value)
         )));
     };
-    let id = read_id(&fields)?;
+    let id = id_field(&fields)?;
     Ok(Envelope { id, fields })
 }
 
-fn read_id(fields: &Map<String, Value>) -> Result<String, Unreadable> {
+fn id_field(fields: &Map<String, Value>) -> Result<String, Unreadable> {
     let found = ID_FIELDS
         .iter()
         .find_map(|k| fields.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)));
@@ -65,7 +70,29 @@ fn read_id(fields: &Map<String, Value>) -> Result<String, Unreadable> {
 }
 
 fn unreadable(reason: impl Into<String>) -> Unreadable {
-    Unreadable { reason: reason.into() }
+    Unreadable {
+        reason: reason.into(),
+        id: None,
+    }
+}
+
+/// The top-level id of a payload the strict parser refused, read by [`super::lenient`] with the
+/// same field order and rules as [`parse`].
+fn lenient_id(raw: &str) -> Option<String> {
+    let found = super::lenient::top_level_strings(raw, &ID_FIELDS)?;
+    let id = ID_FIELDS
+        .iter()
+        .find_map(|f| found.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone()))?;
+    (!id.trim().is_empty() && id.chars().count() <= MAX_ID_CHARS).then_some(id)
+}
+
+/// The job id of a raw payload, strictly or by the lenient scan.
+pub fn read_id(raw: &str) -> Result<String, Unreadable> {
+    match parse(raw) {
+        Ok(env) => Ok(env.id),
+        Err(Unreadable { id: Some(id), .. }) => Ok(id),
+        Err(e) => Err(e),
+    }
 }
 
 /// "a number", "an array", ... for messages.
@@ -108,7 +135,7 @@ mod tests {
     #[test]
     fn payloads_without_a_readable_id_say_why() {
         for (raw, why) in [
-            ("not json", "not JSON"),
+            ("not json", "not valid JSON"),
             ("[1]", "an array"),
             ("\"{}\"", "a string but must be an object"),
             (r#"{"prompt":"x"}"#, "no job id"),

@@ -7,11 +7,12 @@
 //! [`JobError`]) → after the job, [`wire`] builds the terminal callback body.
 
 pub mod envelope;
+pub mod lenient;
 pub mod preset;
 pub mod spec;
 pub mod wire;
 
-pub use envelope::{parse, Envelope, Unreadable};
+pub use envelope::{parse, read_id, Envelope, Unreadable};
 pub use preset::{JobType, DEFAULT_NEGATIVE_PROMPT};
 pub use spec::{JobSpec, ReferenceSpec};
 

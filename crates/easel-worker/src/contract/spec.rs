@@ -27,8 +27,8 @@ pub const MAX_GUIDANCE: f64 = 30.0;
 pub const MAX_IMAGES: u32 = 6;
 /// Longest prompt (and negative prompt) in characters: CLIP reads 77 tokens; this stops abuse.
 pub const MAX_PROMPT_CHARS: usize = 4000;
-/// Longest `user_id` (it becomes a storage path segment).
-const MAX_USER_ID_CHARS: usize = 256;
+/// Longest job id or user id: both become storage path segments (ids are UUIDs, 36 characters).
+pub const MAX_SEGMENT_CHARS: usize = 128;
 /// img2img strength when the job gives none.
 pub const DEFAULT_STRENGTH: f64 = 0.5;
 /// img2img strength for `exact_copy_mode` (a light touch), raised to reach one step.
@@ -70,6 +70,7 @@ pub struct JobSpec {
 impl JobSpec {
     /// Validates `env` against the contract; `side` is the generator's preset size override.
     pub fn from_envelope(env: &Envelope, side: Option<u32>) -> Result<Self, JobError> {
+        path_segment("id", &env.id)?;
         let job_type = job_type(env)?;
         let user_id = user_id(env)?;
         let prompt = text(env, &["prompt"], "prompt")?.ok_or_else(|| missing("prompt", "a string (may be empty)"))?;
@@ -111,17 +112,27 @@ fn job_type(env: &Envelope) -> Result<JobType, JobError> {
 
 fn user_id(env: &Envelope) -> Result<String, JobError> {
     let u = text(env, &["user_id", "userId"], "user_id")?.ok_or_else(|| missing("user_id", "the user's id"))?;
-    let bad = u.is_empty()
-        || u == "."
-        || u == ".."
-        || u.chars().count() > MAX_USER_ID_CHARS
-        || u.chars().any(|c| c == '/' || c == '\\' || c.is_control());
-    if bad {
-        return Err(JobError::invalid(format!(
-            "user_id {u:?} cannot be a storage path segment: use a non-empty id without '/', '\\' or control characters"
-        )));
-    }
+    path_segment("user_id", &u)?;
     Ok(u)
+}
+
+/// Whether `s` can be one storage path segment as it is: 1 to [`MAX_SEGMENT_CHARS`] of
+/// `A-Z a-z 0-9 . _ -`, and not `.` or `..`. Anything else could leave the job's folder
+/// (`..`, `/`), be cut or reinterpreted by an HTTP path (`#`, `?`, `%`) or a log line (CR, LF).
+pub fn is_path_segment(s: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    (1..=MAX_SEGMENT_CHARS).contains(&s.len()) && s != "." && s != ".." && s.chars().all(allowed)
+}
+
+fn path_segment(field: &str, value: &str) -> Result<(), JobError> {
+    if is_path_segment(value) {
+        return Ok(());
+    }
+    Err(JobError::invalid(format!(
+        "{field} {} cannot be a storage path segment: use 1 to {MAX_SEGMENT_CHARS} of the characters \
+         A-Z a-z 0-9 . _ - (not \".\" or \"..\"); nothing was stored",
+        crate::logsafe::quoted(value)
+    )))
 }
 
 fn missing(field: &str, what: &str) -> JobError {
@@ -441,6 +452,23 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::UnsupportedJobType);
         let e = spec(r#"{"id":"j","type":"sdxl_image_fast","prompt":"p","user_id":"../etc"}"#).unwrap_err();
         assert!(e.message.contains("user_id"));
+    }
+
+    #[test]
+    fn ids_that_are_not_safe_path_segments_are_refused() {
+        let long = "a".repeat(MAX_SEGMENT_CHARS + 1);
+        let bad = ["..", ".", "a/b", "../../evil-bucket/x", "a#b", "a?b", "a%2fb", "a\\nb", "a b", "é", "", &long];
+        for id in bad {
+            for (id_field, user) in [(id, "u"), ("j", id)] {
+                let raw = serde_json::json!({"id": id_field, "type": "sdxl_image_fast", "prompt": "p", "user_id": user});
+                let e = spec(&raw.to_string()).unwrap_err();
+                assert_eq!(e.kind, ErrorKind::Validation, "{id:?}");
+                assert!(e.message.contains("path segment"), "{id:?}: {}", e.message);
+            }
+        }
+        for ok in ["550e8400-e29b-41d4-a716-446655440000", "job_1.v2", "...", &"a".repeat(MAX_SEGMENT_CHARS)] {
+            assert!(is_path_segment(ok), "{ok}");
+        }
     }
 
     #[test]

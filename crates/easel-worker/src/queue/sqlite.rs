@@ -1,14 +1,19 @@
 //! Why this exists: the embedded default queue, so a fresh clone runs jobs with no services.
 //! Jobs are rows of the `jobs` table; a lease is `state = 'leased'` with a `lease_until` that
 //! heartbeats push forward; an expired lease is taken over by the next `lease` of any worker
-//! (and by `reclaim_expired`). Finished rows stay, with their outcome, for `easel submit --wait`.
+//! (and by `reclaim_expired`). A job's outcome is a row of `outcomes` (one per queue and job
+//! id); [`Queue::finish`] writes it, its `outbox` row and the job row's end in one
+//! transaction. Finished rows keep their outcome, for `easel submit --wait`. Payloads are
+//! stored as given (a BLOB when they are not text).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Delivery, Depth, Queue, QueueError};
+use super::outbox::{Outbox, PendingCallback, Settle, CLAIM_SECS};
+use super::{Delivery, Depth, Finish, Queue, QueueError, QueueOptions, Recorded};
 use crate::contract;
 use crate::db::{now, Db, DbError};
 
@@ -17,17 +22,17 @@ pub struct SqliteQueue {
     db: Db,
     name: String,
     consumer: String,
-    lease_ttl: Duration,
+    opts: QueueOptions,
 }
 
 impl SqliteQueue {
     /// A queue named `name` in `db`, consuming as `consumer`.
-    pub fn new(db: Db, name: &str, consumer: String, lease_ttl: Duration) -> Self {
+    pub fn new(db: Db, name: &str, consumer: String, opts: QueueOptions) -> Self {
         Self {
             db,
             name: name.to_string(),
             consumer,
-            lease_ttl,
+            opts,
         }
     }
 
@@ -41,6 +46,48 @@ impl SqliteQueue {
     fn seq(d: &Delivery) -> i64 {
         d.receipt.parse().unwrap_or(-1)
     }
+
+    fn lease_ttl(&self) -> Duration {
+        self.opts.lease_ttl
+    }
+}
+
+/// A payload column as bytes, whether it was stored as TEXT or BLOB.
+fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => Ok(b.to_vec()),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            0,
+            "payload".into(),
+            other.data_type(),
+        )),
+    }
+}
+
+/// Stores `payload` as TEXT when it is UTF-8 (readable with `sqlite3`), else as a BLOB.
+fn payload_value(payload: &[u8]) -> rusqlite::types::Value {
+    match std::str::from_utf8(payload) {
+        Ok(t) => rusqlite::types::Value::Text(t.to_string()),
+        Err(_) => rusqlite::types::Value::Blob(payload.to_vec()),
+    }
+}
+
+/// Ends job row `seq` as `done` (or `dead` with a reason), with `outcome` as its result.
+fn end_row(c: &Connection, seq: i64, outcome: &str, dead: Option<&str>) -> rusqlite::Result<()> {
+    let state = if dead.is_some() { "dead" } else { "done" };
+    let sql = "UPDATE jobs SET state = ?1, dead_reason = ?2, finished_at = ?3, outcome = ?4, consumer = NULL,
+               lease_until = NULL WHERE seq = ?5 AND state IN ('leased', 'queued')";
+    c.execute(sql, params![state, dead, now(), outcome, seq]).map(|_| ())
+}
+
+fn queue_callback(c: &Connection, job_id: &str, body: &str, target: &str) -> rusqlite::Result<()> {
+    let sql = "INSERT INTO outbox (job_id, body, target, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)";
+    c.execute(sql, params![job_id, body, target, now()]).map(|_| ())
+}
+
+fn recorded(c: &Connection, queue: &str, job_id: &str) -> rusqlite::Result<Option<String>> {
+    let sql = "SELECT body FROM outcomes WHERE queue = ?1 AND job_id = ?2";
+    c.query_row(sql, params![queue, job_id], |r| r.get(0)).optional()
 }
 
 #[async_trait]
@@ -53,31 +100,40 @@ impl Queue for SqliteQueue {
         &self.consumer
     }
 
-    async fn push(&self, payload: &str) -> Result<(), QueueError> {
-        let (queue, payload) = (self.name.clone(), payload.to_string());
-        let job_id = contract::parse(&payload).ok().map(|e| e.id);
+    async fn ping(&self) -> Result<(), QueueError> {
+        let r = self.db.call(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await;
+        r.map_err(|e| self.err(e))
+    }
+
+    async fn push(&self, payload: &[u8]) -> Result<(), QueueError> {
+        let queue = self.name.clone();
+        let job_id = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|t| contract::read_id(t).ok());
+        let value = payload_value(payload);
         let sql = "INSERT INTO jobs (queue, payload, job_id, state, enqueued_at) VALUES (?1, ?2, ?3, 'queued', ?4)";
         let r = self
             .db
-            .call(move |c| c.execute(sql, params![queue, payload, job_id, now()]))
+            .call(move |c| c.execute(sql, params![queue, value, job_id, now()]))
             .await;
         r.map(|_| ()).map_err(|e| self.err(e))
     }
 
     async fn lease(&self) -> Result<Option<Delivery>, QueueError> {
         let (queue, consumer) = (self.name.clone(), self.consumer.clone());
-        let until = now() + self.lease_ttl.as_secs_f64();
+        let until = now() + self.lease_ttl().as_secs_f64();
         let sql = "UPDATE jobs SET state = 'leased', consumer = ?1, lease_until = ?2, deliveries = deliveries + 1
                    WHERE seq = (SELECT seq FROM jobs WHERE queue = ?3
-                                AND (state = 'queued' OR (state = 'leased' AND lease_until < ?4))
-                                ORDER BY seq LIMIT 1)
+                                AND (state = 'queued' OR (state = 'leased' AND (lease_until < ?4 OR consumer = ?1)))
+                                ORDER BY (state = 'leased' AND consumer = ?1) DESC, seq LIMIT 1)
                    RETURNING seq, payload, deliveries";
         let row = self.db.call(move |c| {
             c.query_row(sql, params![consumer, until, queue, now()], |r| {
                 Ok(Delivery {
                     receipt: r.get::<_, i64>(0)?.to_string(),
-                    payload: r.get(1)?,
+                    payload: bytes_of(r.get_ref(1)?)?,
                     deliveries: r.get(2)?,
+                    digest: String::new(),
                 })
             })
             .optional()
@@ -87,7 +143,7 @@ impl Queue for SqliteQueue {
 
     async fn heartbeat(&self) -> Result<(), QueueError> {
         let consumer = self.consumer.clone();
-        let until = now() + self.lease_ttl.as_secs_f64();
+        let until = now() + self.lease_ttl().as_secs_f64();
         let sql = "UPDATE jobs SET lease_until = ?1 WHERE state = 'leased' AND consumer = ?2";
         self.db
             .call(move |c| c.execute(sql, params![until, consumer]))
@@ -96,12 +152,50 @@ impl Queue for SqliteQueue {
             .map_err(|e| self.err(e))
     }
 
+    async fn outcome(&self, job_id: &str) -> Result<Option<String>, QueueError> {
+        let (queue, job_id) = (self.name.clone(), job_id.to_string());
+        let r = self.db.call(move |c| recorded(c, &queue, &job_id)).await;
+        r.map_err(|e| self.err(e))
+    }
+
+    async fn finish(&self, d: &Delivery, f: Finish<'_>) -> Result<Recorded, QueueError> {
+        let (queue, seq) = (self.name.clone(), Self::seq(d));
+        let (job_id, body, target) = (f.job_id.to_string(), f.body.to_string(), f.target.to_string());
+        let dead = f.dead_reason.map(str::to_string);
+        let r = self.db.transaction(move |c| {
+            let sql = "INSERT OR IGNORE INTO outcomes (queue, job_id, body, recorded_at) VALUES (?1, ?2, ?3, ?4)";
+            let new = c.execute(sql, params![queue, job_id, body, now()])? == 1;
+            if new {
+                queue_callback(c, &job_id, &body, &target)?;
+            }
+            let outcome = recorded(c, &queue, &job_id)?.unwrap_or(body);
+            end_row(c, seq, &outcome, dead.as_deref())?;
+            Ok(if new { Recorded::New } else { Recorded::Existing })
+        });
+        r.await.map_err(|e| self.err(e))
+    }
+
+    async fn resend(&self, d: &Delivery, job_id: &str) -> Result<bool, QueueError> {
+        let (queue, seq, job_id) = (self.name.clone(), Self::seq(d), job_id.to_string());
+        let r = self.db.transaction(move |c| {
+            let Some(body) = recorded(c, &queue, &job_id)? else {
+                return Ok(false);
+            };
+            let sql = "SELECT target FROM outbox WHERE job_id = ?1 ORDER BY id DESC LIMIT 1";
+            let target: Option<String> = c.query_row(sql, params![job_id], |r| r.get(0)).optional()?;
+            queue_callback(c, &job_id, &body, target.as_deref().unwrap_or(super::outbox::NO_ENDPOINT))?;
+            end_row(c, seq, &body, None)?;
+            Ok(true)
+        });
+        r.await.map_err(|e| self.err(e))
+    }
+
     async fn ack(&self, d: &Delivery) -> Result<(), QueueError> {
-        let (seq, consumer) = (Self::seq(d), self.consumer.clone());
-        let sql =
-            "UPDATE jobs SET state = 'done', finished_at = ?1 WHERE seq = ?2 AND consumer = ?3 AND state = 'leased'";
+        let seq = Self::seq(d);
+        let sql = "UPDATE jobs SET state = 'done', finished_at = ?1, consumer = NULL, lease_until = NULL
+                   WHERE seq = ?2 AND state = 'leased'";
         self.db
-            .call(move |c| c.execute(sql, params![now(), seq, consumer]))
+            .call(move |c| c.execute(sql, params![now(), seq]))
             .await
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -120,7 +214,8 @@ impl Queue for SqliteQueue {
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
         let (seq, reason) = (Self::seq(d), reason.to_string());
-        let sql = "UPDATE jobs SET state = 'dead', dead_reason = ?1, finished_at = ?2 WHERE seq = ?3";
+        let sql = "UPDATE jobs SET state = 'dead', dead_reason = ?1, finished_at = ?2, consumer = NULL,
+                   lease_until = NULL WHERE seq = ?3";
         self.db
             .call(move |c| c.execute(sql, params![reason, now(), seq]))
             .await
@@ -130,14 +225,17 @@ impl Queue for SqliteQueue {
 
     async fn reclaim_expired(&self) -> Result<u64, QueueError> {
         let queue = self.name.clone();
-        let sql = "UPDATE jobs SET state = 'queued', consumer = NULL, lease_until = NULL
-                   WHERE queue = ?1 AND state = 'leased' AND lease_until < ?2";
-        let n = self
-            .db
-            .call(move |c| c.execute(sql, params![queue, now()]))
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(n as u64)
+        let horizon = now() - self.opts.outcome_ttl.as_secs_f64();
+        let r = self.db.call(move |c| {
+            c.execute(
+                "DELETE FROM outcomes WHERE queue = ?1 AND recorded_at < ?2",
+                params![queue, horizon],
+            )?;
+            let sql = "UPDATE jobs SET state = 'queued', consumer = NULL, lease_until = NULL
+                       WHERE queue = ?1 AND state = 'leased' AND lease_until < ?2";
+            c.execute(sql, params![queue, now()])
+        });
+        Ok(r.await.map_err(|e| self.err(e))? as u64)
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {
@@ -154,6 +252,77 @@ impl Queue for SqliteQueue {
             })
         });
         r.await.map_err(|e| self.err(e))
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteQueue {
+    async fn claim_callback(&self, due_only: bool, exclude: &[String]) -> Result<Option<PendingCallback>, QueueError> {
+        let mut cond = if due_only {
+            "AND next_attempt_at <= ?2".to_string()
+        } else {
+            String::new()
+        };
+        let ids: Vec<i64> = exclude.iter().filter_map(|k| k.parse().ok()).collect();
+        if !ids.is_empty() {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            cond.push_str(&format!(" AND id NOT IN ({})", list.join(",")));
+        }
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = ?1, attempts = attempts + 1
+             WHERE id = (SELECT id FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL
+                         AND claimed_until < ?2 {cond} ORDER BY id LIMIT 1)
+             RETURNING id, job_id, body, target, attempts"
+        );
+        let t = now();
+        let row = self.db.call(move |c| {
+            c.query_row(&sql, params![t + CLAIM_SECS, t], |r| {
+                Ok(PendingCallback {
+                    key: r.get::<_, i64>(0)?.to_string(),
+                    job_id: r.get(1)?,
+                    body: r.get(2)?,
+                    target: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
+            })
+            .optional()
+        });
+        row.await.map_err(|e| self.err(e))
+    }
+
+    async fn settle_callback(&self, p: &PendingCallback, s: Settle) -> Result<(), QueueError> {
+        let id: i64 = p.key.parse().unwrap_or(-1);
+        let (sql, when, err) = match s {
+            Settle::Delivered => (
+                "UPDATE outbox SET delivered_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
+                now(),
+                None,
+            ),
+            Settle::Retry { at, error } => (
+                "UPDATE outbox SET next_attempt_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
+                at,
+                Some(error),
+            ),
+            Settle::GaveUp { error } => (
+                "UPDATE outbox SET given_up_at = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
+                now(),
+                Some(error),
+            ),
+        };
+        let r = self.db.call(move |c| c.execute(sql, params![when, err, id])).await;
+        r.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    async fn pending_callbacks(&self) -> Result<u64, QueueError> {
+        let sql = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL";
+        let r = self.db.call(move |c| c.query_row(sql, [], |r| r.get(0))).await;
+        r.map_err(|e| self.err(e))
+    }
+
+    async fn next_callback_at(&self) -> Result<Option<f64>, QueueError> {
+        let sql = "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL";
+        let r = self.db.call(move |c| c.query_row(sql, [], |r| r.get(0))).await;
+        r.map_err(|e| self.err(e))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Why this exists: images go to one of three stores behind [`Storage`] — a local directory
 //! (embedded default), Supabase Storage REST (what ourvidz uses), or any S3-compatible bucket —
 //! at the contract's bucket-relative keys. Uploads are idempotent (upsert), so
-//! [`put_with_retry`] can retry transient failures with bounded backoff.
+//! [`put_with_retry`] can retry transient failures with jittered backoff within a time budget.
 
 pub mod local;
 pub mod s3;
@@ -60,12 +60,13 @@ pub async fn put_with_retry(
     content_type: &str,
 ) -> Result<(), StorageError> {
     let mut attempt = 1;
+    let started = std::time::Instant::now();
     loop {
         let result = store.put(key, bytes.clone(), content_type).await;
         metrics.storage_attempt(result.is_ok());
         match result {
             Ok(()) => return Ok(()),
-            Err(e) if e.retryable && policy.may_retry(attempt) => {
+            Err(e) if e.retryable && policy.may_retry(attempt, started.elapsed()) => {
                 let delay = policy.delay(attempt);
                 tracing::warn!(key, attempt, delay_ms = delay.as_millis() as u64, error = %e, "upload failed; retrying");
                 tokio::time::sleep(delay).await;

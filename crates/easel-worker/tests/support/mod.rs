@@ -302,20 +302,32 @@ async fn upstash_cmd(
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "empty command"}))).into_response();
     };
     let mut conn = s.0.clone();
+    // Upstash answers bulk strings base64-encoded when asked (`Upstash-Encoding: base64`).
+    let b64 = headers.get("upstash-encoding").and_then(|v| v.to_str().ok()) == Some("base64");
     match redis::cmd(name).arg(rest).query_async::<redis::Value>(&mut conn).await {
-        Ok(v) => Json(json!({"result": to_json(v)})).into_response(),
+        Ok(v) => Json(json!({"result": to_json(v, b64)})).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
     }
 }
 
-fn to_json(v: redis::Value) -> Value {
+fn to_json(v: redis::Value, b64: bool) -> Value {
+    use base64::Engine as _;
+    let text = |b: &[u8]| {
+        if b64 {
+            json!(base64::engine::general_purpose::STANDARD.encode(b))
+        } else {
+            json!(String::from_utf8_lossy(b))
+        }
+    };
     match v {
         redis::Value::Nil => Value::Null,
         redis::Value::Int(i) => json!(i),
-        redis::Value::BulkString(b) => json!(String::from_utf8_lossy(&b)),
-        redis::Value::SimpleString(s) => json!(s),
-        redis::Value::Okay => json!("OK"),
-        redis::Value::Array(items) | redis::Value::Set(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        redis::Value::BulkString(b) => text(&b),
+        redis::Value::SimpleString(s) => text(s.as_bytes()),
+        redis::Value::Okay => text(b"OK"),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            Value::Array(items.into_iter().map(|i| to_json(i, b64)).collect())
+        }
         other => json!(format!("{other:?}")),
     }
 }
