@@ -55,7 +55,16 @@ pub async fn handle(ctx: Arc<Shared>, d: Delivery) -> Option<Outcome> {
             let fail = async {
                 let err = JobError::invalid(reason);
                 tracing::warn!(error = %Safe(&err.message), "payload refused by the JSON parser; failing the job");
-                finish(&ctx, &d, &env, failed_body(&env, &err), Outcome::Failed, None, JobState::Leased).await
+                finish(
+                    &ctx,
+                    &d,
+                    &env,
+                    failed_body(&env, &err),
+                    Outcome::Failed,
+                    None,
+                    JobState::Leased,
+                )
+                .await
             };
             fail.instrument(span).await
         }
@@ -124,7 +133,9 @@ async fn answer_finished(ctx: &Shared, d: &Delivery, id: &str) -> Option<Outcome
     }
     match ctx.queue.resend(d, id).await {
         Ok(true) => {
-            tracing::warn!("job id already has an outcome (pushed again?); re-sending its recorded callback, not running it");
+            tracing::warn!(
+                "job id already has an outcome (pushed again?); re-sending its recorded callback, not running it"
+            );
             ctx.notifier.wake();
             ctx.metrics.job(Outcome::Resent);
             Some(Outcome::Resent)
@@ -173,7 +184,14 @@ async fn finish(
     match ctx.queue.finish(d, f).await {
         Ok(Recorded::New) => {
             advance(&mut st, JobState::Recorded);
-            advance(&mut st, if dead_reason.is_some() { JobState::DeadLettered } else { JobState::Acked });
+            advance(
+                &mut st,
+                if dead_reason.is_some() {
+                    JobState::DeadLettered
+                } else {
+                    JobState::Acked
+                },
+            );
             ctx.notifier.wake();
             ctx.metrics.job(outcome);
             Some(outcome)

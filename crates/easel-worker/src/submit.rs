@@ -97,7 +97,13 @@ fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>,
         lease_ttl: config.timing.lease_ttl,
         outcome_ttl: config.timing.outcome_ttl,
     };
-    Ok(queue::open(&config.queue, &config.queue_name, queue::consumer_id("submit"), &db, opts)?)
+    Ok(queue::open(
+        &config.queue,
+        &config.queue_name,
+        queue::consumer_id("submit"),
+        &db,
+        opts,
+    )?)
 }
 
 /// The end of a job as its outcome record says.

@@ -8,7 +8,10 @@
 /// The string values of the top-level `fields`, in the order found, from `raw`; `None` when
 /// `raw` is not an object it can scan.
 pub fn top_level_strings(raw: &str, fields: &[&str]) -> Option<Vec<(String, String)>> {
-    let mut s = Scanner { b: raw.as_bytes(), i: 0 };
+    let mut s = Scanner {
+        b: raw.as_bytes(),
+        i: 0,
+    };
     s.ws();
     s.expect(b'{')?;
     let mut found = Vec::new();

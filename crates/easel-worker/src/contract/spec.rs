@@ -457,16 +457,34 @@ mod tests {
     #[test]
     fn ids_that_are_not_safe_path_segments_are_refused() {
         let long = "a".repeat(MAX_SEGMENT_CHARS + 1);
-        let bad = ["..", ".", "a/b", "../../evil-bucket/x", "a#b", "a?b", "a%2fb", "a\\nb", "a b", "é", "", &long];
+        let bad = [
+            "..",
+            ".",
+            "a/b",
+            "../../evil-bucket/x",
+            "a#b",
+            "a?b",
+            "a%2fb",
+            "a\\nb",
+            "a b",
+            "é",
+            &long,
+        ];
         for id in bad {
             for (id_field, user) in [(id, "u"), ("j", id)] {
-                let raw = serde_json::json!({"id": id_field, "type": "sdxl_image_fast", "prompt": "p", "user_id": user});
+                let raw =
+                    serde_json::json!({"id": id_field, "type": "sdxl_image_fast", "prompt": "p", "user_id": user});
                 let e = spec(&raw.to_string()).unwrap_err();
                 assert_eq!(e.kind, ErrorKind::Validation, "{id:?}");
                 assert!(e.message.contains("path segment"), "{id:?}: {}", e.message);
             }
         }
-        for ok in ["550e8400-e29b-41d4-a716-446655440000", "job_1.v2", "...", &"a".repeat(MAX_SEGMENT_CHARS)] {
+        for ok in [
+            "550e8400-e29b-41d4-a716-446655440000",
+            "job_1.v2",
+            "...",
+            &"a".repeat(MAX_SEGMENT_CHARS),
+        ] {
             assert!(is_path_segment(ok), "{ok}");
         }
     }

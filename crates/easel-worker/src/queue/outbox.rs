@@ -37,8 +37,13 @@ pub struct PendingCallback {
 pub enum Settle {
     Delivered,
     /// Try again at this Unix time.
-    Retry { at: f64, error: String },
-    GaveUp { error: String },
+    Retry {
+        at: f64,
+        error: String,
+    },
+    GaveUp {
+        error: String,
+    },
 }
 
 /// The callbacks waiting to be sent.

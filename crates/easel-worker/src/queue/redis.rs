@@ -271,7 +271,9 @@ impl Queue for RedisQueue {
         let (lease, consumers) = (self.lease_key(&self.consumer), self.key("consumers"));
         let keys = [self.name.as_str(), &proc_, &counts, &lease, &consumers];
         let ttl = self.ttl_ms();
-        let r = self.eval(LEASE, &keys, &[ttl.as_bytes(), self.consumer.as_bytes()]).await?;
+        let r = self
+            .eval(LEASE, &keys, &[ttl.as_bytes(), self.consumer.as_bytes()])
+            .await?;
         match r {
             Reply::Nil => Ok(None),
             Reply::Array(ref items) => match items.as_slice() {
@@ -290,9 +292,13 @@ impl Queue for RedisQueue {
     async fn heartbeat(&self) -> Result<(), QueueError> {
         let (lease, consumers) = (self.lease_key(&self.consumer), self.key("consumers"));
         let ttl = self.ttl_ms();
-        self.eval(HEARTBEAT, &[&lease, &consumers], &[ttl.as_bytes(), self.consumer.as_bytes()])
-            .await
-            .map(|_| ())
+        self.eval(
+            HEARTBEAT,
+            &[&lease, &consumers],
+            &[ttl.as_bytes(), self.consumer.as_bytes()],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn outcome(&self, job_id: &str) -> Result<Option<String>, QueueError> {
@@ -450,9 +456,16 @@ impl Outbox for RedisQueue {
 
     async fn next_callback_at(&self) -> Result<Option<f64>, QueueError> {
         let key = self.key("callbacks");
-        let r = self.t.cmd(&[b"ZRANGE", key.as_bytes(), b"0", b"0", b"WITHSCORES"]).await?;
+        let r = self
+            .t
+            .cmd(&[b"ZRANGE", key.as_bytes(), b"0", b"0", b"WITHSCORES"])
+            .await?;
         Ok(match r {
-            Reply::Array(items) => items.get(1).and_then(Reply::as_text).and_then(|s| s.parse::<f64>().ok()).map(|ms| ms / 1000.0),
+            Reply::Array(items) => items
+                .get(1)
+                .and_then(Reply::as_text)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|ms| ms / 1000.0),
             _ => None,
         })
     }

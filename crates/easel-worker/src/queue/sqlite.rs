@@ -183,7 +183,12 @@ impl Queue for SqliteQueue {
             };
             let sql = "SELECT target FROM outbox WHERE job_id = ?1 ORDER BY id DESC LIMIT 1";
             let target: Option<String> = c.query_row(sql, params![job_id], |r| r.get(0)).optional()?;
-            queue_callback(c, &job_id, &body, target.as_deref().unwrap_or(super::outbox::NO_ENDPOINT))?;
+            queue_callback(
+                c,
+                &job_id,
+                &body,
+                target.as_deref().unwrap_or(super::outbox::NO_ENDPOINT),
+            )?;
             end_row(c, seq, &body, None)?;
             Ok(true)
         });

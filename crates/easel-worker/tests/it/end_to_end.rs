@@ -133,7 +133,7 @@ async fn the_embedded_defaults_run_the_real_tiny_model_and_keep_the_outcome_in_t
     let id = unique("job");
     let payload = json!({"id": id, "type": "sdxl_image_fast", "prompt": "a lighthouse", "user_id": "u",
                          "config": {"seed": 5, "num_inference_steps": 2}});
-    w.producer().await.push(&payload.to_string()).await.unwrap();
+    w.producer().await.push(payload.to_string().as_bytes()).await.unwrap();
     let db = Db::open(&w.config.db_path()).unwrap();
     let outcome = eventually("the outcome in the job table", || {
         job_outcome(&db, &id).ok().flatten().and_then(|r| r.outcome)
@@ -167,7 +167,7 @@ async fn an_img2img_job_fetches_its_reference_and_reports_the_values_used() {
     let id = unique("job");
     let payload = json!({"id": id, "type": "sdxl_image_high", "prompt": "p", "user_id": "u",
                          "metadata": {"reference_image_url": url, "reference_strength": 0.25}});
-    w.producer().await.push(&payload.to_string()).await.unwrap();
+    w.producer().await.push(payload.to_string().as_bytes()).await.unwrap();
     let cb = stub.callback_for(&id).await;
     let m = &cb.body["assets"][0]["metadata"];
     assert_eq!(

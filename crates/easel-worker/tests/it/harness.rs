@@ -104,15 +104,11 @@ impl TestWorker {
     pub async fn producer(&self) -> Arc<dyn Queue> {
         let db = Db::open(&self.config.db_path()).expect("db");
         let c = &self.config;
-        queue::open(
-            &c.queue,
-            &c.queue_name,
-            queue::consumer_id("producer"),
-            &db,
-            c.timing.lease_ttl,
-        )
-        .await
-        .expect("queue")
+        let opts = queue::QueueOptions {
+            lease_ttl: c.timing.lease_ttl,
+            outcome_ttl: c.timing.outcome_ttl,
+        };
+        queue::open(&c.queue, &c.queue_name, queue::consumer_id("producer"), &db, opts).expect("queue")
     }
 
     /// Requests a graceful shutdown and waits for `run` to return.

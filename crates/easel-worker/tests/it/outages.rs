@@ -27,7 +27,7 @@ async fn a_storage_outage_that_recovers_still_uploads_every_object() {
     let w = harness::start(&settings(&stub), None).await;
     stub.fail_storage(3);
     let id = unique("job");
-    w.producer().await.push(&job(&id)).await.unwrap();
+    w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     let cb = stub.callback_for(&id).await.body;
     assert_eq!(cb["status"], "completed", "{cb}");
     assert_eq!(cb["assets"][0]["thumbnail_url"], format!("u/{id}/0.thumb.webp"));
@@ -42,10 +42,12 @@ async fn a_storage_outage_that_recovers_still_uploads_every_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_outage_longer_than_the_retries_fails_the_job_with_a_clear_message() {
     let stub = SupabaseStub::start("k").await;
-    let w = harness::start(&settings(&stub), None).await;
+    let mut s = settings(&stub);
+    s.push(("upload_budget_secs", "1".into()));
+    let w = harness::start(&s, None).await;
     stub.fail_storage(1000);
     let id = unique("job");
-    w.producer().await.push(&job(&id)).await.unwrap();
+    w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     let cb = stub.callback_for(&id).await.body;
     assert_eq!(
         (cb["status"].as_str(), cb["metadata"]["error_type"].as_str()),
@@ -62,7 +64,7 @@ async fn a_callback_outage_that_recovers_delivers_the_callback_exactly_once() {
     let w = harness::start(&settings(&stub), None).await;
     stub.fail_callbacks(4);
     let id = unique("job");
-    w.producer().await.push(&job(&id)).await.unwrap();
+    w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     assert_eq!(stub.callback_for(&id).await.body["status"], "completed");
     assert_eq!(stub.callback_attempts(), 5);
     assert_eq!(stub.callbacks().len(), 1);
@@ -81,7 +83,7 @@ async fn a_callback_not_delivered_before_shutdown_is_sent_by_the_next_worker() {
     let w = harness::start(&settings(&stub), None).await;
     stub.fail_callbacks(u32::MAX);
     let id = unique("job");
-    w.producer().await.push(&job(&id)).await.unwrap();
+    w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     eventually("the job to finish", || {
         (w.metrics.jobs(easel_worker::metrics::Outcome::Completed) == 1).then_some(())
     })
@@ -103,7 +105,7 @@ async fn callbacks_are_signed_when_a_secret_is_configured() {
     s.push(("callback_secret", "shh".into()));
     let w = harness::start(&s, None).await;
     let id = unique("job");
-    w.producer().await.push(&job(&id)).await.unwrap();
+    w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     let cb = stub.callback_for(&id).await;
     let ts = cb.headers["x-easel-timestamp"].clone();
     let expected = easel_worker::callback::signature(&easel_worker::config::Secret::new("shh"), &ts, &cb.raw);

@@ -38,7 +38,7 @@ async fn a_job_stored_in_s3_has_its_png_and_thumbnail_with_real_content_types() 
     let w = harness::start(&settings, None).await;
     let id = unique("job");
     let payload = json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u"});
-    w.producer().await.push(&payload.to_string()).await.unwrap();
+    w.producer().await.push(payload.to_string().as_bytes()).await.unwrap();
     assert_eq!(stub.callback_for(&id).await.body["status"], "completed");
     let s3 = AmazonS3Builder::new()
         .with_bucket_name(&bucket)

@@ -20,7 +20,7 @@ async fn shutdown_lets_the_running_job_finish_and_flushes_its_callback() {
     ];
     let w = harness::start(&settings, Some(gen.clone())).await;
     let id = unique("job");
-    w.producer().await.push(&job(&id)).await.unwrap();
+    w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     gen.started.notified().await;
     w.shutdown.cancel();
     let url = w.url("/readyz");
@@ -43,7 +43,7 @@ async fn a_job_that_outlives_the_grace_period_is_handed_back_to_the_queue() {
     let w = harness::start(&[("shutdown_grace_secs", "0".into())], Some(gen.clone())).await;
     let q = w.producer().await;
     let id = unique("job");
-    q.push(&job(&id)).await.unwrap();
+    q.push(job(&id).as_bytes()).await.unwrap();
     gen.started.notified().await;
     let metrics = w.metrics.clone();
     w.stop().await.unwrap();
