@@ -6,7 +6,8 @@
 //! (so no depth can exhaust the stack), and gives up on anything it does not understand.
 
 /// The string values of the top-level `fields`, in the order found, from `raw`; `None` when
-/// `raw` is not an object it can scan.
+/// `raw` is not an object it can scan. Where the scan breaks (a truncated payload, a syntax
+/// error), what was found before the break is kept.
 pub fn top_level_strings(raw: &str, fields: &[&str]) -> Option<Vec<(String, String)>> {
     let mut s = Scanner {
         b: raw.as_bytes(),
@@ -15,10 +16,17 @@ pub fn top_level_strings(raw: &str, fields: &[&str]) -> Option<Vec<(String, Stri
     s.ws();
     s.expect(b'{')?;
     let mut found = Vec::new();
+    match scan_members(&mut s, fields, &mut found) {
+        None if found.is_empty() => None,
+        _ => Some(found),
+    }
+}
+
+fn scan_members(s: &mut Scanner<'_>, fields: &[&str], found: &mut Vec<(String, String)>) -> Option<()> {
     loop {
         s.ws();
         match s.peek()? {
-            b'}' => return Some(found),
+            b'}' => return Some(()),
             b',' => {
                 s.i += 1;
                 continue;
@@ -177,6 +185,8 @@ mod tests {
         assert_eq!(top_level_strings(r#"{"a":{"id":"inner"}}"#, &ID), Some(vec![]));
         assert_eq!(top_level_strings("[1]", &ID), None);
         assert_eq!(top_level_strings(r#"{"id":"unterminated"#, &ID), None);
+        let cut = top_level_strings(r#"{"id":"j5","type":"sdx"#, &ID).unwrap();
+        assert_eq!(cut, vec![("id".to_string(), "j5".to_string())], "a truncated payload keeps its id");
         let lone = top_level_strings(r#"{"id":"a\ud800b"}"#, &ID).unwrap();
         assert_eq!(lone[0].1, "a\u{FFFD}b");
     }

@@ -76,6 +76,7 @@ struct StubState {
     objects: Mutex<BTreeMap<String, Object>>,
     uploads: Mutex<Vec<(String, BTreeMap<String, String>)>>,
     storage_failures: Mutex<u32>,
+    storage_down_until: Mutex<Option<Instant>>,
     callbacks: Mutex<Vec<Callback>>,
     callback_failures: Mutex<u32>,
     callback_attempts: Mutex<u32>,
@@ -114,6 +115,11 @@ impl SupabaseStub {
     /// The next `n` uploads answer 503.
     pub fn fail_storage(&self, n: u32) {
         *self.state.storage_failures.lock().unwrap() = n;
+    }
+
+    /// Every upload answers 503 for `d` from now (an outage, however many retries come).
+    pub fn fail_storage_for(&self, d: Duration) {
+        *self.state.storage_down_until.lock().unwrap() = Some(Instant::now() + d);
     }
 
     /// The next `n` callbacks answer 500.
@@ -193,9 +199,10 @@ async fn upload(
         return storage_error(StatusCode::UNAUTHORIZED, "Unauthorized", "Invalid JWT");
     }
     {
+        let down = s.storage_down_until.lock().unwrap().is_some_and(|t| Instant::now() < t);
         let mut f = s.storage_failures.lock().unwrap();
-        if *f > 0 {
-            *f -= 1;
+        if down || *f > 0 {
+            *f = f.saturating_sub(1);
             return storage_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
