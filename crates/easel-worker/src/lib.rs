@@ -1,11 +1,13 @@
 //! Easel's worker runtime: takes ourvidz jobs from a queue, generates images through a
 //! [`Generator`], uploads them, and reports each job's outcome by callback — wire-compatible
-//! with the Python `sdxl_worker.py`, but at-least-once: nothing is lost and nothing crashes.
+//! with the Python `sdxl_worker.py`, but nothing is lost, nothing is answered twice, nothing crashes.
 //!
-//! Data flow of one job: [`queue`] lease → [`contract`] parse + validate → [`reference`]
-//! (img2img) → [`generator`] → [`encode`] PNG + WebP thumbnail → [`storage`] upload →
-//! [`callback`] stored in the outbox, then sent → ack the lease. Any failure once the job id is
-//! known ends in a `failed` callback; a payload without a readable id is dead-lettered.
+//! Data flow of one job: [`queue`] lease → outcome already recorded? (re-send it, never rerun)
+//! → [`contract`] parse + validate → [`reference`] (img2img) → [`generator`] → [`encode`] PNG +
+//! WebP thumbnail → [`storage`] upload → the outcome recorded, its callback queued and the
+//! delivery removed in one atomic step → [`callback`] sent by any worker of the queue. Any
+//! failure once the job id is known ends in one `failed` callback; a payload without a readable
+//! id is dead-lettered.
 //!
 //! Table of contents:
 //! - [`worker`]: the [`Worker`] trait (`run`, and `start`/`serve`/`launch` delegating to it) and
@@ -18,14 +20,15 @@
 //! - [`sdxl`]: the [`SdxlGenerator`] adapter over `easel-sdxl`.
 //! - [`reference`]: fetching img2img reference images with size and time limits.
 //! - [`encode`]: PNG with generation parameters, and the 256 px WebP thumbnail.
-//! - [`queue`]: the [`Queue`] trait; embedded SQLite, native Redis and Upstash REST backends.
+//! - [`queue`]: the [`Queue`] trait with shared outcome records and the callback outbox;
+//!   embedded SQLite, native Redis and Upstash REST backends.
 //! - [`storage`]: the [`Storage`] trait; local directory, Supabase Storage REST, S3-compatible.
-//! - [`callback`]: the durable outbox and HTTP delivery with retries and an HMAC signature.
-//! - [`db`]: the embedded SQLite database (job table, outbox) under the data dir.
+//! - [`callback`]: the delivery loop over the queue's outbox: retries, idempotency key, HMAC.
+//! - [`db`]: the embedded SQLite database (job table, outcomes, outbox) under the data dir.
 //! - [`http`]: the worker's endpoints: `/health`, `/memory/*`, `/livez`, `/readyz`, `/metrics`.
 //! - [`logsafe`]: producer-supplied text escaped for log lines.
 //! - [`metrics`]: Prometheus counters and gauges.
-//! - [`retry`]: bounded exponential backoff shared by storage and callbacks.
+//! - [`retry`]: full-jitter exponential backoff shared by storage, callbacks and queue commands.
 //! - [`config`]: settings from flags > environment > `easel.toml` > defaults; secrets redacted.
 //! - [`registry`]: the worker kinds the CLI can start, and their `describe` output.
 //! - [`submit`]: building and pushing a contract payload, and waiting for its outcome.

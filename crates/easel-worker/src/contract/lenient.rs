@@ -186,7 +186,11 @@ mod tests {
         assert_eq!(top_level_strings("[1]", &ID), None);
         assert_eq!(top_level_strings(r#"{"id":"unterminated"#, &ID), None);
         let cut = top_level_strings(r#"{"id":"j5","type":"sdx"#, &ID).unwrap();
-        assert_eq!(cut, vec![("id".to_string(), "j5".to_string())], "a truncated payload keeps its id");
+        assert_eq!(
+            cut,
+            vec![("id".to_string(), "j5".to_string())],
+            "a truncated payload keeps its id"
+        );
         let lone = top_level_strings(r#"{"id":"a\ud800b"}"#, &ID).unwrap();
         assert_eq!(lone[0].1, "a\u{FFFD}b");
     }

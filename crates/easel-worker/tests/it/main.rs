@@ -7,6 +7,7 @@ mod support;
 
 mod end_to_end;
 mod endpoints;
+mod exactly_once;
 mod harness;
 mod malformed;
 mod outages;

@@ -18,7 +18,10 @@ pub fn easel_bin() -> PathBuf {
 
 /// Sends `sig` (`TERM`, `KILL`) to `pid`.
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A Redis server on a fixed port with an append-only file in `dir`.
@@ -218,7 +221,8 @@ impl Workers {
         for log in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let text = std::fs::read_to_string(log.path()).unwrap_or_default();
             if text.contains("panicked") {
-                self.crashes.push(format!("panic in {}: {}", log.path().display(), tail(&text)));
+                self.crashes
+                    .push(format!("panic in {}: {}", log.path().display(), tail(&text)));
             }
         }
     }
@@ -241,7 +245,10 @@ pub async fn ready(port: u16) -> bool {
 /// The HTTP status of `GET path` on the worker's port.
 pub async fn status(port: u16, path: &str) -> Option<u16> {
     let url = format!("http://127.0.0.1:{port}{path}");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
     client.get(url).send().await.ok().map(|r| r.status().as_u16())
 }
 

@@ -41,7 +41,11 @@ fn one(rng: &mut StdRng, id: &str) -> (Vec<u8>, Expect) {
         }
         2 => {
             let depth = rng.gen_range(130..5000);
-            let (open, close) = if rng.gen_bool(0.5) { ("[", "]") } else { ("{\"a\":", "}") };
+            let (open, close) = if rng.gen_bool(0.5) {
+                ("[", "]")
+            } else {
+                ("{\"a\":", "}")
+            };
             cb(format!(
                 r#"{{"config":{}1{},"id":"{id}","type":"sdxl_image_fast"}}"#,
                 open.repeat(depth),
@@ -53,14 +57,33 @@ fn one(rng: &mut StdRng, id: &str) -> (Vec<u8>, Expect) {
             cb(json!({"id": id, "type": "sdxl_image_fast", "prompt": "x".repeat(len), "user_id": "u"}).to_string())
         }
         4 => {
-            let n = ["1e400", "-1e400", "1e20", "-5", "0", "18446744073709551616", "1.5", "NaN"][rng.gen_range(0..8)];
+            let n = [
+                "1e400",
+                "-1e400",
+                "1e20",
+                "-5",
+                "0",
+                "18446744073709551616",
+                "1.5",
+                "NaN",
+            ][rng.gen_range(0..8)];
             let field = ["num_inference_steps", "guidance_scale", "width", "num_images", "seed"][rng.gen_range(0..5)];
             cb(format!(
                 r#"{{"id":"{id}","type":"sdxl_image_fast","prompt":"p","user_id":"u","config":{{"{field}":{n}}}}}"#
             ))
         }
         5 => {
-            let bad = ["../../evil-bucket/", "..", "a#", "a?b", "a/b", "x\r\nINFO forged ", "%2e%2e", " ", "é"][rng.gen_range(0..9)];
+            let bad = [
+                "../../evil-bucket/",
+                "..",
+                "a#",
+                "a?b",
+                "a/b",
+                "x\r\nINFO forged ",
+                "%2e%2e",
+                " ",
+                "é",
+            ][rng.gen_range(0..9)];
             let unsafe_id = format!("{bad}{id}");
             let p = json!({"id": unsafe_id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u"});
             (p.to_string().into_bytes(), Expect::Callback(unsafe_id))
@@ -69,7 +92,9 @@ fn one(rng: &mut StdRng, id: &str) -> (Vec<u8>, Expect) {
             let bad = ["../../evil-bucket", "..", ".", "a#b", "a/b", "", "u\n"][rng.gen_range(0..7)];
             cb(json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": bad}).to_string())
         }
-        7 => cb(format!(r#"{{"id":"{id}","prompt":"\ud800","type":"sdxl_image_fast","user_id":"u"}}"#)),
+        7 => cb(format!(
+            r#"{{"id":"{id}","prompt":"\ud800","type":"sdxl_image_fast","user_id":"u"}}"#
+        )),
         8 => {
             // Truncated JSON: the id is read only if the cut falls after it.
             let full = job(id).to_string();
@@ -84,7 +109,10 @@ fn one(rng: &mut StdRng, id: &str) -> (Vec<u8>, Expect) {
         }
         9 => {
             let v = ["null", "7", "[]", "{}", "true", "\"\""][rng.gen_range(0..6)];
-            (format!(r#"{{"id":{v},"type":"sdxl_image_fast"}}"#).into_bytes(), Expect::Dead)
+            (
+                format!(r#"{{"id":{v},"type":"sdxl_image_fast"}}"#).into_bytes(),
+                Expect::Dead,
+            )
         }
         10 => {
             let junk: Vec<u8> = (0..rng.gen_range(0..200)).map(|_| rng.gen_range(0x20..0x7f)).collect();
@@ -93,11 +121,15 @@ fn one(rng: &mut StdRng, id: &str) -> (Vec<u8>, Expect) {
             (p, Expect::Dead)
         }
         11 => cb(json!({"id": id, "type": ["sdxl_image_fast"], "prompt": {"a": 1}, "user_id": 5}).to_string()),
-        12 => cb(json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u",
+        12 => cb(
+            json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u",
                         "metadata": {"reference_image_url": "http://[::127.0.0.1]:1/x.png"}})
-        .to_string()),
-        _ => cb(json!({"jobId": id, "jobType": "sdxl_image_high", "prompt": "p", "userId": "u",
+            .to_string(),
+        ),
+        _ => cb(
+            json!({"jobId": id, "jobType": "sdxl_image_high", "prompt": "p", "userId": "u",
                        "config": {"num_images": 2}})
-        .to_string()),
+            .to_string(),
+        ),
     }
 }

@@ -19,7 +19,11 @@ mod scenarios;
 use scenarios::Scale;
 
 async fn run(scale: Scale) {
-    if std::process::Command::new("redis-server").arg("--version").output().is_err() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         assert!(
             std::env::var("CI").is_err(),
             "redis-server is missing: scripts/test.sh installs it"

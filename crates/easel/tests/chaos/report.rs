@@ -26,7 +26,11 @@ impl Row {
     /// Panics with the row if it breaks a guarantee.
     pub fn assert_clean(&self) {
         assert!(
-            self.lost == 0 && self.duplicates == 0 && self.left == 0 && self.crashes.is_empty() && self.outside.is_empty(),
+            self.lost == 0
+                && self.duplicates == 0
+                && self.left == 0
+                && self.crashes.is_empty()
+                && self.outside.is_empty(),
             "{}: lost {}, duplicates {}, left {}, crashes {:?}, objects outside their job's folder {:?}",
             self.name,
             self.lost,

@@ -96,7 +96,10 @@ fn worker_env(scale: &Scale, redis: &Redis, stub: &SupabaseStub, gate: &Gate) ->
         ("EASEL_QUEUE_NAME", QUEUE.into()),
         ("SUPABASE_URL", stub.url.clone()),
         ("SUPABASE_SERVICE_KEY", KEY.into()),
-        ("EASEL_CALLBACK_URL", format!("{}/functions/v1/job-callback", gate.url())),
+        (
+            "EASEL_CALLBACK_URL",
+            format!("{}/functions/v1/job-callback", gate.url()),
+        ),
         ("EASEL_POLL_MS", "100".into()),
         ("EASEL_RETRY_BASE_MS", "100".into()),
         ("EASEL_MAX_DELIVERIES", "20".into()),
@@ -135,7 +138,12 @@ impl Ctx {
 
     async fn push_raw(&mut self, payload: &[u8], expect: Expect) {
         let mut c = self.redis.client().await.expect("redis for the producer");
-        let _: i64 = redis::cmd("LPUSH").arg(QUEUE).arg(payload).query_async(&mut c).await.unwrap();
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(QUEUE)
+            .arg(payload)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         self.expect.push(expect);
     }
 
@@ -171,8 +179,16 @@ impl Ctx {
             let n: u64 = redis::cmd("LLEN").arg(&k).query_async(&mut c).await.ok()?;
             left += n;
         }
-        let dead: u64 = redis::cmd("LLEN").arg(format!("{QUEUE}:dead")).query_async(&mut c).await.ok()?;
-        let pending: u64 = redis::cmd("ZCARD").arg(format!("{QUEUE}:callbacks")).query_async(&mut c).await.ok()?;
+        let dead: u64 = redis::cmd("LLEN")
+            .arg(format!("{QUEUE}:dead"))
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        let pending: u64 = redis::cmd("ZCARD")
+            .arg(format!("{QUEUE}:callbacks"))
+            .query_async(&mut c)
+            .await
+            .ok()?;
         Some((left, dead, pending))
     }
 
@@ -224,7 +240,11 @@ impl Ctx {
             .stub
             .objects()
             .into_keys()
-            .filter(|k| !allowed.iter().any(|a| k.starts_with(a.as_str()) && !k[a.len()..].contains('/')))
+            .filter(|k| {
+                !allowed
+                    .iter()
+                    .any(|a| k.starts_with(a.as_str()) && !k[a.len()..].contains('/'))
+            })
             .collect();
         let _ = &self.dir;
         Row {
@@ -251,12 +271,20 @@ pub async fn kills(scale: &Scale) -> Row {
     ctx.push_jobs(scale.kill_jobs).await;
     let mut rng = rand::thread_rng();
     for _ in 0..scale.kills {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(scale.kill_every.0..=scale.kill_every.1))).await;
+        tokio::time::sleep(Duration::from_millis(
+            rng.gen_range(scale.kill_every.0..=scale.kill_every.1),
+        ))
+        .await;
         let i = rng.gen_range(0..scale.workers);
         ctx.workers.kill_and_restart(i);
     }
-    ctx.finish("(a) SIGKILL a random worker, restart at once", scale.kills, scale.drain, String::new())
-        .await
+    ctx.finish(
+        "(a) SIGKILL a random worker, restart at once",
+        scale.kills,
+        scale.drain,
+        String::new(),
+    )
+    .await
 }
 
 /// (b) Redis restarted gracefully, then SIGKILLed (AOF, fsync always), then one worker
@@ -278,8 +306,13 @@ pub async fn redis_restarts(scale: &Scale) -> Row {
     let pid = ctx.workers.pid(0);
     cluster::signal(pid, "TERM");
     ctx.workers.restart_after_exit(0, Duration::from_secs(40)).await;
-    ctx.finish("(b) Redis restarted, SIGKILLed (AOF), a worker stopped", 3, scale.drain, String::new())
-        .await
+    ctx.finish(
+        "(b) Redis restarted, SIGKILLed (AOF), a worker stopped",
+        3,
+        scale.drain,
+        String::new(),
+    )
+    .await
 }
 
 /// (c) Storage answers 503 for an outage, then the callback endpoint refuses connections for
@@ -295,8 +328,13 @@ pub async fn outages(scale: &Scale) -> Row {
     ctx.push_jobs(scale.outage_jobs).await;
     tokio::time::sleep(scale.outage).await;
     ctx.gate.open();
-    let note = format!("storage 503 for {}, callbacks refused for {}", secs(scale.outage), secs(scale.outage));
-    ctx.finish("(c) storage 503, then callback endpoint down", 2, scale.drain, note).await
+    let note = format!(
+        "storage 503 for {}, callbacks refused for {}",
+        secs(scale.outage),
+        secs(scale.outage)
+    );
+    ctx.finish("(c) storage 503, then callback endpoint down", 2, scale.drain, note)
+        .await
 }
 
 /// (d) Fuzzed payloads: invalid UTF-8, deep nesting, huge prompts, out-of-range numbers,
@@ -313,38 +351,53 @@ pub async fn fuzzed(scale: &Scale) -> Row {
 }
 
 /// (e) A worker started before Redis: `/livez` answers, `/readyz` is 503, SIGTERM is obeyed,
-/// and it is ready within 5 s of Redis coming up.
+/// and it is ready within 5 s of Redis coming up. A broken promise is reported in the row's
+/// crashes (so the table is still printed).
 pub async fn before_redis(scale: &Scale) -> Row {
     let mut ctx = Ctx::new(scale, false).await;
+    let mut broken = Vec::new();
     ctx.workers.start(2);
     let port = ctx.workers.procs[0].port;
     let t0 = Instant::now();
-    while cluster::status(port, "/livez").await != Some(200) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "/livez while Redis is down");
+    while cluster::status(port, "/livez").await != Some(200) && t0.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut notes = vec![format!("/livez after {}", secs(t0.elapsed()))];
-    assert_eq!(cluster::status(port, "/readyz").await, Some(503), "not ready without a queue");
+    if cluster::status(port, "/livez").await != Some(200) {
+        broken.push("no /livez while Redis is down".to_string());
+    }
+    if cluster::status(port, "/readyz").await != Some(503) {
+        broken.push("/readyz is not 503 without a queue".to_string());
+    }
     let log = std::fs::read_to_string(&ctx.workers.procs[0].log).unwrap_or_default();
-    assert!(log.contains("queue unreachable"), "the error is logged at once:\n{log}");
-    assert!(!log.contains(KEY), "no secret in the log");
+    if !log.contains("queue unreachable") || log.contains(KEY) {
+        broken.push(format!(
+            "the unreachable queue is not logged at once, or a secret is: {log}"
+        ));
+    }
     let pid = ctx.workers.pid(1);
     let t1 = Instant::now();
     cluster::signal(pid, "TERM");
-    let code = ctx.workers.wait_exit(1, Duration::from_secs(10)).await;
-    assert_eq!(code, Some(0), "SIGTERM while Redis is down exits 0");
-    notes.push(format!("SIGTERM exit 0 in {}", secs(t1.elapsed())));
+    match ctx.workers.wait_exit(1, Duration::from_secs(10)).await {
+        Some(0) => notes.push(format!("SIGTERM exit 0 in {}", secs(t1.elapsed()))),
+        other => broken.push(format!(
+            "SIGTERM while Redis is down: exit {other:?} (None: needed SIGKILL)"
+        )),
+    }
     ctx.workers.restart_after_exit(1, Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    ctx.redis.up().await;
     let t2 = Instant::now();
-    while !cluster::ready(port).await {
-        assert!(t2.elapsed() < Duration::from_secs(30), "ready after Redis came up");
+    ctx.redis.up().await;
+    while !cluster::ready(port).await && t2.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let ready_after = t2.elapsed();
-    notes.push(format!("ready {} after Redis", secs(ready_after)));
-    assert!(ready_after <= Duration::from_secs(5), "ready within 5 s of the queue: {ready_after:?}");
+    notes.push(format!("ready {} after Redis was started", secs(ready_after)));
+    if ready_after > Duration::from_secs(5) {
+        broken.push(format!("ready only {ready_after:?} after Redis was started"));
+    }
+    ctx.workers.crashes.extend(broken);
     ctx.push_jobs(scale.early_jobs).await;
-    ctx.finish("(e) worker started before Redis", 1, scale.drain, notes.join("; ")).await
+    ctx.finish("(e) worker started before Redis", 1, scale.drain, notes.join("; "))
+        .await
 }
