@@ -18,7 +18,8 @@
 //! - resend / ack / release / dead-letter: queue the recorded callback again / — / push the
 //!   payload back (uncounted) / push a record to `sdxl_queue:dead`; each removes the payload.
 //!
-//! Every command that ends a job is retried across connection errors ([`super::retrying`]).
+//! Every command that ends a job, renews a lease or reclaims one is retried across connection
+//! errors ([`super::retrying`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -373,7 +374,9 @@ impl Queue for RedisQueue {
     }
 
     async fn reclaim_expired(&self) -> Result<u64, QueueError> {
-        let r = self.t.cmd(&[b"SMEMBERS", self.key("consumers").as_bytes()]).await?;
+        let key = self.key("consumers");
+        let args: [&[u8]; 2] = [b"SMEMBERS", key.as_bytes()];
+        let r = retrying("listing consumers", self.opts.lease_ttl / 2, || self.t.cmd(&args)).await?;
         let Reply::Array(members) = r else {
             return Err(self.unexpected("SMEMBERS", &r));
         };
