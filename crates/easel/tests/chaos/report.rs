@@ -18,6 +18,8 @@ pub struct Row {
     pub crashes: Vec<String>,
     pub outside: Vec<String>,
     pub secs: f64,
+    /// Jobs whose first image was uploaded more than once (run again after a fault).
+    pub reruns: usize,
     /// Anything else worth reading (e.g. time to ready).
     pub note: String,
 }

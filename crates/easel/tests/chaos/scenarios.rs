@@ -248,6 +248,7 @@ impl Ctx {
             .collect();
         let _ = &self.dir;
         Row {
+            reruns: runs_started(self.dir.path()).values().filter(|n| **n > 1).count(),
             name: name.to_string(),
             jobs: self.expect.len(),
             faults,
@@ -261,6 +262,22 @@ impl Ctx {
             note,
         }
     }
+}
+
+/// How many times each job was started, from every worker log in `dir` ("job started" lines
+/// carry the job's span with `job.id=`).
+fn runs_started(dir: &std::path::Path) -> BTreeMap<String, usize> {
+    let mut runs = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("job started")) {
+            if let Some(rest) = line.split("job.id=").nth(1) {
+                let id: String = rest.chars().take_while(|c| !matches!(c, ' ' | '}')).collect();
+                *runs.entry(id).or_insert(0) += 1;
+            }
+        }
+    }
+    runs
 }
 
 /// (a) A random worker SIGKILLed and restarted at once, again and again, while jobs run.
@@ -278,13 +295,10 @@ pub async fn kills(scale: &Scale) -> Row {
         let i = rng.gen_range(0..scale.workers);
         ctx.workers.kill_and_restart(i);
     }
-    ctx.finish(
-        "(a) SIGKILL a random worker, restart at once",
-        scale.kills,
-        scale.drain,
-        String::new(),
-    )
-    .await
+    let name = "(a) SIGKILL a random worker, restart at once";
+    let mut row = ctx.finish(name, scale.kills, scale.drain, String::new()).await;
+    row.note = format!("{} jobs ran more than once (killed mid-job)", row.reruns);
+    row
 }
 
 /// (b) Redis restarted gracefully, then SIGKILLed (AOF, fsync always), then one worker
