@@ -33,6 +33,8 @@ pub struct Scale {
     pub outage_jobs: usize,
     pub fuzz: usize,
     pub early_jobs: usize,
+    /// Denoising steps of each pushed job: long enough that a kill often lands mid-job.
+    pub steps: u32,
     /// Worker settings that differ between runs (generator, lease).
     pub env: Vec<(&'static str, String)>,
     /// Longest wait for a scenario to drain after its faults.
@@ -52,6 +54,7 @@ impl Scale {
             outage_jobs: 6,
             fuzz: 300,
             early_jobs: 5,
+            steps: 4,
             env: vec![
                 ("EASEL_GENERATOR", "fake".into()),
                 ("EASEL_FAKE_DELAY_MS", "300".into()),
@@ -73,6 +76,7 @@ impl Scale {
             outage_jobs: 20,
             fuzz: 2000,
             early_jobs: 20,
+            steps: 40,
             env: vec![("EASEL_GENERATOR", "sdxl".into()), ("EASEL_LEASE_TTL_SECS", "5".into())],
             drain: Duration::from_secs(420),
         }
@@ -88,6 +92,7 @@ struct Ctx {
     workers: Workers,
     expect: Vec<Expect>,
     started: Instant,
+    steps: u32,
 }
 
 fn worker_env(scale: &Scale, redis: &Redis, stub: &SupabaseStub, gate: &Gate) -> Vec<(String, String)> {
@@ -133,6 +138,7 @@ impl Ctx {
             workers,
             expect: Vec::new(),
             started: Instant::now(),
+            steps: scale.steps,
         }
     }
 
@@ -151,7 +157,7 @@ impl Ctx {
         for _ in 0..n {
             let id = unique("job");
             let p = json!({"id": id, "type": "sdxl_image_fast", "prompt": "a lighthouse", "user_id": "u",
-                           "config": {"num_inference_steps": 4}});
+                           "config": {"num_inference_steps": self.steps}});
             self.push_raw(p.to_string().as_bytes(), Expect::Callback(id)).await;
         }
     }
