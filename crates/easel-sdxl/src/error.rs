@@ -31,6 +31,10 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
+    /// The request's [`crate::cancel::Cancel`] was set; `done` of `total` steps had run.
+    #[error("generation cancelled after {done} of {total} steps")]
+    Cancelled { done: usize, total: usize },
+
     /// A generation request has an invalid parameter.
     #[error("invalid request: {0}")]
     InvalidRequest(String),

@@ -22,12 +22,14 @@
 //! - [`layers`]: building blocks shared by the UNet and the VAE.
 //! - [`kernels`]: Easel's own f32 CPU kernels (convolution, GroupNorm, attention).
 //! - [`pipeline`]: text-to-image and image-to-image with classifier-free guidance.
+//! - [`cancel`]: the flag that stops a generation within one step.
 //! - [`images`]: conversions between tensors and RGB images.
 //! - [`metadata`]: PNG encoding with A1111-style generation parameters.
 //! - [`device`]: device and dtype selection.
 //! - [`bench`]: phase timings and peak memory for `easel bench`.
 
 pub mod bench;
+pub mod cancel;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;

@@ -10,6 +10,7 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::cancel::Cancel;
 use crate::model::SdxlModel;
 use crate::noise::NoiseSource;
 use crate::prompt::PromptMode;
@@ -51,6 +52,9 @@ pub struct GenerateRequest {
     pub latents: Option<Tensor>,
     /// How prompt text is read: plain (diffusers, the default) or A1111 weighting.
     pub prompt_mode: PromptMode,
+    /// Set it to stop the generation at its next check (before each UNet step, before the
+    /// VAE decode, between images); the call then returns [`crate::Error::Cancelled`].
+    pub cancel: Option<Cancel>,
 }
 
 impl GenerateRequest {
@@ -69,6 +73,7 @@ impl GenerateRequest {
             init_image: None,
             latents: None,
             prompt_mode: PromptMode::Plain,
+            cancel: None,
         }
     }
 }
@@ -206,8 +211,14 @@ impl SdxlModel {
         on_step: &mut dyn FnMut(Progress),
     ) -> Result<Generated> {
         let latents = self.denoise(req, noise, on_step)?;
+        let b = latents.dim(0)?;
+        let mut images = Vec::with_capacity(b);
+        for i in 0..b {
+            check(req, req.steps, req.steps)?;
+            images.push(self.vae.latents_to_image(&latents.narrow(0, i, 1)?)?);
+        }
         Ok(Generated {
-            images: self.decode(&latents)?,
+            images: Tensor::cat(&images, 0)?,
             latents,
         })
     }
@@ -281,6 +292,7 @@ impl SdxlModel {
         };
         let total = timesteps.len() - start;
         for (done, (i, &t)) in timesteps.iter().enumerate().skip(start).enumerate() {
+            check(req, done, total)?;
             let input = if guided {
                 Tensor::cat(&[&latents, &latents], 0)?
             } else {
@@ -319,6 +331,14 @@ impl SdxlModel {
             None => noise.randn(&shape, &self.device)?,
         };
         Ok((0, (latents * sched.init_noise_sigma())?))
+    }
+}
+
+/// [`Error::Cancelled`] if the request's flag is set.
+fn check(req: &GenerateRequest, done: usize, total: usize) -> Result<()> {
+    match &req.cancel {
+        Some(c) if c.is_cancelled() => Err(Error::Cancelled { done, total }),
+        _ => Ok(()),
     }
 }
 
