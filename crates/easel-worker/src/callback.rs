@@ -206,7 +206,7 @@ impl Notifier {
                     .take(ANSWER_PREVIEW)
                     .collect();
                 let msg = format!("HTTP {status}: {said}");
-                if crate::storage::retryable_status(status) {
+                if crate::retry::retryable_status(status) {
                     Attempt::Retry(msg)
                 } else {
                     Attempt::GiveUp(msg)

@@ -21,6 +21,12 @@ pub const QUEUE_BASE_DELAY: Duration = Duration::from_millis(100);
 /// is ready within this of the queue coming back.
 pub const QUEUE_MAX_DELAY: Duration = Duration::from_secs(2);
 
+/// Whether an HTTP status is worth retrying: rate limits, timeouts and server errors (shared by
+/// uploads, callbacks and the Upstash REST queue).
+pub fn retryable_status(status: u16) -> bool {
+    status == 429 || status == 408 || (500..600).contains(&status)
+}
+
 /// Exponential backoff with full jitter, bounded by attempts and/or elapsed time.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {

@@ -251,7 +251,7 @@ impl Transport for Upstash {
                 ""
             };
             let err = format!("HTTP {status} to {command}: {said}{hint}");
-            return Err(if crate::storage::retryable_status(status.as_u16()) {
+            return Err(if crate::retry::retryable_status(status.as_u16()) {
                 QueueError::Unreachable {
                     backend: self.url.clone(),
                     msg: err,

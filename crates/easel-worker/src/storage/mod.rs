@@ -76,8 +76,3 @@ pub async fn put_with_retry(
         }
     }
 }
-
-/// Whether an HTTP status is worth retrying: rate limits and server errors.
-pub fn retryable_status(status: u16) -> bool {
-    status == 429 || status == 408 || (500..600).contains(&status)
-}

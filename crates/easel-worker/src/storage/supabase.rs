@@ -7,8 +7,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{retryable_status, Storage, StorageError, UPLOAD_TIMEOUT};
+use super::{Storage, StorageError, UPLOAD_TIMEOUT};
 use crate::config::Secret;
+use crate::retry::retryable_status;
 
 /// A Supabase Storage bucket.
 pub struct SupabaseStorage {
