@@ -2,24 +2,13 @@
 //! finished is answered from its record (same body, same delivery id, never run again), and a
 //! callback queued by a worker that stopped before sending it is sent by another worker.
 
-use serde_json::json;
-
-use crate::harness;
+use crate::harness::{self, job, stub_settings};
 use crate::support::{eventually, service, unique, SupabaseStub};
-
-fn job(id: &str) -> String {
-    json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u"}).to_string()
-}
-
-async fn metrics(w: &harness::TestWorker) -> String {
-    reqwest::get(w.url("/metrics")).await.unwrap().text().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_pushed_again_after_it_finished_gets_its_recorded_callback_again_and_is_not_rerun() {
     let stub = SupabaseStub::start("k").await;
-    let settings = [("supabase_url", stub.url.clone()), ("supabase_service_key", "k".into())];
-    let w = harness::start(&settings, None).await;
+    let w = harness::start(&stub_settings(&stub), None).await;
     let id = unique("job");
     w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     let first = stub.callback_for(&id).await;
@@ -43,7 +32,7 @@ async fn a_job_pushed_again_after_it_finished_gets_its_recorded_callback_again_a
         "the same idempotency key"
     );
     assert_eq!(stub.uploads().len(), uploads, "the job was not run again");
-    let m = metrics(&w).await;
+    let m = w.metrics().await;
     assert!(m.contains("easel_jobs_total{outcome=\"resent\"} 1"), "{m}");
     assert!(m.contains("easel_jobs_total{outcome=\"completed\"} 1"), "{m}");
     w.stop().await.unwrap();

@@ -13,7 +13,20 @@ use easel_worker::{Error, FakeGenerator, SdxlWorker, Worker, WorkerConfig};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{free_port, DEADLINE};
+use crate::support::{free_port, SupabaseStub, DEADLINE};
+
+/// The smallest valid contract job with id `id`.
+pub fn job(id: &str) -> String {
+    serde_json::json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u"}).to_string()
+}
+
+/// Settings that point a worker's storage and callbacks at `stub`.
+pub fn stub_settings(stub: &SupabaseStub) -> Vec<(&'static str, String)> {
+    vec![
+        ("supabase_url", stub.url.clone()),
+        ("supabase_service_key", stub.key.clone()),
+    ]
+}
 
 /// A running in-process worker.
 pub struct TestWorker {
@@ -81,6 +94,11 @@ pub async fn start_in(
 }
 
 impl TestWorker {
+    /// The worker's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap()
+    }
+
     /// The worker's base URL.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)

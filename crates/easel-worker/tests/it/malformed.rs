@@ -145,11 +145,7 @@ const UNSAFE: [&str; 7] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_ids_and_payloads_the_parser_refuses_get_a_failed_callback_and_write_nothing() {
     let stub = SupabaseStub::start("k").await;
-    let settings = [
-        ("supabase_url", stub.url.clone()),
-        ("supabase_service_key", "k".to_string()),
-    ];
-    let w = harness::start(&settings, None).await;
+    let w = harness::start(&harness::stub_settings(&stub), None).await;
     let q = w.producer().await;
     let mut expect = Vec::new();
     for (raw, phrase) in parser_refused() {
@@ -202,11 +198,7 @@ async fn unsafe_ids_and_payloads_the_parser_refuses_get_a_failed_callback_and_wr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_malformed_payload_gets_a_failed_callback_or_a_dead_letter_and_the_worker_keeps_running() {
     let stub = SupabaseStub::start("k").await;
-    let settings = [
-        ("supabase_url", stub.url.clone()),
-        ("supabase_service_key", "k".to_string()),
-    ];
-    let w = harness::start(&settings, None).await;
+    let w = harness::start(&harness::stub_settings(&stub), None).await;
     let q = w.producer().await;
     let mut ids = Vec::new();
     for (payload, _, _) in failing() {

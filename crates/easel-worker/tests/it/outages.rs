@@ -1,30 +1,13 @@
 //! Storage and callback outages that recover: nothing is lost, nothing is sent twice, and a
 //! restarted worker re-sends a callback it could not deliver before it stopped.
 
-use serde_json::json;
-
-use crate::harness;
+use crate::harness::{self, job, stub_settings};
 use crate::support::{eventually, unique, SupabaseStub};
-
-fn settings(stub: &SupabaseStub) -> Vec<(&'static str, String)> {
-    vec![
-        ("supabase_url", stub.url.clone()),
-        ("supabase_service_key", stub.key.clone()),
-    ]
-}
-
-fn job(id: &str) -> String {
-    json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u"}).to_string()
-}
-
-async fn metrics(w: &harness::TestWorker) -> String {
-    reqwest::get(w.url("/metrics")).await.unwrap().text().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_outage_that_recovers_still_uploads_every_object() {
     let stub = SupabaseStub::start("k").await;
-    let w = harness::start(&settings(&stub), None).await;
+    let w = harness::start(&stub_settings(&stub), None).await;
     stub.fail_storage(3);
     let id = unique("job");
     w.producer().await.push(job(&id).as_bytes()).await.unwrap();
@@ -34,7 +17,7 @@ async fn a_storage_outage_that_recovers_still_uploads_every_object() {
     let objects = stub.objects();
     assert!(objects.contains_key(&format!("workspace-temp/u/{id}/0.png")));
     assert!(objects.contains_key(&format!("workspace-temp/u/{id}/0.thumb.webp")));
-    let m = metrics(&w).await;
+    let m = w.metrics().await;
     assert!(m.contains("easel_upload_attempts_total{result=\"failed\"} 3"), "{m}");
     w.stop().await.unwrap();
 }
@@ -42,7 +25,7 @@ async fn a_storage_outage_that_recovers_still_uploads_every_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_outage_longer_than_the_retries_fails_the_job_with_a_clear_message() {
     let stub = SupabaseStub::start("k").await;
-    let mut s = settings(&stub);
+    let mut s = stub_settings(&stub);
     s.push(("upload_budget_secs", "1".into()));
     let w = harness::start(&s, None).await;
     stub.fail_storage(1000);
@@ -61,14 +44,14 @@ async fn a_storage_outage_longer_than_the_retries_fails_the_job_with_a_clear_mes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_outage_that_recovers_delivers_the_callback_exactly_once() {
     let stub = SupabaseStub::start("k").await;
-    let w = harness::start(&settings(&stub), None).await;
+    let w = harness::start(&stub_settings(&stub), None).await;
     stub.fail_callbacks(4);
     let id = unique("job");
     w.producer().await.push(job(&id).as_bytes()).await.unwrap();
     assert_eq!(stub.callback_for(&id).await.body["status"], "completed");
     assert_eq!(stub.callback_attempts(), 5);
     assert_eq!(stub.callbacks().len(), 1);
-    let m = metrics(&w).await;
+    let m = w.metrics().await;
     assert!(m.contains("easel_callback_attempts_total{result=\"retry\"} 4"), "{m}");
     assert!(
         m.contains("easel_callback_attempts_total{result=\"delivered\"} 1"),
@@ -80,7 +63,7 @@ async fn a_callback_outage_that_recovers_delivers_the_callback_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_not_delivered_before_shutdown_is_sent_by_the_next_worker() {
     let stub = SupabaseStub::start("k").await;
-    let w = harness::start(&settings(&stub), None).await;
+    let w = harness::start(&stub_settings(&stub), None).await;
     stub.fail_callbacks(u32::MAX);
     let id = unique("job");
     w.producer().await.push(job(&id).as_bytes()).await.unwrap();
@@ -92,7 +75,7 @@ async fn a_callback_not_delivered_before_shutdown_is_sent_by_the_next_worker() {
     w.stop().await.unwrap();
     assert!(stub.callbacks().is_empty());
     stub.fail_callbacks(0);
-    let again = harness::start_in(dir, &settings(&stub), None).await;
+    let again = harness::start_in(dir, &stub_settings(&stub), None).await;
     assert_eq!(stub.callback_for(&id).await.body["status"], "completed");
     assert_eq!(stub.callbacks().len(), 1);
     again.stop().await.unwrap();
@@ -101,7 +84,7 @@ async fn a_callback_not_delivered_before_shutdown_is_sent_by_the_next_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_signed_when_a_secret_is_configured() {
     let stub = SupabaseStub::start("k").await;
-    let mut s = settings(&stub);
+    let mut s = stub_settings(&stub);
     s.push(("callback_secret", "shh".into()));
     let w = harness::start(&s, None).await;
     let id = unique("job");

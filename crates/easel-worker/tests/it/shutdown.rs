@@ -1,14 +1,8 @@
 //! Graceful shutdown: a running job finishes within the grace period (its callback flushed)
 //! or its lease is handed back, and `run` returns `Ok` either way.
 
-use serde_json::json;
-
-use crate::harness::{self, GatedGenerator};
+use crate::harness::{self, job, GatedGenerator};
 use crate::support::{unique, SupabaseStub};
-
-fn job(id: &str) -> String {
-    json!({"id": id, "type": "sdxl_image_fast", "prompt": "p", "user_id": "u"}).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_running_job_finish_and_flushes_its_callback() {
