@@ -214,13 +214,11 @@ impl SdxlWorker {
         let policy = RetryPolicy::queue(Duration::MAX);
         let mut attempt = 1;
         loop {
-            let e = match shared.queue.ping().await {
-                Ok(()) if attempt > 1 => {
+            let Err(e) = shared.queue.ping().await else {
+                if attempt > 1 {
                     tracing::info!(queue = %shared.queue.describe(), "queue reachable");
-                    return true;
                 }
-                Ok(()) => return true,
-                Err(e) => e,
+                return true;
             };
             if attempt == 1 || attempt % UNREACHABLE_LOG_EVERY == 0 {
                 tracing::error!(worker.name = %shared.name, error = %e, attempts = attempt, "queue unreachable; retrying until it answers (/readyz is 503 meanwhile)");

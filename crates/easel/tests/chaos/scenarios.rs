@@ -142,6 +142,14 @@ impl Ctx {
         }
     }
 
+    /// Redis up and `scale.workers` workers ready.
+    async fn running(scale: &Scale) -> Self {
+        let mut ctx = Self::new(scale, true).await;
+        ctx.workers.start(scale.workers);
+        assert!(ctx.workers.wait_ready(Duration::from_secs(60)).await, "workers ready");
+        ctx
+    }
+
     async fn push_raw(&mut self, payload: &[u8], expect: Expect) {
         let mut c = self.redis.client().await.expect("redis for the producer");
         let _: i64 = redis::cmd("LPUSH")
@@ -288,9 +296,7 @@ fn runs_started(dir: &std::path::Path) -> BTreeMap<String, usize> {
 
 /// (a) A random worker SIGKILLed and restarted at once, again and again, while jobs run.
 pub async fn kills(scale: &Scale) -> Row {
-    let mut ctx = Ctx::new(scale, true).await;
-    ctx.workers.start(scale.workers);
-    assert!(ctx.workers.wait_ready(Duration::from_secs(60)).await, "workers ready");
+    let mut ctx = Ctx::running(scale).await;
     ctx.push_jobs(scale.kill_jobs).await;
     let mut rng = rand::thread_rng();
     for _ in 0..scale.kills {
@@ -310,9 +316,7 @@ pub async fn kills(scale: &Scale) -> Row {
 /// (b) Redis restarted gracefully, then SIGKILLed (AOF, fsync always), then one worker
 /// stopped by SIGTERM and started again, all while jobs run.
 pub async fn redis_restarts(scale: &Scale) -> Row {
-    let mut ctx = Ctx::new(scale, true).await;
-    ctx.workers.start(scale.workers);
-    assert!(ctx.workers.wait_ready(Duration::from_secs(60)).await, "workers ready");
+    let mut ctx = Ctx::running(scale).await;
     ctx.push_jobs(scale.redis_jobs).await;
     for graceful in [true, false] {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -338,9 +342,7 @@ pub async fn redis_restarts(scale: &Scale) -> Row {
 /// (c) Storage answers 503 for an outage, then the callback endpoint refuses connections for
 /// one, with jobs running through both.
 pub async fn outages(scale: &Scale) -> Row {
-    let mut ctx = Ctx::new(scale, true).await;
-    ctx.workers.start(scale.workers);
-    assert!(ctx.workers.wait_ready(Duration::from_secs(60)).await, "workers ready");
+    let mut ctx = Ctx::running(scale).await;
     ctx.stub.fail_storage_for(scale.outage);
     ctx.push_jobs(scale.outage_jobs).await;
     tokio::time::sleep(scale.outage).await;
@@ -360,9 +362,7 @@ pub async fn outages(scale: &Scale) -> Row {
 /// (d) Fuzzed payloads: invalid UTF-8, deep nesting, huge prompts, out-of-range numbers,
 /// path-unsafe ids, truncated JSON, wrong types, internal reference URLs.
 pub async fn fuzzed(scale: &Scale) -> Row {
-    let mut ctx = Ctx::new(scale, true).await;
-    ctx.workers.start(scale.workers);
-    assert!(ctx.workers.wait_ready(Duration::from_secs(60)).await, "workers ready");
+    let mut ctx = Ctx::running(scale).await;
     for (payload, expect) in fuzz::payloads(scale.fuzz, rand::random(), &unique("fz")) {
         ctx.push_raw(&payload, expect).await;
     }
