@@ -3,38 +3,13 @@
 //! reading it is an operator at a terminal, not a debugger.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// Errors of the orchestrator library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The config file could not be read.
-    #[error("cannot read config file {path}: {cause} (check the path, or run without --config to use the embedded defaults)")]
-    ConfigRead {
-        /// The file.
-        path: PathBuf,
-        /// Why (in the message, not a `source()`, so that error chains do not repeat it).
-        cause: std::io::Error,
-    },
-
-    /// The config is not valid TOML, or has an unknown key, or a value of the wrong type.
-    /// `message` is toml's own report, which names the line, column and key.
-    #[error("invalid config {origin}:\n{message}")]
-    ConfigSyntax {
-        /// Where the config came from (a path, or "embedded defaults").
-        origin: String,
-        /// The parser's report.
-        message: String,
-    },
-
-    /// The config parsed, but a value is wrong (duplicate names or ports, conflicting keys).
-    #[error("invalid config {origin}: {message}")]
-    ConfigInvalid {
-        /// Where the config came from.
-        origin: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
+    /// `easel.toml` cannot be read, parsed or used.
+    #[error(transparent)]
+    Config(#[from] easel_config::ConfigError),
 
     /// The status server could not listen on its address.
     #[error("cannot listen on {addr} for /status: {cause} (another `easel up` running? set [orchestrator] listen = \"127.0.0.1:PORT\" in easel.toml)")]

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Launch, WorkerConfig};
+use crate::config::{Launch, WorkerSpec};
 use crate::process;
 
 /// Overrides the executable of built-in workers (tests, or a separately built worker).
@@ -55,7 +55,7 @@ impl Launcher {
 }
 
 /// The program and arguments that run `worker`.
-pub(crate) fn run_line(worker: &WorkerConfig, worker_bin: &Path) -> (PathBuf, Vec<String>) {
+pub(crate) fn run_line(worker: &WorkerSpec, worker_bin: &Path) -> (PathBuf, Vec<String>) {
     match worker.launch() {
         Launch::Builtin { kind, args } => {
             let mut all = vec!["worker".to_owned(), kind, "run".to_owned()];
@@ -67,7 +67,7 @@ pub(crate) fn run_line(worker: &WorkerConfig, worker_bin: &Path) -> (PathBuf, Ve
 }
 
 /// The command that runs `worker`, ready to spawn (own group, dies with the orchestrator).
-pub(crate) fn run_command(worker: &WorkerConfig, launcher: &Launcher) -> tokio::process::Command {
+pub(crate) fn run_command(worker: &WorkerSpec, launcher: &Launcher) -> tokio::process::Command {
     let (program, args) = run_line(worker, &launcher.worker_bin);
     let mut cmd = configured(process::command(&program, &args), worker);
     pass_config_file(&mut cmd, worker, launcher);
@@ -75,7 +75,7 @@ pub(crate) fn run_command(worker: &WorkerConfig, launcher: &Launcher) -> tokio::
 }
 
 /// `<worker_bin> worker <kind> describe --json`, with the worker's environment.
-pub(crate) fn describe_command(worker: &WorkerConfig, kind: &str, launcher: &Launcher) -> tokio::process::Command {
+pub(crate) fn describe_command(worker: &WorkerSpec, kind: &str, launcher: &Launcher) -> tokio::process::Command {
     let args = ["worker", kind, "describe", "--json"].map(str::to_owned);
     let mut cmd = configured(process::command(&launcher.worker_bin, &args), worker);
     pass_config_file(&mut cmd, worker, launcher);
@@ -84,20 +84,20 @@ pub(crate) fn describe_command(worker: &WorkerConfig, kind: &str, launcher: &Lau
 
 /// A built-in worker reads its `[worker]` settings from our config file, unless its own
 /// `env` names another one.
-fn pass_config_file(cmd: &mut tokio::process::Command, worker: &WorkerConfig, launcher: &Launcher) {
+fn pass_config_file(cmd: &mut tokio::process::Command, worker: &WorkerSpec, launcher: &Launcher) {
     if let (Some(file), Some(_), false) = (&launcher.config_file, &worker.kind, worker.env.contains_key(CONFIG_ENV)) {
         cmd.env(CONFIG_ENV, file);
     }
 }
 
 /// An auxiliary command (`check`, readiness `command`) in the worker's environment.
-pub(crate) fn aux_command(worker: &WorkerConfig, argv: &[String]) -> Option<tokio::process::Command> {
+pub(crate) fn aux_command(worker: &WorkerSpec, argv: &[String]) -> Option<tokio::process::Command> {
     let (program, args) = argv.split_first()?;
     Some(configured(process::command(Path::new(program), args), worker))
 }
 
 /// The worker's environment as a list: its `env`, `WORKER_PORT`, unbuffered Python.
-pub(crate) fn environment(worker: &WorkerConfig) -> Vec<(String, String)> {
+pub(crate) fn environment(worker: &WorkerSpec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     if std::env::var_os(UNBUFFERED_PYTHON.0).is_none() && !worker.env.contains_key(UNBUFFERED_PYTHON.0) {
         env.push((UNBUFFERED_PYTHON.0.to_owned(), UNBUFFERED_PYTHON.1.to_owned()));
@@ -117,7 +117,7 @@ pub(crate) fn display_line(program: &Path, args: &[String]) -> String {
         .join(" ")
 }
 
-fn configured(mut cmd: tokio::process::Command, worker: &WorkerConfig) -> tokio::process::Command {
+fn configured(mut cmd: tokio::process::Command, worker: &WorkerSpec) -> tokio::process::Command {
     cmd.envs(environment(worker));
     if let Some(cwd) = &worker.cwd {
         cmd.current_dir(cwd);
@@ -130,7 +130,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, Origin};
 
-    fn worker(toml: &str) -> WorkerConfig {
+    fn worker(toml: &str) -> WorkerSpec {
         Config::from_toml(toml, Origin::Embedded).unwrap().workers.remove(0)
     }
 

@@ -3,7 +3,7 @@
 //! status and metrics. It never links the engine or the worker runtime: it spawns them.
 //!
 //! Table of contents:
-//! - [`config`]: `easel.toml`, its defaults and validation.
+//! - [`config`]: `[orchestrator]` and `[[workers]]` of `easel.toml` (from `easel-config`).
 //! - [`orchestrator`]: [`run`], the event loop over start order, reloads and shutdown.
 //! - `supervisor` (private): one task per worker, its single restart authority.
 //! - [`state`]: the worker lifecycle and [`transition`], the one function that moves it.
@@ -18,13 +18,11 @@
 //! - `server` (private): the HTTP endpoints; [`client`]: `easel status`'s side of them.
 //! - [`http`]: a minimal HTTP/1.0 GET over TCP (readiness probes, the client).
 //! - [`signals`]: SIGTERM/SIGINT/SIGHUP as `easel up` handles them.
-//! - [`duration`]: `"30s"`-style durations.
+//! - [`duration`]: `"30s"`-style durations (from `easel-config`).
 //!
 //! Unix only: it relies on process groups and signals.
 
 pub mod client;
-pub mod config;
-pub mod duration;
 mod error;
 pub mod http;
 pub mod launch;
@@ -40,6 +38,11 @@ pub mod state;
 pub mod status;
 mod supervisor;
 mod watchdog;
+
+/// `easel.toml`'s `[orchestrator]` and `[[workers]]`, owned by `easel-config`.
+pub use easel_config::house as config;
+/// `"30s"`-style durations, the one syntax of every `easel.toml` section.
+pub use easel_config::duration;
 
 pub use client::fetch_status;
 pub use config::Config;

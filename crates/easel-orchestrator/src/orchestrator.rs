@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, WorkerConfig};
+use crate::config::{Config, WorkerSpec};
 use crate::duration::Human;
 use crate::error::{Error, Result};
 use crate::launch;
@@ -124,7 +124,7 @@ impl Orchestrator {
         tracing::info!("orchestrator listening on http://{addr} (/status, /metrics, /livez, /readyz)");
 
         let mut runner = Runner::new(self.config, self.sink, Arc::clone(&watchdog), Arc::clone(&self.shared));
-        let workers: Vec<WorkerConfig> = runner.config.start_order().into_iter().cloned().collect();
+        let workers: Vec<WorkerSpec> = runner.config.start_order().into_iter().cloned().collect();
         tokio::select! {
             () = runner.admit(workers) => runner.event_loop(self.reloads, &shutdown).await,
             () = shutdown.cancelled() => {}
@@ -180,7 +180,7 @@ impl Handle {
 
 /// One configured worker inside the loop.
 struct Entry {
-    config: WorkerConfig,
+    config: WorkerSpec,
     identity: Identity,
     status: watch::Receiver<Snapshot>,
     /// Until its supervisor starts, the orchestrator holds the sender.
@@ -189,7 +189,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(config: WorkerConfig, worker_bin: &std::path::Path) -> Self {
+    fn new(config: WorkerSpec, worker_bin: &std::path::Path) -> Self {
         let (program, args) = launch::run_line(&config, worker_bin);
         let identity = Identity {
             name: config.name.clone(),
@@ -252,7 +252,7 @@ impl Runner {
     }
 
     /// Lists `workers` (pending), preflights each, and queues those that pass.
-    async fn admit(&mut self, workers: Vec<WorkerConfig>) {
+    async fn admit(&mut self, workers: Vec<WorkerSpec>) {
         let timeout = self.config.orchestrator.preflight_timeout;
         for worker in &workers {
             self.entries
@@ -305,7 +305,7 @@ impl Runner {
         if new.orchestrator.listen != self.config.orchestrator.listen {
             tracing::warn!("[orchestrator] listen changed: it takes effect when `easel up` restarts");
         }
-        let wanted: Vec<WorkerConfig> = new.start_order().into_iter().cloned().collect();
+        let wanted: Vec<WorkerSpec> = new.start_order().into_iter().cloned().collect();
         let launch_changed =
             launch::Launcher::for_config(&new) != self.ctx.launcher || new.worker_runtime != self.config.worker_runtime;
         let mut stop = Vec::new();
@@ -426,7 +426,7 @@ fn retry_on_reload(state: WorkerState) -> bool {
     state.is_terminal()
 }
 
-fn names(workers: &[WorkerConfig]) -> Vec<String> {
+fn names(workers: &[WorkerSpec]) -> Vec<String> {
     workers.iter().map(|w| w.name.clone()).collect()
 }
 

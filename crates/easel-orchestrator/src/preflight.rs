@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Config, Launch, WorkerConfig, BUILTIN_KINDS};
+use crate::config::{Config, Launch, WorkerSpec, BUILTIN_KINDS};
 use crate::launch::{self, Launcher};
 use crate::process;
 
@@ -42,7 +42,7 @@ pub async fn check_all(config: &Config) -> Vec<(String, Result<(), String>)> {
 }
 
 /// Runs every check for `worker`; `Err` is the reason, for people.
-pub(crate) async fn check(worker: &WorkerConfig, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
+pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
     if let Some(cwd) = &worker.cwd {
         if !cwd.is_dir() {
             return Err(format!("cwd {} is not a directory", cwd.display()));
@@ -65,7 +65,7 @@ pub(crate) async fn check(worker: &WorkerConfig, launcher: &Launcher, timeout: D
 }
 
 async fn check_builtin(
-    worker: &WorkerConfig,
+    worker: &WorkerSpec,
     kind: &str,
     launcher: &Launcher,
     timeout: Duration,
@@ -129,7 +129,7 @@ fn verify_describe(describe: &Describe, kind: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn check_command(worker: &WorkerConfig, argv: &[String], timeout: Duration) -> Result<(), String> {
+async fn check_command(worker: &WorkerSpec, argv: &[String], timeout: Duration) -> Result<(), String> {
     let shown = format!("check `{}`", argv.join(" "));
     let program = argv.first().map(String::as_str).unwrap_or_default();
     process::find_program(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::config::{ReadyCheck, WorkerConfig};
+use crate::config::{ReadyCheck, WorkerSpec};
 use crate::launch;
 use crate::process;
 
@@ -15,7 +15,7 @@ use crate::process;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts probing `worker`; calls `on_ready` once, when a probe succeeds.
-pub(crate) fn spawn_prober(worker: &WorkerConfig, on_ready: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+pub(crate) fn spawn_prober(worker: &WorkerSpec, on_ready: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     let check = worker.ready_check();
     let interval = worker.readiness.interval;
     let worker = worker.clone();
@@ -35,7 +35,7 @@ pub(crate) fn spawn_prober(worker: &WorkerConfig, on_ready: impl FnOnce() + Send
 }
 
 /// One probe: `Ok` if the worker is ready now.
-pub(crate) async fn probe(worker: &WorkerConfig, check: &ReadyCheck) -> Result<(), String> {
+pub(crate) async fn probe(worker: &WorkerSpec, check: &ReadyCheck) -> Result<(), String> {
     match check {
         ReadyCheck::Http { port, path } => {
             let addr = format!("127.0.0.1:{port}");

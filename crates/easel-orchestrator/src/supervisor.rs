@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::WorkerConfig;
+use crate::config::WorkerSpec;
 use crate::duration::Human;
 use crate::launch::{self, Launcher};
 use crate::output::{self, LineSink, Stream, Tail};
@@ -91,7 +91,7 @@ struct StopPlan {
 }
 
 /// Starts the supervisor of `config`; it publishes every change on `status`.
-pub(crate) fn spawn(config: WorkerConfig, ctx: Arc<Context>, status: watch::Sender<Snapshot>) -> Handle {
+pub(crate) fn spawn(config: WorkerSpec, ctx: Arc<Context>, status: watch::Sender<Snapshot>) -> Handle {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let snapshot = status.borrow().clone();
@@ -115,7 +115,7 @@ pub(crate) fn spawn(config: WorkerConfig, ctx: Arc<Context>, status: watch::Send
 }
 
 struct Supervisor {
-    config: WorkerConfig,
+    config: WorkerSpec,
     name: Arc<str>,
     ctx: Arc<Context>,
     state: WorkerState,

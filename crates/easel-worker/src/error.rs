@@ -7,8 +7,7 @@ use crate::generator::GeneratorError;
 use crate::queue::QueueError;
 use crate::storage::StorageError;
 
-/// `EX_CONFIG` from `sysexits.h`: the configuration is wrong; restarting will not help.
-pub const EXIT_CONFIG: u8 = 78;
+use easel_config::EXIT_CONFIG;
 
 /// Everything that can stop a worker (jobs failing is not among them: a failed job is an
 /// outcome, reported by callback).

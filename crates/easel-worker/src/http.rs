@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::now;
 use crate::state::WorkerPhase;
-use crate::worker::Shared;
+use crate::shared::Shared;
 use crate::Error;
 
 /// Binds `addr` and serves until `stop`; returns the bound address and the server task.

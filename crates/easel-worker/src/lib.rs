@@ -15,52 +15,42 @@
 //! - [`process`]: what happens to one leased job, from payload to terminal callback.
 //! - [`state`]: the job and worker lifecycles, changed through one function that rejects
 //!   illegal moves.
-//! - [`contract`]: the ourvidz job payload (aliases, presets, validation) and callback bodies.
 //! - [`generator`]: the [`Generator`] trait the worker reaches the engine through, and a fake.
 //! - [`sdxl`]: the [`SdxlGenerator`] adapter over `easel-sdxl`.
 //! - [`reference`]: fetching img2img reference images with size and time limits.
 //! - [`encode`]: PNG with generation parameters, and the 256 px WebP thumbnail.
-//! - [`queue`]: the [`Queue`] trait with shared outcome records and the callback outbox;
-//!   embedded SQLite, native Redis and Upstash REST backends.
-//! - [`storage`]: the [`Storage`] trait; local directory, Supabase Storage REST, S3-compatible.
-//! - [`callback`]: the delivery loop over the queue's outbox: retries, idempotency key, HMAC.
-//! - [`db`]: the embedded SQLite database (job table, outcomes, outbox) under the data dir.
+//! - [`shared`]: what the job loop, the job handler and the HTTP endpoints share.
 //! - [`http`]: the worker's endpoints: `/health`, `/memory/*`, `/livez`, `/readyz`, `/metrics`.
-//! - [`logsafe`]: producer-supplied text escaped for log lines.
-//! - [`metrics`]: Prometheus counters and gauges.
-//! - [`retry`]: full-jitter exponential backoff shared by storage, callbacks and queue commands.
-//! - [`config`]: settings from flags > environment > `easel.toml` > defaults; secrets redacted.
 //! - [`registry`]: the worker kinds the CLI can start, and their `describe` output.
-//! - [`submit`]: building and pushing a contract payload, and waiting for its outcome.
 //! - [`error`]: the crate's top-level error and the process exit codes.
+//!
+//! From the job store (`easel-jobs`, re-exported here): [`contract`], [`queue`], [`storage`],
+//! [`callback`], [`db`], [`submit`], [`metrics`], [`retry`], [`logsafe`]; from `easel-config`:
+//! [`config`] (settings from flags > environment > `easel.toml` > defaults).
 //!
 //! Exit codes of `easel worker`: `0` after a graceful shutdown (SIGTERM/SIGINT), `78`
 //! (`EX_CONFIG`) for a configuration error (bad environment, flags or `easel.toml`), `1` for
 //! anything else (a backend unreachable at start, a model that fails to load, ...).
 
-pub mod callback;
-pub mod config;
-pub mod contract;
-pub mod db;
 pub mod encode;
 pub mod error;
 pub mod generator;
 pub mod http;
-pub mod logsafe;
-pub mod metrics;
 pub mod process;
-pub mod queue;
 pub mod reference;
 pub mod registry;
-pub mod retry;
 pub mod sdxl;
+pub mod shared;
 pub mod state;
-pub mod storage;
-pub mod submit;
 pub mod worker;
 
-pub use config::{ConfigError, WorkerConfig};
-pub use error::{Error, EXIT_CONFIG};
+// The job store and the settings, re-exported under their old paths: the worker is the
+// generation loop and the engine adapter on top of them.
+pub use easel_config as config;
+pub use easel_jobs::{callback, contract, db, logsafe, metrics, queue, retry, storage, submit};
+
+pub use easel_config::{ConfigError, WorkerConfig, EXIT_CONFIG};
+pub use error::Error;
 pub use generator::{FakeGenerator, Generator};
 pub use queue::Queue;
 pub use sdxl::SdxlGenerator;

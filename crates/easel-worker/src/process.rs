@@ -26,7 +26,7 @@ use crate::queue::{Delivery, Finish, Recorded};
 use crate::reference;
 use crate::state::JobState;
 use crate::storage;
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// Handles one delivery to its end; returns how it ended (`None` if it could not be recorded
 /// and was left for redelivery).

@@ -20,11 +20,12 @@ use crate::config::{GeneratorChoice, WorkerConfig};
 use crate::db::Db;
 use crate::generator::{FakeGenerator, Generator};
 use crate::metrics::{Metrics, Outcome};
-use crate::queue::{self, Delivery, Queue};
+use crate::queue::{self, Delivery};
 use crate::retry::RetryPolicy;
 use crate::sdxl::SdxlGenerator;
 use crate::state::WorkerPhase;
 use crate::storage::{self, Storage};
+use crate::shared::Shared;
 use crate::{http, process, Error};
 
 /// Pause after a queue error before trying again (the Python worker paused 10 s): short, so
@@ -58,47 +59,6 @@ pub trait Worker {
     }
 }
 
-/// What the job loop, the job handler and the HTTP endpoints share.
-pub struct Shared {
-    pub name: String,
-    pub kind: &'static str,
-    pub queue: Arc<dyn Queue>,
-    pub storage: Arc<dyn Storage>,
-    pub notifier: Arc<Notifier>,
-    pub generator: Arc<dyn Generator>,
-    /// Held while the engine runs a job, loads or unloads: they never overlap.
-    pub engine: tokio::sync::Mutex<()>,
-    pub metrics: Arc<Metrics>,
-    /// For reference images.
-    pub http: reqwest::Client,
-    pub storage_policy: RetryPolicy,
-    pub max_deliveries: u32,
-    pub reference_fallback: bool,
-    /// Reference URLs may reach internal addresses (tests, private networks).
-    pub reference_allow_private: bool,
-    pub admin_token: Option<crate::config::Secret>,
-    phase: Mutex<WorkerPhase>,
-}
-
-impl Shared {
-    /// The worker's phase.
-    pub fn phase(&self) -> WorkerPhase {
-        self.phase.lock().map(|p| *p).unwrap_or(WorkerPhase::Stopped)
-    }
-
-    /// Moves the worker to `next` through [`WorkerPhase::move_to`]; illegal moves are logged bugs.
-    pub fn set_phase(&self, next: WorkerPhase) {
-        let Ok(mut p) = self.phase.lock() else { return };
-        if *p == next {
-            return;
-        }
-        match p.move_to(next) {
-            Ok(()) => tracing::info!(worker.name = %self.name, phase = next.as_str(), "worker phase"),
-            Err(e) => tracing::error!(worker.name = %self.name, error = %e, "bug: illegal worker phase change"),
-        }
-    }
-}
-
 /// The SDXL worker.
 pub struct SdxlWorker {
     config: WorkerConfig,
@@ -113,9 +73,7 @@ impl SdxlWorker {
     /// (exit 78) and on an unusable data dir.
     pub fn new(config: WorkerConfig) -> Result<Self, Error> {
         let generator: Arc<dyn Generator> = match &config.generator {
-            GeneratorChoice::Sdxl { model, device, dtype } => {
-                Arc::new(SdxlGenerator::new(model.clone(), device, dtype.as_deref())?)
-            }
+            GeneratorChoice::Sdxl(m) => Arc::new(SdxlGenerator::new(m.model.clone(), &m.device, m.dtype.as_deref())?),
             GeneratorChoice::Fake { delay } => Arc::new(FakeGenerator::new(*delay)),
         };
         Self::with_generator(config, generator)
@@ -214,7 +172,11 @@ impl SdxlWorker {
         let policy = RetryPolicy::queue(Duration::MAX);
         let mut attempt = 1;
         loop {
-            let Err(e) = shared.queue.ping().await else {
+            let reached = match shared.queue.ping().await {
+                Ok(()) => shared.queue.mark_worker_started().await,
+                Err(e) => Err(e),
+            };
+            let Err(e) = reached else {
                 if attempt > 1 {
                     tracing::info!(queue = %shared.queue.describe(), "queue reachable");
                 }

@@ -20,6 +20,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         _ => return Err(bad(text)),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| bad(text))
@@ -43,6 +44,8 @@ pub fn format(d: Duration) -> String {
         (0, 0, sec) => format!("{sec}s"),
         (0, min, 0) => format!("{min}m"),
         (0, min, sec) => format!("{min}m{sec}s"),
+        (h, 0, 0) if h % 24 == 0 => format!("{}d", h / 24),
+        (h, 0, 0) => format!("{h}h"),
         (h, min, sec) => format!("{h}h{min}m{sec}s"),
     }
 }
@@ -105,6 +108,7 @@ mod tests {
         assert_eq!(parse("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(604_800)));
     }
 
     #[test]
@@ -122,5 +126,6 @@ mod tests {
         assert_eq!(format(Duration::from_secs(900)), "15m");
         assert_eq!(format(Duration::from_secs(125)), "2m5s");
         assert_eq!(format(Duration::from_secs(3725)), "1h2m5s");
+        assert_eq!(format(Duration::from_secs(604_800)), "7d");
     }
 }

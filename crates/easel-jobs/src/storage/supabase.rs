@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Storage, StorageError, UPLOAD_TIMEOUT};
-use crate::config::Secret;
+use easel_config::Secret;
 use crate::retry::retryable_status;
 
 /// A Supabase Storage bucket.

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::{redact_url, QueueError};
-use crate::config::Secret;
+use easel_config::Secret;
 
 /// Longest wait for one REST command: Upstash answers in milliseconds; 10 s (the Python
 /// worker's poll timeout) means the network is gone.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{Layers, StorageBackend, WorkerConfig};
+use easel_config::{Layers, StorageBackend, WorkerConfig};
 use crate::db::{Db, DbError};
 use crate::queue::{self, QueueError};
 
@@ -78,17 +78,30 @@ pub enum SubmitError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] easel_config::ConfigError),
     #[error("job {0} has no outcome after {1:?}; is a worker running (`easel worker sdxl run`)?")]
     Timeout(String, Duration),
 }
 
+/// What [`push`] did.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    /// The queue, as the worker describes it (backend, place, name).
+    pub queue: String,
+    /// Whether any worker has ever started on this queue: if not, the job waits until one
+    /// starts with the same settings (data home, queue URL, queue name).
+    pub worker_seen: bool,
+}
+
 /// Pushes `payload` (a JSON object) to the queue `layers` configure.
-pub async fn push(layers: &Layers, payload: &Value) -> Result<(), SubmitError> {
+pub async fn push(layers: &Layers, payload: &Value) -> Result<Pushed, SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
     let q = open_queue(&config)?;
     q.push(payload.to_string().as_bytes()).await?;
-    Ok(())
+    Ok(Pushed {
+        queue: q.describe(),
+        worker_seen: q.worker_started().await?.is_some(),
+    })
 }
 
 fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {

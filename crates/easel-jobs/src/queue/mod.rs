@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{QueueBackend, Secret};
+use easel_config::{QueueBackend, Secret};
 use crate::db::Db;
 pub use outbox::{Outbox, PendingCallback, Settle};
 
@@ -132,6 +132,11 @@ pub trait Queue: Outbox {
     async fn reclaim_expired(&self) -> Result<u64, QueueError>;
     /// Current depth.
     async fn depth(&self) -> Result<Depth, QueueError>;
+    /// Records that a worker has opened this queue (called once at every worker start).
+    async fn mark_worker_started(&self) -> Result<(), QueueError>;
+    /// When a worker last started on this queue (Unix seconds); `None`: never. `submit` uses
+    /// it to say that a job pushed here waits for a worker that has never been seen.
+    async fn worker_started(&self) -> Result<Option<f64>, QueueError>;
 }
 
 /// A consumer id unique to this process start: `{name}-{pid}-{random}`.

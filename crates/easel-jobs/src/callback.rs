@@ -25,7 +25,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CallbackTarget, Secret};
+use easel_config::{CallbackTarget, Secret};
 use crate::db::now;
 use crate::logsafe::Safe;
 use crate::metrics::{CallbackResult, Metrics};

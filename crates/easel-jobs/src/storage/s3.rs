@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig};
 
 use super::{Storage, StorageError, UPLOAD_TIMEOUT};
-use crate::config::StorageBackend;
+use easel_config::StorageBackend;
 
 /// An S3-compatible bucket.
 pub struct S3Storage {

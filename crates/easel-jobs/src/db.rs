@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS outcomes (
     recorded_at  REAL NOT NULL,
     PRIMARY KEY (queue, job_id)
 );
+CREATE TABLE IF NOT EXISTS queue_workers (
+    queue        TEXT PRIMARY KEY,
+    started_at   REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, given_up_at, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_job ON outbox (job_id);
 ";

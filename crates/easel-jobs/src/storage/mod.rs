@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::config::StorageBackend;
+use easel_config::StorageBackend;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 

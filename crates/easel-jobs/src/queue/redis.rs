@@ -263,6 +263,20 @@ impl Queue for RedisQueue {
         self.t.cmd(&[b"PING"]).await.map(|_| ())
     }
 
+    async fn mark_worker_started(&self) -> Result<(), QueueError> {
+        let now = crate::db::now().to_string();
+        let key = self.key("worker_started");
+        self.t.cmd(&[b"SET", key.as_bytes(), now.as_bytes()]).await.map(|_| ())
+    }
+
+    async fn worker_started(&self) -> Result<Option<f64>, QueueError> {
+        let key = self.key("worker_started");
+        match self.t.cmd(&[b"GET", key.as_bytes()]).await? {
+            Reply::Bulk(b) => Ok(std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok())),
+            _ => Ok(None),
+        }
+    }
+
     async fn push(&self, payload: &[u8]) -> Result<(), QueueError> {
         self.t.cmd(&[b"LPUSH", self.name.as_bytes(), payload]).await.map(|_| ())
     }

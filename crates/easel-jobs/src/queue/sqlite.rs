@@ -105,6 +105,24 @@ impl Queue for SqliteQueue {
         r.map_err(|e| self.err(e))
     }
 
+    async fn mark_worker_started(&self) -> Result<(), QueueError> {
+        let queue = self.name.clone();
+        let sql = "INSERT INTO queue_workers (queue, started_at) VALUES (?1, ?2)
+                   ON CONFLICT (queue) DO UPDATE SET started_at = excluded.started_at";
+        let r = self.db.call(move |c| c.execute(sql, params![queue, now()])).await;
+        r.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    async fn worker_started(&self) -> Result<Option<f64>, QueueError> {
+        let queue = self.name.clone();
+        let sql = "SELECT started_at FROM queue_workers WHERE queue = ?1";
+        let r = self
+            .db
+            .call(move |c| c.query_row(sql, params![queue], |row| row.get(0)).optional())
+            .await;
+        r.map_err(|e| self.err(e))
+    }
+
     async fn push(&self, payload: &[u8]) -> Result<(), QueueError> {
         let queue = self.name.clone();
         let job_id = std::str::from_utf8(payload)
