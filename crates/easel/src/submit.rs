@@ -10,6 +10,12 @@ use clap::Args;
 use easel_worker::config::Layers;
 use easel_worker::submit::{self, Submission, SubmitError};
 
+/// Examples shown under `easel submit --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel submit --prompt \"a lighthouse at dusk\" --wait
+  easel submit --prompt \"a fox\" --type sdxl_image_high --num-images 2 --seed 7
+  easel submit --prompt \"a fox\" --queue redis://127.0.0.1:6379";
+
 /// Arguments of `easel submit`.
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
