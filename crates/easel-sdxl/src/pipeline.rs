@@ -31,7 +31,7 @@ pub const SDXL_SCALE_FACTOR: usize = 8;
 /// Checks one image side: a positive multiple of `f` up to [`MAX_SIDE`]; the message
 /// suggests the nearest side that is.
 pub fn validate_side(name: &str, v: usize, f: usize) -> Result<()> {
-    if v == 0 || v % f != 0 || v > MAX_SIDE {
+    if v == 0 || !v.is_multiple_of(f) || v > MAX_SIDE {
         let nearest = ((v + f / 2) / f).clamp(1, MAX_SIDE / f) * f;
         return Err(Error::invalid(format!(
             "{name} {v} is not a positive multiple of {f} up to {MAX_SIDE}: try {nearest}"
