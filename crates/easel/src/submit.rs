@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use easel_sdxl::pipeline::MAX_BATCH;
 use easel_worker::config::Layers;
 use easel_worker::submit::{self, Submission, SubmitError};
 
@@ -26,7 +27,7 @@ pub struct SubmitArgs {
     #[arg(long = "type", default_value = "sdxl_image_fast")]
     job_type: String,
     /// Images in the job (1–6).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
     num_images: Option<u32>,
     /// Seed of image 0 (image i uses seed + i); default: random.
     #[arg(long)]

@@ -218,6 +218,7 @@ fn usage_errors_exit_2_with_a_clap_style_message() {
         ),
         (&["bench", "--width", "63"], "try 64"),
         (&["submit"], "--prompt <PROMPT>"),
+        (&["submit", "--prompt", "x", "--num-images", "7"], "7 is not in 1..=6"),
         (&["status", "--bogus"], "unexpected argument '--bogus'"),
     ];
     for (args, needle) in cases {
