@@ -24,6 +24,54 @@ pub const MAX_BATCH: usize = 6;
 pub const MAX_STEPS: usize = 1000;
 /// Largest image side in pixels (memory grows with the square of it).
 pub const MAX_SIDE: usize = 4096;
+/// Pixels per latent of every SDXL VAE: the factor sizes are checked against before a model
+/// is loaded (the loaded model's own factor is checked again by [`SdxlModel::validate`]).
+pub const SDXL_SCALE_FACTOR: usize = 8;
+
+/// Checks one image side: a positive multiple of `f` up to [`MAX_SIDE`]; the message
+/// suggests the nearest side that is.
+pub fn validate_side(name: &str, v: usize, f: usize) -> Result<()> {
+    if v == 0 || !v.is_multiple_of(f) || v > MAX_SIDE {
+        let nearest = ((v + f / 2) / f).clamp(1, MAX_SIDE / f) * f;
+        return Err(Error::invalid(format!(
+            "{name} {v} is not a positive multiple of {f} up to {MAX_SIDE}: try {nearest}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the counts of a request that need no model: steps, batch size, guidance.
+pub fn validate_counts(steps: usize, num_images: usize, guidance: f64) -> Result<()> {
+    if steps == 0 || steps > MAX_STEPS {
+        return Err(Error::invalid(format!(
+            "steps must be between 1 and {MAX_STEPS}, got {steps}"
+        )));
+    }
+    if !(1..=MAX_BATCH).contains(&num_images) {
+        return Err(Error::invalid(format!(
+            "num_images must be between 1 and {MAX_BATCH}, got {num_images}"
+        )));
+    }
+    if !guidance.is_finite() || guidance < 0.0 {
+        return Err(Error::invalid(format!(
+            "guidance must be a finite number ≥ 0, got {guidance}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an image-to-image strength: in (0, 1], and leaving at least one denoising step.
+pub fn validate_strength(steps: usize, strength: f64) -> Result<()> {
+    if !(strength > 0.0 && strength <= 1.0) {
+        return Err(Error::invalid(format!("strength must be in (0, 1], got {strength}")));
+    }
+    if img2img_start(steps, strength) >= steps {
+        return Err(Error::invalid(format!(
+            "strength {strength} with {steps} steps runs no denoising step: raise the strength or the steps"
+        )));
+    }
+    Ok(())
+}
 
 /// An init image for image-to-image.
 #[derive(Clone, Debug)]
@@ -103,32 +151,9 @@ impl SdxlModel {
     /// Checks a request against this model, with a message saying how to fix it.
     pub fn validate(&self, req: &GenerateRequest) -> Result<()> {
         let f = self.vae_scale_factor();
-        for (name, v) in [("width", req.width), ("height", req.height)] {
-            if v == 0 || v % f != 0 || v > MAX_SIDE {
-                return Err(Error::invalid(format!(
-                    "{name} {v} is not a positive multiple of {f} up to {MAX_SIDE}: try {}",
-                    (v / f).max(1) * f
-                )));
-            }
-        }
-        if req.steps == 0 || req.steps > MAX_STEPS {
-            return Err(Error::invalid(format!(
-                "steps must be between 1 and {MAX_STEPS}, got {}",
-                req.steps
-            )));
-        }
-        if !(1..=MAX_BATCH).contains(&req.num_images) {
-            return Err(Error::invalid(format!(
-                "num_images must be between 1 and {MAX_BATCH}, got {}",
-                req.num_images
-            )));
-        }
-        if !req.guidance.is_finite() || req.guidance < 0.0 {
-            return Err(Error::invalid(format!(
-                "guidance must be a finite number ≥ 0, got {}",
-                req.guidance
-            )));
-        }
+        validate_side("width", req.width, f)?;
+        validate_side("height", req.height, f)?;
+        validate_counts(req.steps, req.num_images, req.guidance)?;
         if let Some(init) = &req.init_image {
             self.validate_init(req, init)?;
         }
@@ -145,18 +170,7 @@ impl SdxlModel {
     }
 
     fn validate_init(&self, req: &GenerateRequest, init: &InitImage) -> Result<()> {
-        if !(init.strength > 0.0 && init.strength <= 1.0) {
-            return Err(Error::invalid(format!(
-                "strength must be in (0, 1], got {}",
-                init.strength
-            )));
-        }
-        if img2img_start(req.steps, init.strength) >= req.steps {
-            return Err(Error::invalid(format!(
-                "strength {} with {} steps runs no denoising step: raise the strength or the steps",
-                init.strength, req.steps
-            )));
-        }
+        validate_strength(req.steps, init.strength)?;
         let (_, c, h, w) = init.pixels.dims4()?;
         if c != 3 || h != req.height || w != req.width {
             return Err(Error::invalid(format!(

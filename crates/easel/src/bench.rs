@@ -7,61 +7,83 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use candle_core::DType;
 use clap::Args;
 use easel_sdxl::bench::{self, DeviceMemory, RunTimes};
-use easel_sdxl::device::{default_dtype, parse_dtype, DeviceSpec};
+use easel_sdxl::device::{default_dtype, DeviceSpec};
 use easel_sdxl::model::{LoadOptions, SdxlModel};
 use easel_sdxl::pipeline::GenerateRequest;
 use easel_sdxl::schedulers::SchedulerKind;
 
+use crate::checks;
+
+/// Examples shown under `easel bench --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel bench --steps 4 --json
+  easel bench --model ~/models/sdxl --width 1024 --height 1024 --steps 25 --device cuda --warmup 1
+  easel bench --num-images 2 --negative \"blurry\" --dtype f16 --device cuda:1";
+
+/// Arguments of `easel bench`; the flags `generate` also has keep its names.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Diffusers folder or single-file checkpoint (default: the bundled tiny model).
+    /// A diffusers SDXL folder or a single-file SDXL checkpoint (.safetensors); default: the
+    /// bundled tiny model.
     #[arg(long, env = "EASEL_MODEL")]
     model: Option<PathBuf>,
+    /// What to draw.
     #[arg(long, default_value = "a lighthouse on a cliff at dusk, oil painting")]
     prompt: String,
-    #[arg(long, default_value = "blurry, low quality")]
-    negative_prompt: String,
-    /// Image width in pixels (default: the model's native size).
+    /// What to steer away from (the negative prompt).
+    #[arg(long, visible_alias = "negative-prompt", default_value = "blurry, low quality")]
+    negative: String,
+    /// Image width in pixels (a multiple of 8, up to 4096); default: the model's native size.
     #[arg(long)]
     width: Option<usize>,
-    /// Image height in pixels (default: the model's native size).
+    /// Image height in pixels (a multiple of 8, up to 4096); default: the model's native size.
     #[arg(long)]
     height: Option<usize>,
+    /// Denoising steps (1–1000).
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// Images per run (1–6).
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    /// Images per run, in one batch (1–6).
+    #[arg(long, visible_alias = "batch", default_value_t = 1)]
+    num_images: usize,
+    /// Classifier-free guidance scale, ≥ 0 (≤ 1 disables guidance).
     #[arg(long, default_value_t = 5.0)]
     guidance: f64,
-    #[arg(long, default_value = "euler")]
-    scheduler: String,
-    /// f32, f16 or bf16 (default: f32 on CPU, bf16 on CUDA).
-    #[arg(long)]
-    dtype: Option<String>,
+    /// Sampler: euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.
+    #[arg(long, default_value = "euler", value_parser = checks::value::<SchedulerKind>)]
+    scheduler: SchedulerKind,
+    /// f32, f16 or bf16; default: f32 on CPU, bf16 on CUDA.
+    #[arg(long, value_parser = checks::dtype_value)]
+    dtype: Option<DType>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value = "cpu", value_parser = checks::value::<DeviceSpec>)]
+    device: DeviceSpec,
     /// Untimed runs before the timed one (kernel loading, cuDNN algorithm choice).
     #[arg(long, default_value_t = 0)]
     warmup: usize,
+    /// Seed of image 0 (image i uses seed + i), the same for every run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object (the keys of scripts/bench_diffusers.py) instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 /// Runs `easel bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let device = args.device.parse::<DeviceSpec>()?.open()?;
-    let dtype = match &args.dtype {
-        Some(d) => parse_dtype(d)?,
-        None => default_dtype(&device),
-    };
-    let scheduler: SchedulerKind = args.scheduler.parse()?;
+    checks::settings(&checks::Settings {
+        width: args.width,
+        height: args.height,
+        steps: args.steps,
+        num_images: args.num_images,
+        guidance: args.guidance,
+        strength: None,
+    })?;
+    let device = args.device.open()?;
+    let dtype = args.dtype.unwrap_or_else(|| default_dtype(&device));
+    checks::dtype(&device, dtype)?;
     let memory = DeviceMemory::start(&device)?;
     let opts = LoadOptions {
         device: device.clone(),
@@ -81,11 +103,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.width.unwrap_or(side),
         args.height.unwrap_or(side),
     );
-    req.negative_prompt = Some(args.negative_prompt.clone());
+    req.negative_prompt = Some(args.negative.clone());
     req.steps = args.steps;
-    req.num_images = args.batch;
+    req.num_images = args.num_images;
     req.guidance = args.guidance;
-    req.scheduler = scheduler;
+    req.scheduler = args.scheduler;
     req.seed = args.seed;
     for _ in 0..args.warmup {
         bench::time_request(&model, &req, args.seed)?;

@@ -1,42 +1,53 @@
 //! Why this exists: `easel generate PROMPT`, the one-shot path from a prompt to PNG
-//! files. Flow: load the model → build and check the request (init image, latents
-//! file) → run with a progress bar on a terminal → write PNGs with their parameters →
-//! print the paths.
+//! files. Flow: check every flag that needs no model (sizes, counts, dtype, the output
+//! folder; read the init image and latents file) → load the model → build and check the
+//! request → encode, denoise (with a progress bar on a terminal), decode → write PNGs with
+//! their parameters → print the paths (or, with `--json`, one JSON object).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use easel_sdxl::device::{default_dtype, parse_dtype, DeviceSpec};
+use easel_sdxl::device::{default_dtype, DeviceSpec};
 use easel_sdxl::images;
 use easel_sdxl::lora::LoraFile;
 use easel_sdxl::metadata;
 use easel_sdxl::noise::SeededNoise;
 use easel_sdxl::pipeline::{GenerateRequest, InitImage, Progress};
 use easel_sdxl::schedulers::SchedulerKind;
-use easel_sdxl::{LoadOptions, SdxlModel};
+use easel_sdxl::{LoadOptions, PromptMode, SdxlModel};
+use image::RgbImage;
+
+use crate::checks;
+
+/// Examples shown under `easel generate --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel generate \"a lighthouse at dusk\" --seed 42
+  easel generate \"a fox in snow\" --model ~/models/sdxl.safetensors --device cuda --num-images 4
+  easel generate \"a (red:1.3) fox, BREAK, snow\" --prompt-mode a1111 --negative blurry
+  easel generate \"the same, in watercolour\" --init-image fox.png --strength 0.6 --json";
 
 /// Arguments of `easel generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// What to draw.
     prompt: String,
-    /// What to steer away from.
+    /// What to steer away from (the negative prompt).
     #[arg(long)]
     negative: Option<String>,
-    /// Denoising steps.
+    /// Denoising steps (1–1000).
     #[arg(long, default_value_t = 30)]
     steps: usize,
-    /// Classifier-free guidance scale (≤ 1 disables guidance).
+    /// Classifier-free guidance scale, ≥ 0 (≤ 1 disables guidance).
     #[arg(long, default_value_t = 5.0)]
     guidance: f64,
-    /// Image width in pixels (a multiple of 8); default: the model's native size.
+    /// Image width in pixels (a multiple of 8, up to 4096); default: the model's native size.
     #[arg(long)]
     width: Option<usize>,
-    /// Image height in pixels (a multiple of 8); default: the model's native size.
+    /// Image height in pixels (a multiple of 8, up to 4096); default: the model's native size.
     #[arg(long)]
     height: Option<usize>,
     /// Seed of image 0; image i uses seed + i. Default: random (printed).
@@ -46,8 +57,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     num_images: usize,
     /// Sampler: euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.
-    #[arg(long, default_value = "euler")]
-    scheduler: String,
+    #[arg(long, default_value = "euler", value_parser = checks::value::<SchedulerKind>)]
+    scheduler: SchedulerKind,
     /// Start from this image (image-to-image).
     #[arg(long)]
     init_image: Option<PathBuf>,
@@ -65,49 +76,117 @@ pub struct GenerateArgs {
     /// A LoRA (kohya or diffusers layout) as FILE or FILE:SCALE (scale 1); repeatable.
     #[arg(long = "lora", value_name = "FILE[:SCALE]")]
     loras: Vec<String>,
-    /// How the prompt is read: `plain` (diffusers: as is, 77 tokens) or `a1111`
-    /// ((word:1.3), (word), [word], BREAK, prompts longer than 77 tokens).
-    #[arg(long, default_value = "plain")]
-    prompt_mode: String,
+    /// How the prompt is read: `plain` (or `diffusers`: as is, 77 tokens) or `a1111` (or
+    /// `weighted`: (word:1.3), (word), [word], BREAK, prompts longer than 77 tokens).
+    /// compel's syntax is not supported.
+    #[arg(long, default_value = "plain", value_parser = checks::value::<PromptMode>)]
+    prompt_mode: PromptMode,
     /// f32, f16 or bf16; default: f32 on CPU, bf16 on CUDA.
-    #[arg(long)]
-    dtype: Option<String>,
+    #[arg(long, value_parser = checks::dtype_value)]
+    dtype: Option<DType>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value = "cpu", value_parser = checks::value::<DeviceSpec>)]
+    device: DeviceSpec,
     /// A safetensors file with a tensor `latents` [B, 4, h, w] used as the initial latents.
     #[arg(long)]
     latents: Option<PathBuf>,
-    /// Where to write the PNGs.
+    /// Where to write the PNGs (created if needed; checked before the model loads).
     #[arg(long, default_value = "out")]
     out: PathBuf,
+    /// Print one JSON object on stdout (paths, seeds, size, steps, model, timings per phase)
+    /// instead of one path per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What was read and checked before the model loads.
+struct Inputs {
+    device: Device,
+    dtype: DType,
+    init: Option<RgbImage>,
+    latents: Option<Tensor>,
+}
+
+/// Seconds spent in each phase.
+#[derive(Default)]
+struct Timings {
+    load_s: f64,
+    text_s: f64,
+    denoise_s: f64,
+    decode_s: f64,
+    write_s: f64,
 }
 
 /// Runs `easel generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let device = args.device.parse::<DeviceSpec>()?.open()?;
-    let dtype = match &args.dtype {
-        Some(d) => parse_dtype(d)?,
-        None => default_dtype(&device),
-    };
-    let scheduler: SchedulerKind = args.scheduler.parse()?;
+    let started = Instant::now();
+    let inputs = before_load(&args)?;
     let opts = LoadOptions {
-        device: device.clone(),
-        dtype,
+        device: inputs.device.clone(),
+        dtype: inputs.dtype,
         config_dir: args.config.clone(),
         ..Default::default()
     };
-    let started = Instant::now();
+    let mut t = Timings::default();
+    let loading = Instant::now();
     let mut model = match &args.model {
         Some(p) => SdxlModel::load_path(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
         None => SdxlModel::load_tiny(&opts)?,
     };
     apply_loras(&mut model, &args.loras)?;
-    tracing::info!(model = %model.name, secs = started.elapsed().as_secs_f64(), "model loaded");
-    let req = build_request(&args, &model, scheduler)?;
+    t.load_s = loading.elapsed().as_secs_f64();
+    tracing::info!(model = %model.name, secs = t.load_s, "model loaded");
+    let req = build_request(&args, inputs, &model)?;
+    model.validate(&req).map_err(checks::refusal)?;
+    let images = run_phases(&model, &req, &mut t)?;
+    let writing = Instant::now();
+    let paths = write_pngs(&args.out, &images, &req, &model.name)?;
+    t.write_s = writing.elapsed().as_secs_f64();
+    let total_s = started.elapsed().as_secs_f64();
+    if args.json {
+        println!("{}", report(&req, &model.name, &paths, &t, total_s));
+        return Ok(());
+    }
+    for p in &paths {
+        println!("{}", p.display());
+    }
+    eprintln!("seed {} · {} image(s) in {total_s:.1}s", req.seed, paths.len());
+    Ok(())
+}
+
+/// Every check that needs no model, and the input files read.
+fn before_load(args: &GenerateArgs) -> Result<Inputs> {
+    checks::settings(&checks::Settings {
+        width: args.width,
+        height: args.height,
+        steps: args.steps,
+        num_images: args.num_images,
+        guidance: args.guidance,
+        strength: args.init_image.as_ref().map(|_| args.strength),
+    })?;
+    checks::writable_dir("--out", &args.out)?;
+    let device = args.device.open()?;
+    let dtype = args.dtype.unwrap_or_else(|| default_dtype(&device));
+    checks::dtype(&device, dtype)?;
+    let init = args.init_image.as_deref().map(images::load_rgb).transpose()?;
+    let latents = args.latents.as_deref().map(|p| read_latents(p, &device)).transpose()?;
+    Ok(Inputs {
+        device,
+        dtype,
+        init,
+        latents,
+    })
+}
+
+/// Encode, denoise (progress bar on a terminal), decode; each phase timed into `t`.
+fn run_phases(model: &SdxlModel, req: &GenerateRequest, t: &mut Timings) -> Result<Tensor> {
     let mut noise = SeededNoise::new(req.seed, req.num_images);
-    let bar = progress_bar(&req);
-    let out = model.generate(&req, &mut noise, &mut |p: Progress| {
+    let bar = progress_bar(req);
+    let phase = Instant::now();
+    let emb = model.encode_request(req)?;
+    t.text_s = phase.elapsed().as_secs_f64();
+    let phase = Instant::now();
+    let latents = model.denoise_embedded(req, &emb, &mut noise, &mut |p: Progress| {
         if let Some(b) = &bar {
             b.set_length(p.total as u64);
             b.set_position(p.step as u64);
@@ -116,26 +195,43 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let paths = write_pngs(&args.out, &out.images, &req, &model.name)?;
-    for p in &paths {
-        println!("{}", p.display());
-    }
-    eprintln!(
-        "seed {} · {} image(s) in {:.1}s",
-        req.seed,
-        paths.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    t.denoise_s = phase.elapsed().as_secs_f64();
+    let phase = Instant::now();
+    let images = model.decode(&latents)?;
+    t.decode_s = phase.elapsed().as_secs_f64();
+    Ok(images)
 }
 
-fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKind) -> Result<GenerateRequest> {
-    let latents = args.latents.as_deref().map(|p| read_latents(p, model)).transpose()?;
+/// The `--json` report.
+fn report(req: &GenerateRequest, model: &str, paths: &[PathBuf], t: &Timings, total_s: f64) -> serde_json::Value {
+    let seeds: Vec<u64> = (0..paths.len() as u64).map(|i| req.seed.wrapping_add(i)).collect();
+    serde_json::json!({
+        "paths": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "seeds": seeds,
+        "width": req.width,
+        "height": req.height,
+        "steps": req.steps,
+        "guidance": req.guidance,
+        "scheduler": req.scheduler.name(),
+        "prompt_mode": req.prompt_mode,
+        "model": model,
+        "timings": {
+            "load_s": t.load_s,
+            "text_s": t.text_s,
+            "denoise_s": t.denoise_s,
+            "decode_s": t.decode_s,
+            "write_s": t.write_s,
+            "total_s": total_s,
+        },
+    })
+}
+
+fn build_request(args: &GenerateArgs, inputs: Inputs, model: &SdxlModel) -> Result<GenerateRequest> {
+    let Inputs { init, latents, .. } = inputs;
     let f = model.vae_scale_factor();
     let from_latents = latents
         .as_ref()
         .map(|l| (l.dim(3).unwrap_or(0) * f, l.dim(2).unwrap_or(0) * f));
-    let init = args.init_image.as_deref().map(images::load_rgb).transpose()?;
     let from_init = init
         .as_ref()
         .map(|i| ((i.width() as usize / f) * f, (i.height() as usize / f) * f));
@@ -162,10 +258,10 @@ fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKin
     req.guidance = args.guidance;
     req.num_images = num_images;
     req.seed = args.seed.unwrap_or_else(rand_seed);
-    req.scheduler = scheduler;
+    req.scheduler = args.scheduler;
     req.init_image = init_image;
     req.latents = latents;
-    req.prompt_mode = args.prompt_mode.parse()?;
+    req.prompt_mode = args.prompt_mode;
     Ok(req)
 }
 
@@ -206,8 +302,8 @@ fn rand_seed() -> u64 {
     (nanos as u64 ^ (std::process::id() as u64).rotate_left(32)) % 4_294_967_296
 }
 
-fn read_latents(path: &Path, model: &SdxlModel) -> Result<Tensor> {
-    let tensors = candle_core::safetensors::load(path, &model.device)
+fn read_latents(path: &Path, device: &Device) -> Result<Tensor> {
+    let tensors = candle_core::safetensors::load(path, device)
         .with_context(|| format!("reading latents file {} (expected a safetensors file)", path.display()))?;
     let Some(t) = tensors.get("latents") else {
         let names: Vec<_> = tensors.keys().cloned().collect();
@@ -232,9 +328,13 @@ fn progress_bar(req: &GenerateRequest) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(req.steps as u64);
-    let style =
-        indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})")
-            .map(|s| s.progress_chars("=> "));
+    // The same bar, in colour unless NO_COLOR asks for none.
+    let template = if crate::colour::on_stderr() {
+        "{spinner:.green} step {pos}/{len} [{bar:30.cyan/blue}] {elapsed_precise} ({per_sec})"
+    } else {
+        "{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})"
+    };
+    let style = indicatif::ProgressStyle::with_template(template).map(|s| s.progress_chars("=> "));
     if let Ok(s) = style {
         bar.set_style(s);
     }

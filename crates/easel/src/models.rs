@@ -9,6 +9,16 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use easel_sdxl::inspect::{inspect, Inspection, Layout};
 
+/// Examples shown under `easel models --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel models inspect ~/models/sdxl.safetensors
+  easel models inspect ~/models/sdxl-base --json";
+
+/// Examples shown under `easel models inspect --help`.
+const INSPECT_EXAMPLES: &str = "Examples:
+  easel models inspect ~/models/sdxl.safetensors
+  easel models inspect lora.safetensors --json";
+
 /// Arguments of `easel models`.
 #[derive(Args, Debug)]
 pub struct ModelsArgs {
@@ -19,6 +29,7 @@ pub struct ModelsArgs {
 #[derive(Subcommand, Debug)]
 enum ModelsCommand {
     /// Say what a model file or folder is (headers only; nothing is loaded).
+    #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
 }
 

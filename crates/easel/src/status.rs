@@ -12,6 +12,11 @@ use easel_orchestrator::config::Config;
 use easel_orchestrator::duration;
 use easel_orchestrator::status::{StatusReport, WorkerReport};
 
+/// Examples shown under `easel status --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel status
+  easel status --addr 127.0.0.1:7870 --json";
+
 /// Arguments of `easel status`.
 #[derive(Args, Debug)]
 pub struct StatusArgs {

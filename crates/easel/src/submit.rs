@@ -7,8 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use easel_sdxl::pipeline::MAX_BATCH;
 use easel_worker::config::Layers;
 use easel_worker::submit::{self, Submission, SubmitError};
+
+/// Examples shown under `easel submit --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel submit --prompt \"a lighthouse at dusk\" --wait
+  easel submit --prompt \"a fox\" --type sdxl_image_high --num-images 2 --seed 7
+  easel submit --prompt \"a fox\" --queue redis://127.0.0.1:6379";
 
 /// Arguments of `easel submit`.
 #[derive(Args, Debug)]
@@ -20,7 +27,7 @@ pub struct SubmitArgs {
     #[arg(long = "type", default_value = "sdxl_image_fast")]
     job_type: String,
     /// Images in the job (1–6).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
     num_images: Option<u32>,
     /// Seed of image 0 (image i uses seed + i); default: random.
     #[arg(long)]

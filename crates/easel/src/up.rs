@@ -11,6 +11,12 @@ use clap::Args;
 use easel_orchestrator::config::{Config, DEFAULT_CONFIG_TOML};
 use easel_orchestrator::Orchestrator;
 
+/// Examples shown under `easel up --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel up                         # ./easel.toml, else one SDXL worker
+  easel up --config prod.toml --check
+  easel up --print-default-config > easel.toml";
+
 /// Arguments of `easel up`.
 #[derive(Args, Debug)]
 pub struct UpArgs {

@@ -1,20 +1,41 @@
-//! Why this exists: `easel worker <kind> run|start|serve|launch|describe`, the thin wiring from
-//! arguments to `easel-worker`: flags become the top configuration layer, SIGTERM/SIGINT cancel
-//! the worker's shutdown token, and errors become exit codes — 0 after a graceful shutdown,
-//! 78 (EX_CONFIG) for configuration errors, 1 otherwise.
+//! Why this exists: `easel worker <kind> run|describe` (`start`, `serve`, `launch`: visible
+//! aliases of `run`, the Python worker's entry names), the thin wiring from arguments to
+//! `easel-worker`: flags become the top configuration layer, SIGTERM/SIGINT cancel the
+//! worker's shutdown token, and errors become exit codes — 0 after a graceful shutdown, 2 for
+//! usage errors (an unknown kind: clap refuses it), 78 (EX_CONFIG) for configuration errors,
+//! 1 otherwise.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use easel_worker::config::Layers;
 use easel_worker::{registry, SdxlWorker, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
+/// Examples shown under `easel worker --help`.
+pub const EXAMPLES: &str = "Examples:
+  easel worker sdxl run --queue redis://127.0.0.1:6379 --device cuda
+  easel worker sdxl start          # the same loop, under the Python worker's entry name
+  easel worker sdxl describe --json";
+
+/// Examples shown under `easel worker KIND run --help`.
+const RUN_EXAMPLES: &str = "Examples:
+  easel worker sdxl run                                   # sqlite queue in ./easel-data, tiny model
+  easel worker sdxl run --model ~/models/sdxl.safetensors --device cuda --port 7859
+  easel worker sdxl serve --config easel.toml             # alias of run";
+
+/// Examples shown under `easel worker KIND describe --help`.
+const DESCRIBE_EXAMPLES: &str = "Examples:
+  easel worker sdxl describe
+  easel worker sdxl describe --json";
+
 /// Arguments of `easel worker`.
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// The worker kind (`sdxl`).
+    /// The worker kind.
+    #[arg(value_parser = PossibleValuesParser::new(registry::KINDS.iter().map(|k| k.name)))]
     kind: String,
     #[command(subcommand)]
     action: Action,
@@ -23,15 +44,11 @@ pub struct WorkerArgs {
 /// What to do with the worker kind.
 #[derive(Subcommand, Debug)]
 enum Action {
-    /// Run the job loop until SIGTERM/SIGINT.
+    /// Run the job loop until SIGTERM/SIGINT (start, serve and launch are the same loop).
+    #[command(visible_aliases = ["start", "serve", "launch"], after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Same as `run`.
-    Start(RunArgs),
-    /// Same as `run`.
-    Serve(RunArgs),
-    /// Same as `run`.
-    Launch(RunArgs),
     /// Print the kind, entry points, queue and job types.
+    #[command(after_help = DESCRIBE_EXAMPLES)]
     Describe(DescribeArgs),
 }
 
@@ -53,7 +70,8 @@ pub struct RunArgs {
     /// Address to bind (EASEL_BIND, default 127.0.0.1).
     #[arg(long)]
     bind: Option<String>,
-    /// A diffusers SDXL folder (EASEL_MODEL); default: the bundled tiny model.
+    /// A diffusers SDXL folder or a single-file SDXL checkpoint (.safetensors) (EASEL_MODEL);
+    /// default: the bundled tiny model.
     #[arg(long)]
     model: Option<PathBuf>,
     /// cpu, cuda or cuda:N (EASEL_DEVICE).
@@ -93,25 +111,19 @@ impl RunArgs {
 
 /// Runs `easel worker`.
 pub fn run(args: WorkerArgs) -> Result<()> {
+    // clap accepts only registered kinds; this guards a registry that changed under it.
     let Some(kind) = registry::find(&args.kind) else {
         let known: Vec<_> = registry::KINDS.iter().map(|k| k.name).collect();
-        bail!("unknown worker kind {:?}: use one of {}", args.kind, known.join(", "));
+        return Err(crate::usage::usage(format!(
+            "unknown worker kind {:?}: use one of {}",
+            args.kind,
+            known.join(", ")
+        )));
     };
     match args.action {
         Action::Describe(d) => describe(kind, d.json),
-        Action::Run(a) => entry(kind, a, Entry::Run),
-        Action::Start(a) => entry(kind, a, Entry::Start),
-        Action::Serve(a) => entry(kind, a, Entry::Serve),
-        Action::Launch(a) => entry(kind, a, Entry::Launch),
+        Action::Run(a) => entry(kind, a),
     }
-}
-
-#[derive(Clone, Copy)]
-enum Entry {
-    Run,
-    Start,
-    Serve,
-    Launch,
 }
 
 fn describe(kind: &registry::Kind, json: bool) -> Result<()> {
@@ -133,7 +145,9 @@ fn describe(kind: &registry::Kind, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn entry(kind: &registry::Kind, args: RunArgs, entry: Entry) -> Result<()> {
+/// The job loop. `start`, `serve` and `launch` reach it as aliases of `run`: the `Worker`
+/// trait's entries of those names are, by its contract, the same loop as `run`.
+fn entry(kind: &registry::Kind, args: RunArgs) -> Result<()> {
     let config = WorkerConfig::load(&args.flags(), args.config.as_deref())?;
     if kind.name != "sdxl" {
         bail!("worker kind {} has no runner in this binary", kind.name);
@@ -146,12 +160,7 @@ fn entry(kind: &registry::Kind, args: RunArgs, entry: Entry) -> Result<()> {
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        match entry {
-            Entry::Run => worker.run(shutdown).await,
-            Entry::Start => worker.start(shutdown).await,
-            Entry::Serve => worker.serve(shutdown).await,
-            Entry::Launch => worker.launch(shutdown).await,
-        }
+        worker.run(shutdown).await
     })?;
     Ok(())
 }
@@ -174,8 +183,9 @@ async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// The exit code for an error of any command: 78 (EX_CONFIG) for configuration errors
-/// (a worker's settings or an `easel.toml` the orchestrator cannot use), 1 otherwise.
+/// The exit code for an error of any command (usage errors, exit 2, are rendered by `main`
+/// before this is asked): 78 (EX_CONFIG) for configuration errors (a worker's settings or an
+/// `easel.toml` the orchestrator cannot use), 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     use easel_orchestrator::Error as Orch;
     for cause in e.chain() {

@@ -162,7 +162,7 @@ fn bad_input_exits_non_zero_with_a_message_that_says_what_to_do() {
         ),
         (
             &["--init-image", "/nonexistent.png", "--strength", "2"],
-            "cannot use image",
+            "strength must be in (0, 1], got 2",
         ),
         (&["--model", "/nonexistent-model"], "pass a diffusers model folder"),
         (&["--dtype", "f8"], "use f32, f16 or bf16"),

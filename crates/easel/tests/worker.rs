@@ -1,5 +1,5 @@
 //! `easel worker` and `easel submit` as processes: every registered worker kind exposes all
-//! four entry points through the CLI; configuration errors exit 78; SIGTERM exits 0; a worker
+//! four entry points through the CLI; configuration errors exit 78, an unknown kind 2; SIGTERM exits 0; a worker
 //! SIGKILLed mid-job loses nothing (another worker completes the job); `submit --wait` prints
 //! the outcome and the asset paths.
 
@@ -168,8 +168,9 @@ fn configuration_errors_exit_78_and_name_the_variable() {
         assert_eq!(out.status.code(), Some(78), "{var}={value}: {err}");
         assert!(err.contains(needle), "{var}={value}: {err}");
     }
+    // An unknown kind is a usage error: clap refuses it and lists the kinds.
     let out = easel(dir.path(), &["worker", "video", "run"], &[]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sdxl"));
 }
 

@@ -54,7 +54,12 @@ impl FromStr for PromptMode {
     fn from_str(s: &str) -> Result<Self, Error> {
         match s.trim().to_ascii_lowercase().as_str() {
             "plain" | "diffusers" => Ok(PromptMode::Plain),
-            "a1111" | "weighted" | "compel" => Ok(PromptMode::A1111),
+            "a1111" | "weighted" => Ok(PromptMode::A1111),
+            "compel" => Err(Error::invalid(
+                "prompt mode `compel` is not supported: compel's syntax (word++, (word)1.3, .and(), \
+                 .blend()) is not read; use `a1111` for (word:1.3) weights, [word], BREAK and long \
+                 prompts, or `plain`",
+            )),
             other => Err(Error::invalid(format!(
                 "unknown prompt mode `{other}`: use `plain` or `a1111`"
             ))),
