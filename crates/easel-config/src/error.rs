@@ -45,7 +45,9 @@ pub enum ConfigError {
     #[error("{0}")]
     Missing(String),
     /// The file cannot be read.
-    #[error("cannot read config file {path}: {msg} (check the path, or run without --config to use the embedded defaults)")]
+    #[error(
+        "cannot read config file {path}: {msg} (check the path, or run without --config to use the embedded defaults)"
+    )]
     File { path: PathBuf, msg: String },
     /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
     /// `message` is toml's own report, which names the line, column and key.

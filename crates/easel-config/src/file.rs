@@ -58,7 +58,11 @@ impl ConfigFile {
     /// The directory relative paths in this file are taken from.
     pub fn dir(&self) -> PathBuf {
         let parent = self.path.parent().unwrap_or(Path::new("."));
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
     }
 }
@@ -83,13 +87,19 @@ mod tests {
     #[test]
     fn unknown_worker_keys_are_errors_with_a_suggestion() {
         let err = parse("[worker]\nlease_tll = \"30s\"\n").unwrap_err().to_string();
-        assert!(err.contains("lease_tll") && err.contains("did you mean lease_ttl"), "{err}");
+        assert!(
+            err.contains("lease_tll") && err.contains("did you mean lease_ttl"),
+            "{err}"
+        );
         let err = parse("colour = 1\n").unwrap_err().to_string();
         assert!(err.contains("colour") && err.contains("line 1"), "{err}");
     }
 
     #[test]
     fn old_integer_keys_are_still_accepted() {
-        assert_eq!(parse("[worker]\npoll_ms = 5\n").unwrap().worker_value("poll_ms"), Some("5"));
+        assert_eq!(
+            parse("[worker]\npoll_ms = 5\n").unwrap().worker_value("poll_ms"),
+            Some("5")
+        );
     }
 }

@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn relative_paths_are_taken_from_the_file_that_names_them() {
-        assert_eq!(absolute(Path::new("d"), Some(Path::new("/etc/easel"))), PathBuf::from("/etc/easel/d"));
+        assert_eq!(
+            absolute(Path::new("d"), Some(Path::new("/etc/easel"))),
+            PathBuf::from("/etc/easel/d")
+        );
         assert!(absolute(Path::new("d"), None).is_absolute());
     }
 }

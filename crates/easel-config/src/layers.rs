@@ -183,7 +183,10 @@ impl Layers {
     }
 
     /// A whole number greater than zero.
-    pub fn positive<T: std::str::FromStr + PartialOrd + std::default::Default>(&self, key: &str) -> Result<T, ConfigError> {
+    pub fn positive<T: std::str::FromStr + PartialOrd + std::default::Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, ConfigError> {
         let v: T = self.number(key, "a positive whole number")?;
         if v <= T::default() {
             return Err(self.invalid(key, "must be greater than zero"));
@@ -248,7 +251,11 @@ pub fn redact_url_password(value: &str) -> String {
     };
     let userinfo = &rest[..at];
     let user = userinfo.split(':').next().unwrap_or("");
-    let masked = if userinfo.contains(':') { format!("{user}:****") } else { "****".to_string() };
+    let masked = if userinfo.contains(':') {
+        format!("{user}:****")
+    } else {
+        "****".to_string()
+    };
     format!("{}{masked}{}", &value[..scheme_end], &rest[at..])
 }
 

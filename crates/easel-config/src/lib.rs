@@ -33,4 +33,7 @@ pub use error::{ConfigError, Source};
 pub use file::ConfigFile;
 pub use layers::Layers;
 pub use secret::Secret;
-pub use worker::{CallbackTarget, GeneratorChoice, ModelChoice, QueueBackend, StorageBackend, Timing, WorkerConfig};
+pub use worker::{
+    data_dir, model_choice, queue_name, CallbackTarget, GeneratorChoice, ModelChoice, QueueBackend, StorageBackend,
+    Timing, WorkerConfig,
+};

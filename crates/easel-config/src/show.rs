@@ -26,7 +26,9 @@ pub struct Row {
 /// and its workers from `house`.
 pub fn rows(layers: &Layers, house: &Config) -> Vec<Row> {
     let mut out = Vec::new();
-    for e in layers.entries() {
+    let mut entries = layers.entries();
+    entries.sort_by_key(|e| e.key != "data_dir");
+    for e in entries {
         let section = if e.key == "data_dir" { "" } else { "worker" };
         out.push(Row {
             section: section.to_string(),
@@ -131,6 +133,16 @@ fn written_in_worker(file: Option<&ConfigFile>, index: usize, path: &[&str]) -> 
     Source::Default.to_string()
 }
 
+/// A value as TOML writes it: numbers and booleans bare, everything else quoted.
+fn toml_value(v: &str) -> String {
+    let bare = v.parse::<i64>().is_ok() || v == "true" || v == "false";
+    if bare {
+        v.to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
 /// The rows as aligned text: one `key = value    # origin` line each, grouped by section.
 pub fn render(rows: &[Row], notes: &[String]) -> String {
     let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
@@ -143,7 +155,7 @@ pub fn render(rows: &[Row], notes: &[String]) -> String {
             }
             section = Some(&r.section);
         }
-        let value = r.value.as_deref().map_or_else(|| "(unset)".to_string(), |v| format!("{v:?}"));
+        let value = r.value.as_deref().map_or_else(|| "(unset)".to_string(), toml_value);
         let _ = writeln!(out, "{:width$} = {value:32} # {}", r.key, r.origin);
     }
     for n in notes {

@@ -42,7 +42,11 @@ fn flags_beat_environment_beat_file_beat_defaults_and_each_origin_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let f = file(dir.path(), FILE);
     let flags = [("port", "9000".to_string())];
-    let e = [("WORKER_PORT", "8000"), ("EASEL_QUEUE_NAME", "from_env"), ("HOME", "/home/u")];
+    let e = [
+        ("WORKER_PORT", "8000"),
+        ("EASEL_QUEUE_NAME", "from_env"),
+        ("HOME", "/home/u"),
+    ];
     let l = Layers::resolve(&flags, &env(&e), Some(f.clone())).unwrap();
     let c = WorkerConfig::from_layers(&l).unwrap();
     assert_eq!(c.port, 9000);
@@ -66,15 +70,25 @@ fn the_data_home_is_the_environment_then_the_file_then_the_platform_directory() 
     let dir = tempfile::tempdir().unwrap();
     let e = [("HOME", "/home/u"), ("EASEL_DATA_DIR", "/srv/easel")];
     let l = Layers::resolve(&[], &env(&e), Some(file(dir.path(), FILE))).unwrap();
-    assert_eq!(WorkerConfig::from_layers(&l).unwrap().data_dir, PathBuf::from("/srv/easel"));
+    assert_eq!(
+        WorkerConfig::from_layers(&l).unwrap().data_dir,
+        PathBuf::from("/srv/easel")
+    );
 
     let e = [("HOME", "/home/u"), ("XDG_DATA_HOME", "/xdg")];
     let l = Layers::resolve(&[], &env(&e), None).unwrap();
-    assert_eq!(WorkerConfig::from_layers(&l).unwrap().data_dir, PathBuf::from("/xdg/easel"));
+    assert_eq!(
+        WorkerConfig::from_layers(&l).unwrap().data_dir,
+        PathBuf::from("/xdg/easel")
+    );
 
     let l = Layers::resolve(&[], &env(&[("HOME", "/home/u")]), None).unwrap();
     let data = WorkerConfig::from_layers(&l).unwrap().data_dir;
-    assert!(data.starts_with("/home/u") && data.ends_with("easel"), "{}", data.display());
+    assert!(
+        data.starts_with("/home/u") && data.ends_with("easel"),
+        "{}",
+        data.display()
+    );
 
     let err = WorkerConfig::from_layers(&Layers::resolve(&[], &env(&[]), None).unwrap()).unwrap_err();
     assert!(err.to_string().contains("EASEL_DATA_DIR"), "{err}");
@@ -91,12 +105,21 @@ fn old_integer_spellings_still_work_with_a_deprecation_note() {
     assert_eq!(t.lease_ttl, Duration::from_secs(20));
     assert_eq!(t.upload_budget, Duration::from_secs(7));
     let notes = l.notes().join("\n");
-    assert!(notes.contains("poll_ms is deprecated") && notes.contains("poll = \"1500ms\""), "{notes}");
-    assert!(notes.contains("EASEL_UPLOAD_BUDGET_SECS") && notes.contains("EASEL_UPLOAD_BUDGET=\"7s\""), "{notes}");
+    assert!(
+        notes.contains("poll_ms is deprecated") && notes.contains("poll = \"1500ms\""),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("EASEL_UPLOAD_BUDGET_SECS") && notes.contains("EASEL_UPLOAD_BUDGET=\"7s\""),
+        "{notes}"
+    );
     // The new spelling wins over the old one.
     let e = [("HOME", "/home/u"), ("EASEL_POLL", "3s"), ("EASEL_POLL_MS", "10")];
     let l = Layers::resolve(&[], &env(&e), None).unwrap();
-    assert_eq!(WorkerConfig::from_layers(&l).unwrap().timing.poll, Duration::from_secs(3));
+    assert_eq!(
+        WorkerConfig::from_layers(&l).unwrap().timing.poll,
+        Duration::from_secs(3)
+    );
 }
 
 #[test]
@@ -126,16 +149,26 @@ fn config_show_names_every_value_with_its_origin_and_masks_secrets() {
     let l = Layers::resolve(&[], &env(&e), Some(f)).unwrap();
     let rows = show::rows(&l, &house);
     let text = show::render(&rows, l.notes());
-    assert!(!text.contains("hunter2") && !text.contains("service-role-secret"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("service-role-secret"),
+        "{text}"
+    );
     let find = |section: &str, key: &str| rows.iter().find(|r| r.section == section && r.key == key).unwrap();
     assert!(find("worker", "queue_url").origin.contains("EASEL_QUEUE_URL"));
     assert!(find("worker", "lease_ttl").origin.contains("[worker]"));
     assert_eq!(find("worker", "max_deliveries").origin, "the default");
-    assert!(find("orchestrator", "shutdown_timeout").origin.contains("[orchestrator]"));
+    assert!(find("orchestrator", "shutdown_timeout")
+        .origin
+        .contains("[orchestrator]"));
     assert_eq!(find("orchestrator", "listen").origin, "the default");
     assert!(find("workers.sdxl", "stop_grace").origin.contains("[[workers]] #1"));
     assert_eq!(find("workers.sdxl", "stop_grace").value.as_deref(), Some("2m"));
     assert_eq!(find("worker", "model").value, None);
     // Every setting of the table has a row.
-    assert_eq!(rows.iter().filter(|r| r.section == "worker" || r.section.is_empty()).count(), easel_config::settings::SETTINGS.len());
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.section == "worker" || r.section.is_empty())
+            .count(),
+        easel_config::settings::SETTINGS.len()
+    );
 }

@@ -25,13 +25,13 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use easel_config::{CallbackTarget, Secret};
 use crate::db::now;
 use crate::logsafe::Safe;
 use crate::metrics::{CallbackResult, Metrics};
 use crate::queue::outbox::NO_ENDPOINT;
 use crate::queue::{Outbox, PendingCallback, QueueError, Settle};
 use crate::retry::RetryPolicy;
+use easel_config::{CallbackTarget, Secret};
 
 /// Longest wait for one callback answer (the Python worker's `timeout=30`).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);

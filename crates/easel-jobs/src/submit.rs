@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use easel_config::{Layers, StorageBackend, WorkerConfig};
 use crate::db::{Db, DbError};
 use crate::queue::{self, QueueError};
+use easel_config::{Layers, StorageBackend, WorkerConfig};
 
 /// How often `--wait` looks for the outcome: fast enough to feel immediate, cheap for any store.
 const WAIT_POLL: Duration = Duration::from_millis(200);

@@ -39,10 +39,10 @@ pub mod status;
 mod supervisor;
 mod watchdog;
 
-/// `easel.toml`'s `[orchestrator]` and `[[workers]]`, owned by `easel-config`.
-pub use easel_config::house as config;
 /// `"30s"`-style durations, the one syntax of every `easel.toml` section.
 pub use easel_config::duration;
+/// `easel.toml`'s `[orchestrator]` and `[[workers]]`, owned by `easel-config`.
+pub use easel_config::house as config;
 
 pub use client::fetch_status;
 pub use config::Config;

@@ -64,12 +64,7 @@ pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Dur
     Ok(())
 }
 
-async fn check_builtin(
-    worker: &WorkerSpec,
-    kind: &str,
-    launcher: &Launcher,
-    timeout: Duration,
-) -> Result<(), String> {
+async fn check_builtin(worker: &WorkerSpec, kind: &str, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
     let worker_bin = &launcher.worker_bin;
     if !BUILTIN_KINDS.contains(&kind) {
         return Err(format!(

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::now;
-use crate::state::WorkerPhase;
 use crate::shared::Shared;
+use crate::state::WorkerPhase;
 use crate::Error;
 
 /// Binds `addr` and serves until `stop`; returns the bound address and the server task.

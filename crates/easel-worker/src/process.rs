@@ -24,9 +24,9 @@ use crate::logsafe::Safe;
 use crate::metrics::{Outcome, Phase};
 use crate::queue::{Delivery, Finish, Recorded};
 use crate::reference;
+use crate::shared::Shared;
 use crate::state::JobState;
 use crate::storage;
-use crate::shared::Shared;
 
 /// Handles one delivery to its end; returns how it ended (`None` if it could not be recorded
 /// and was left for redelivery).

@@ -23,9 +23,9 @@ use crate::metrics::{Metrics, Outcome};
 use crate::queue::{self, Delivery};
 use crate::retry::RetryPolicy;
 use crate::sdxl::SdxlGenerator;
+use crate::shared::Shared;
 use crate::state::WorkerPhase;
 use crate::storage::{self, Storage};
-use crate::shared::Shared;
 use crate::{http, process, Error};
 
 /// Pause after a queue error before trying again (the Python worker paused 10 s): short, so

@@ -16,6 +16,7 @@ use easel_sdxl::pipeline::GenerateRequest;
 use easel_sdxl::schedulers::SchedulerKind;
 
 use crate::checks;
+use crate::settings::model_settings;
 
 /// Examples shown under `easel bench --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -28,7 +29,7 @@ pub const EXAMPLES: &str = "Examples:
 pub struct BenchArgs {
     /// A diffusers SDXL folder or a single-file SDXL checkpoint (.safetensors); default: the
     /// bundled tiny model.
-    #[arg(long, env = "EASEL_MODEL")]
+    #[arg(long)]
     model: Option<PathBuf>,
     /// What to draw.
     #[arg(long, default_value = "a lighthouse on a cliff at dusk, oil painting")]
@@ -54,12 +55,13 @@ pub struct BenchArgs {
     /// Sampler: euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.
     #[arg(long, default_value = "euler", value_parser = checks::value::<SchedulerKind>)]
     scheduler: SchedulerKind,
-    /// f32, f16 or bf16; default: f32 on CPU, bf16 on CUDA.
+    /// f32, f16 or bf16; default: EASEL_DTYPE, else easel.toml's [worker] dtype, else f32 on
+    /// CPU and bf16 on CUDA.
     #[arg(long, value_parser = checks::dtype_value)]
     dtype: Option<DType>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = checks::value::<DeviceSpec>)]
-    device: DeviceSpec,
+    /// cpu, cuda or cuda:N; default: EASEL_DEVICE, else easel.toml's [worker] device, else cpu.
+    #[arg(long, value_parser = checks::value::<DeviceSpec>)]
+    device: Option<DeviceSpec>,
     /// Untimed runs before the timed one (kernel loading, cuDNN algorithm choice).
     #[arg(long, default_value_t = 0)]
     warmup: usize,
@@ -81,8 +83,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         guidance: args.guidance,
         strength: None,
     })?;
-    let device = args.device.open()?;
-    let dtype = args.dtype.unwrap_or_else(|| default_dtype(&device));
+    let chosen = model_settings(args.model.as_deref(), args.device.as_ref(), args.dtype, None)?;
+    let device = chosen.device.open()?;
+    let dtype = chosen.dtype.unwrap_or_else(|| default_dtype(&device));
     checks::dtype(&device, dtype)?;
     let memory = DeviceMemory::start(&device)?;
     let opts = LoadOptions {
@@ -91,7 +94,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ..Default::default()
     };
     let started = Instant::now();
-    let model = match &args.model {
+    let model = match &chosen.model {
         Some(p) => SdxlModel::load_path(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
         None => SdxlModel::load_tiny(&opts)?,
     };

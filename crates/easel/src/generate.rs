@@ -22,6 +22,7 @@ use easel_sdxl::{LoadOptions, PromptMode, SdxlModel};
 use image::RgbImage;
 
 use crate::checks;
+use crate::settings::model_settings;
 
 /// Examples shown under `easel generate --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -66,13 +67,18 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0.3)]
     strength: f64,
     /// A diffusers SDXL folder or a single-file SDXL checkpoint (.safetensors); default: the
-    /// bundled tiny model (abstract images).
-    #[arg(long, env = "EASEL_MODEL")]
+    /// bundled tiny model (abstract images). Default: EASEL_MODEL, else easel.toml's
+    /// [worker] model, else the tiny model.
+    #[arg(long)]
     model: Option<PathBuf>,
+    /// An `easel.toml` to read ([worker] model, device, dtype); default `$EASEL_CONFIG` or
+    /// `./easel.toml`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// For a single-file checkpoint not shaped like SDXL-base: a diffusers folder whose
     /// config.json files (and tokenizers) describe it. Default: Easel's SDXL-base configs.
     #[arg(long, value_name = "DIR")]
-    config: Option<PathBuf>,
+    model_config: Option<PathBuf>,
     /// A LoRA (kohya or diffusers layout) as FILE or FILE:SCALE (scale 1); repeatable.
     #[arg(long = "lora", value_name = "FILE[:SCALE]")]
     loras: Vec<String>,
@@ -81,12 +87,13 @@ pub struct GenerateArgs {
     /// compel's syntax is not supported.
     #[arg(long, default_value = "plain", value_parser = checks::value::<PromptMode>)]
     prompt_mode: PromptMode,
-    /// f32, f16 or bf16; default: f32 on CPU, bf16 on CUDA.
+    /// f32, f16 or bf16; default: EASEL_DTYPE, else easel.toml's [worker] dtype, else f32 on
+    /// CPU and bf16 on CUDA.
     #[arg(long, value_parser = checks::dtype_value)]
     dtype: Option<DType>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = checks::value::<DeviceSpec>)]
-    device: DeviceSpec,
+    /// cpu, cuda or cuda:N; default: EASEL_DEVICE, else easel.toml's [worker] device, else cpu.
+    #[arg(long, value_parser = checks::value::<DeviceSpec>)]
+    device: Option<DeviceSpec>,
     /// A safetensors file with a tensor `latents` [B, 4, h, w] used as the initial latents.
     #[arg(long)]
     latents: Option<PathBuf>,
@@ -101,6 +108,8 @@ pub struct GenerateArgs {
 
 /// What was read and checked before the model loads.
 struct Inputs {
+    /// `None`: the bundled tiny model.
+    model: Option<PathBuf>,
     device: Device,
     dtype: DType,
     init: Option<RgbImage>,
@@ -124,12 +133,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let opts = LoadOptions {
         device: inputs.device.clone(),
         dtype: inputs.dtype,
-        config_dir: args.config.clone(),
+        config_dir: args.model_config.clone(),
         ..Default::default()
     };
     let mut t = Timings::default();
     let loading = Instant::now();
-    let mut model = match &args.model {
+    let mut model = match &inputs.model {
         Some(p) => SdxlModel::load_path(p, &opts).with_context(|| format!("loading model {}", p.display()))?,
         None => SdxlModel::load_tiny(&opts)?,
     };
@@ -165,12 +174,19 @@ fn before_load(args: &GenerateArgs) -> Result<Inputs> {
         strength: args.init_image.as_ref().map(|_| args.strength),
     })?;
     checks::writable_dir("--out", &args.out)?;
-    let device = args.device.open()?;
-    let dtype = args.dtype.unwrap_or_else(|| default_dtype(&device));
+    let chosen = model_settings(
+        args.model.as_deref(),
+        args.device.as_ref(),
+        args.dtype,
+        args.config.as_deref(),
+    )?;
+    let device = chosen.device.open()?;
+    let dtype = chosen.dtype.unwrap_or_else(|| default_dtype(&device));
     checks::dtype(&device, dtype)?;
     let init = args.init_image.as_deref().map(images::load_rgb).transpose()?;
     let latents = args.latents.as_deref().map(|p| read_latents(p, &device)).transpose()?;
     Ok(Inputs {
+        model: chosen.model,
         device,
         dtype,
         init,

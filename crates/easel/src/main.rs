@@ -5,9 +5,11 @@ mod bench;
 mod checks;
 mod colour;
 mod completions;
+mod config;
 mod generate;
 mod man;
 mod models;
+mod settings;
 mod status;
 mod submit;
 mod up;
@@ -60,6 +62,9 @@ enum Command {
     /// Time each phase of a generation (text, every UNet step, VAE decode) and peak memory.
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::BenchArgs),
+    /// Show the effective configuration: every setting, its value and where it came from.
+    #[command(after_help = config::EXAMPLES)]
+    Config(config::ConfigArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
     #[command(after_help = completions::EXAMPLES)]
     Completions(completions::CompletionsArgs),
@@ -79,6 +84,7 @@ impl Command {
             Command::Status(_) => "status",
             Command::Models(_) => "models",
             Command::Bench(_) => "bench",
+            Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",
         }
@@ -106,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(args),
         Command::Models(args) => models::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Config(args) => config::run(args),
         Command::Completions(args) => completions::run(args, command()),
         Command::Man(args) => man::run(args, command()),
     };

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use easel_config::Layers;
+use easel_jobs::submit::{self, Submission, SubmitError};
 use easel_sdxl::pipeline::MAX_BATCH;
-use easel_worker::config::Layers;
-use easel_worker::submit::{self, Submission, SubmitError};
 
 /// Examples shown under `easel submit --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -65,7 +65,8 @@ pub struct SubmitArgs {
     /// The queue: sqlite, redis://..., rediss://... or an Upstash https:// URL.
     #[arg(long)]
     queue: Option<String>,
-    /// Where the embedded database lives (EASEL_DATA_DIR, default ./easel-data).
+    /// The data home: embedded queue, job table, local storage (EASEL_DATA_DIR, else easel.toml's
+    /// data_dir, else ~/.local/share/easel).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// An `easel.toml` to read.
@@ -89,8 +90,15 @@ pub fn run(args: SubmitArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(submit::push(&layers, &payload)).map_err(anyhow_of)?;
+    let pushed = rt.block_on(submit::push(&layers, &payload)).map_err(anyhow_of)?;
     println!("{id}");
+    if !pushed.worker_seen {
+        eprintln!(
+            "warning: no worker has ever opened queue {}; the job waits there until a worker starts with the same settings ({})",
+            pushed.queue,
+            "see `easel config show`"
+        );
+    }
     if !args.wait {
         return Ok(());
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
-use easel_worker::config::Layers;
+use easel_config::Layers;
 use easel_worker::{registry, SdxlWorker, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -58,7 +58,8 @@ pub struct RunArgs {
     /// An `easel.toml` to read (`[worker]` table); default `$EASEL_CONFIG` or `./easel.toml`.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where the embedded database and local storage live (EASEL_DATA_DIR, default ./easel-data).
+    /// The data home: embedded queue, job table, local storage (EASEL_DATA_DIR, else easel.toml's
+    /// data_dir, else ~/.local/share/easel).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// The queue: sqlite, redis://..., rediss://... or an Upstash https:// URL.
@@ -128,8 +129,8 @@ pub fn run(args: WorkerArgs) -> Result<()> {
 
 fn describe(kind: &registry::Kind, json: bool) -> Result<()> {
     let layers = Layers::from_process(&[], None)?;
-    let queue = easel_worker::config::queue_name(&layers)?;
-    let port = layers.get("port").and_then(|p| p.parse().ok()).unwrap_or(7859);
+    let queue = easel_config::queue_name(&layers)?;
+    let port = layers.number("port", "a port number (0-65535)")?;
     let d = kind.describe(queue, port);
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
@@ -189,16 +190,14 @@ async fn cancel_on_signal(token: CancellationToken) {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     use easel_orchestrator::Error as Orch;
     for cause in e.chain() {
-        if let Some(Orch::ConfigRead { .. } | Orch::ConfigSyntax { .. } | Orch::ConfigInvalid { .. }) =
-            cause.downcast_ref::<Orch>()
-        {
-            return easel_worker::EXIT_CONFIG;
+        if let Some(Orch::Config(_)) = cause.downcast_ref::<Orch>() {
+            return easel_config::EXIT_CONFIG;
         }
         if let Some(w) = cause.downcast_ref::<easel_worker::Error>() {
             return w.exit_code();
         }
-        if cause.downcast_ref::<easel_worker::ConfigError>().is_some() {
-            return easel_worker::EXIT_CONFIG;
+        if cause.downcast_ref::<easel_config::ConfigError>().is_some() {
+            return easel_config::EXIT_CONFIG;
         }
     }
     1

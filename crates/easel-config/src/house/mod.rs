@@ -246,8 +246,8 @@ fn embedded_workers() -> Result<Vec<WorkerSpec>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spec::{DEFAULT_START_TIMEOUT, DEFAULT_STOP_GRACE};
     use restart::DEFAULT_MULTIPLIER;
+    use spec::{DEFAULT_START_TIMEOUT, DEFAULT_STOP_GRACE};
 
     fn parse(text: &str) -> Result<Config> {
         Config::from_toml(text, Origin::File("easel.toml".into()))

@@ -267,4 +267,3 @@ fn validate_name(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use easel_config::{QueueBackend, Secret};
 use crate::db::Db;
+use easel_config::{QueueBackend, Secret};
 pub use outbox::{Outbox, PendingCallback, Settle};
 
 /// A queue failure, naming the backend.

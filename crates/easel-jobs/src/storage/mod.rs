@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use easel_config::StorageBackend;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
+use easel_config::StorageBackend;
 
 /// Longest wait for one upload (both HTTP stores): a 1024² PNG is ~1.5 MB; 60 s covers a
 /// slow link.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Storage, StorageError, UPLOAD_TIMEOUT};
-use easel_config::Secret;
 use crate::retry::retryable_status;
+use easel_config::Secret;
 
 /// A Supabase Storage bucket.
 pub struct SupabaseStorage {
