@@ -32,7 +32,7 @@ pub fn model_settings(
     }
     let choice = model_choice(&layers);
     let device = match device {
-        Some(d) => d.clone(),
+        Some(d) => *d,
         None => choice
             .device
             .parse()

@@ -94,9 +94,8 @@ pub fn run(args: SubmitArgs) -> Result<()> {
     println!("{id}");
     if !pushed.worker_seen {
         eprintln!(
-            "warning: no worker has ever opened queue {}; the job waits there until a worker starts with the same settings ({})",
-            pushed.queue,
-            "see `easel config show`"
+            "warning: no worker has ever opened queue {}; the job waits there until a worker starts with the same settings (see `easel config show`)",
+            pushed.queue
         );
     }
     if !args.wait {

@@ -36,7 +36,10 @@ const SERVICE_VARS: &[&str] = &[
 
 fn easel(dir: &Path) -> Command {
     let mut cmd = Command::new(EASEL);
-    cmd.current_dir(dir).stdin(Stdio::null());
+    // The data home comes from XDG_DATA_HOME here, never from the working directory.
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .env("XDG_DATA_HOME", dir.join("xdg"));
     for var in SERVICE_VARS {
         cmd.env_remove(var);
     }

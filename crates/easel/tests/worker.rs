@@ -114,8 +114,8 @@ impl Drop for Proc {
 fn fake() -> Vec<(&'static str, String)> {
     vec![
         ("EASEL_GENERATOR", "fake".into()),
-        ("EASEL_POLL_MS", "50".into()),
-        ("EASEL_RETRY_BASE_MS", "50".into()),
+        ("EASEL_POLL", "50ms".into()),
+        ("EASEL_RETRY_BASE", "50ms".into()),
     ]
 }
 
@@ -186,12 +186,12 @@ async fn a_worker_killed_mid_job_loses_nothing_another_worker_completes_the_job(
     env.extend([
         ("EASEL_QUEUE_URL", redis.clone()),
         ("EASEL_QUEUE_NAME", queue.clone()),
-        ("EASEL_LEASE_TTL_SECS", "2".into()),
+        ("EASEL_LEASE_TTL", "2s".into()),
         ("SUPABASE_URL", stub.url.clone()),
         ("SUPABASE_SERVICE_KEY", "svc".into()),
     ]);
     let mut slow = env.clone();
-    slow.push(("EASEL_FAKE_DELAY_MS", "600000".into()));
+    slow.push(("EASEL_FAKE_DELAY", "600000ms".into()));
     let mut a = Proc::spawn(
         dir.path(),
         "a",
@@ -254,7 +254,7 @@ async fn submit_wait_prints_the_outcome_and_asset_paths_with_the_embedded_defaul
         dir.path(),
         "worker",
         &["worker", "sdxl", "run"],
-        &[("EASEL_POLL_MS", "50".into())],
+        &[("EASEL_POLL", "50ms".into())],
     );
     w.wait_ready().await;
     let args = [
@@ -297,4 +297,102 @@ async fn submit_wait_prints_the_outcome_and_asset_paths_with_the_embedded_defaul
     }
     w.signal("-TERM");
     assert_eq!(w.wait_exit().await.code(), Some(0), "{}", w.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_and_submit_started_in_different_directories_share_the_data_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let xdg = dir.path().join("xdg");
+    // An empty EASEL_DATA_DIR counts as unset: the platform data home ($XDG_DATA_HOME/easel) applies.
+    let home = vec![
+        ("EASEL_DATA_DIR", String::new()),
+        ("XDG_DATA_HOME", xdg.display().to_string()),
+    ];
+    let submit = |args: &[&str]| {
+        let mut c = easel(&b, args, &home);
+        move || c.output().unwrap()
+    };
+    let early = tokio::task::spawn_blocking(submit(&["submit", "--prompt", "early", "--steps", "1"]))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&early.stderr);
+    assert!(early.status.success(), "{stderr}");
+    assert!(stderr.contains("no worker has ever opened queue"), "{stderr}");
+    assert!(stderr.contains(&xdg.join("easel").display().to_string()), "{stderr}");
+
+    let mut env = fake();
+    env.extend(home.iter().cloned());
+    let mut w = Proc::spawn(&a, "worker", &["worker", "sdxl", "run"], &env);
+    w.wait_ready().await;
+    let args = ["submit", "--prompt", "late", "--wait", "--timeout", "60"];
+    let out = tokio::task::spawn_blocking(submit(&args)).await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", w.log());
+    assert!(stdout.contains("\"status\": \"completed\""), "{stdout}");
+    assert!(!stderr.contains("no worker has ever opened"), "{stderr}");
+    let png = stdout
+        .lines()
+        .find(|l| l.ends_with(".png"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(png.starts_with(&xdg.join("easel").display().to_string()), "{png}");
+    for d in [&a, &b] {
+        assert!(!d.join("easel-data").exists(), "a data dir appeared in {}", d.display());
+    }
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit().await.code(), Some(0), "{}", w.log());
+}
+
+#[test]
+fn config_show_prints_every_value_with_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("easel.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"state\"\n[worker]\npoll_ms = 250\nlease_ttl = \"30s\"\n[[workers]]\nname = \"gpu0\"\nkind = \"sdxl\"\nstop_grace = \"2m\"\n",
+    )
+    .unwrap();
+    let env = [
+        ("EASEL_DATA_DIR", String::new()),
+        ("UPSTASH_REDIS_REST_URL", "https://u.example".to_string()),
+        ("UPSTASH_REDIS_REST_TOKEN", "a-very-secret-token".to_string()),
+        ("EASEL_CONFIG", file.display().to_string()),
+    ];
+    let out = easel(dir.path(), &["config", "show"], &env).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("queue_url").contains("UPSTASH_REDIS_REST_URL"), "{text}");
+    assert!(!text.contains("a-very-secret-token"), "{text}");
+    assert!(
+        line("lease_ttl").contains("\"30s\"") && line("lease_ttl").contains("[worker]"),
+        "{text}"
+    );
+    assert!(line("poll").contains("\"250ms\""), "{text}");
+    assert!(
+        line("data_dir").contains(&dir.path().join("state").display().to_string()),
+        "{text}"
+    );
+    assert!(line("max_deliveries").contains("the default"), "{text}");
+    assert!(
+        text.contains("[workers.gpu0]") && line("stop_grace").contains("\"2m\""),
+        "{text}"
+    );
+    assert!(text.contains("poll_ms is deprecated"), "{text}");
+
+    let out = easel(dir.path(), &["config", "show", "--json"], &env).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["settings"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["key"] == "outcome_ttl" && r["value"] == "7d"));
 }

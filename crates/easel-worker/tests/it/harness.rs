@@ -44,10 +44,10 @@ fn defaults(dir: &tempfile::TempDir, port: u16) -> Vec<(&'static str, String)> {
         ("data_dir", dir.path().display().to_string()),
         ("port", port.to_string()),
         ("generator", "fake".into()),
-        ("poll_ms", "20".into()),
-        ("lease_ttl_secs", "2".into()),
-        ("retry_base_ms", "20".into()),
-        ("shutdown_grace_secs", "10".into()),
+        ("poll", "20ms".into()),
+        ("lease_ttl", "2s".into()),
+        ("retry_base", "20ms".into()),
+        ("shutdown_grace", "10s".into()),
         // Reference images come from stub servers on loopback.
         ("reference_allow_private", "true".into()),
     ]

@@ -26,7 +26,7 @@ async fn a_storage_outage_that_recovers_still_uploads_every_object() {
 async fn a_storage_outage_longer_than_the_retries_fails_the_job_with_a_clear_message() {
     let stub = SupabaseStub::start("k").await;
     let mut s = stub_settings(&stub);
-    s.push(("upload_budget_secs", "1".into()));
+    s.push(("upload_budget", "1s".into()));
     let w = harness::start(&s, None).await;
     stub.fail_storage(1000);
     let id = unique("job");

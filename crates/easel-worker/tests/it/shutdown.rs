@@ -34,7 +34,7 @@ async fn shutdown_lets_the_running_job_finish_and_flushes_its_callback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_outlives_the_grace_period_is_handed_back_to_the_queue() {
     let gen = GatedGenerator::new();
-    let w = harness::start(&[("shutdown_grace_secs", "0".into())], Some(gen.clone())).await;
+    let w = harness::start(&[("shutdown_grace", "0s".into())], Some(gen.clone())).await;
     let q = w.producer().await;
     let id = unique("job");
     q.push(job(&id).as_bytes()).await.unwrap();

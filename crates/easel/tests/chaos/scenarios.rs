@@ -57,8 +57,8 @@ impl Scale {
             steps: 4,
             env: vec![
                 ("EASEL_GENERATOR", "fake".into()),
-                ("EASEL_FAKE_DELAY_MS", "300".into()),
-                ("EASEL_LEASE_TTL_SECS", "3".into()),
+                ("EASEL_FAKE_DELAY", "300ms".into()),
+                ("EASEL_LEASE_TTL", "3s".into()),
             ],
             drain: Duration::from_secs(90),
         }
@@ -77,7 +77,7 @@ impl Scale {
             fuzz: 2000,
             early_jobs: 20,
             steps: 40,
-            env: vec![("EASEL_GENERATOR", "sdxl".into()), ("EASEL_LEASE_TTL_SECS", "5".into())],
+            env: vec![("EASEL_GENERATOR", "sdxl".into()), ("EASEL_LEASE_TTL", "5s".into())],
             drain: Duration::from_secs(420),
         }
     }
@@ -105,10 +105,10 @@ fn worker_env(scale: &Scale, redis: &Redis, stub: &SupabaseStub, gate: &Gate) ->
             "EASEL_CALLBACK_URL",
             format!("{}/functions/v1/job-callback", gate.url()),
         ),
-        ("EASEL_POLL_MS", "100".into()),
-        ("EASEL_RETRY_BASE_MS", "100".into()),
+        ("EASEL_POLL", "100ms".into()),
+        ("EASEL_RETRY_BASE", "100ms".into()),
         ("EASEL_MAX_DELIVERIES", "20".into()),
-        ("EASEL_SHUTDOWN_GRACE_SECS", "20".into()),
+        ("EASEL_SHUTDOWN_GRACE", "20s".into()),
         ("EASEL_LOG", "info".into()),
     ]
     .into_iter()
