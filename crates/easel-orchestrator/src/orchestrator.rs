@@ -120,7 +120,9 @@ impl Orchestrator {
             .map_err(|cause| Error::Listen { addr: listen, cause })?;
         let _ = self.shared.listen.set(addr);
         let server_stop = CancellationToken::new();
-        let server = tokio::spawn(crate::server::serve(listener, self.handle(), server_stop.clone()));
+        let handle = self.handle();
+        let source: crate::server::StatusSource = std::sync::Arc::new(move || handle.status());
+        let server = tokio::spawn(crate::server::serve(listener, source, server_stop.clone()));
         tracing::info!("orchestrator listening on http://{addr} (/status, /metrics, /livez, /readyz)");
 
         let mut runner = Runner::new(self.config, self.sink, Arc::clone(&watchdog), Arc::clone(&self.shared));

@@ -1,6 +1,9 @@
 //! Why this exists: the orchestrator's HTTP face, for people (`easel status`), monitoring
 //! (`/metrics`) and whatever supervises the orchestrator itself (`/livez`, `/readyz`).
-//! Every route reads the [`Handle`]'s status; nothing here changes anything.
+//! Every route reads the status report the orchestrator hands in as a function; nothing here
+//! changes anything (and nothing here knows the orchestrator's types beyond the report).
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -10,11 +13,13 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::orchestrator::Handle;
-use crate::status::render_metrics;
+use crate::status::{render_metrics, StatusReport};
+
+/// Where the routes read the current status from.
+pub(crate) type StatusSource = Arc<dyn Fn() -> StatusReport + Send + Sync>;
 
 /// Serves `/status`, `/metrics`, `/livez` and `/readyz` on `listener` until `stop`.
-pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, handle: StatusSource, stop: CancellationToken) {
     let app = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -29,14 +34,14 @@ pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: Cancellat
     }
 }
 
-async fn status(State(handle): State<Handle>) -> impl IntoResponse {
-    Json(handle.status())
+async fn status(State(handle): State<StatusSource>) -> impl IntoResponse {
+    Json(handle())
 }
 
-async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
+async fn metrics(State(handle): State<StatusSource>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&handle.status()),
+        render_metrics(&handle()),
     )
 }
 
@@ -46,8 +51,8 @@ async fn livez() -> &'static str {
 }
 
 /// 200 once the start order is done and every worker runs; 503 with each state otherwise.
-async fn readyz(State(handle): State<Handle>) -> impl IntoResponse {
-    let report = handle.status();
+async fn readyz(State(handle): State<StatusSource>) -> impl IntoResponse {
+    let report = handle();
     let lines: String = report
         .workers
         .iter()
