@@ -22,7 +22,7 @@ pub const EXAMPLES: &str = "Examples:
 
 /// Examples shown under `easel worker KIND run --help`.
 const RUN_EXAMPLES: &str = "Examples:
-  easel worker sdxl run                                   # sqlite queue in ./easel-data, tiny model
+  easel worker sdxl run                                   # sqlite queue in the data home, tiny model
   easel worker sdxl run --model ~/models/sdxl.safetensors --device cuda --port 7859
   easel worker sdxl serve --config easel.toml             # alias of run";
 
