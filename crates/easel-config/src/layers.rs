@@ -58,13 +58,17 @@ impl Layers {
     }
 
     /// Layers over the process environment and the `easel.toml` that `config_file`,
-    /// `$EASEL_CONFIG` or the working directory names.
+    /// `$EASEL_CONFIG` or the working directory names. Deprecation notes are logged.
     pub fn from_process(flags: &[(&str, String)], config_file: Option<&Path>) -> Result<Self, ConfigError> {
         let file = match home::config_file(config_file, &process_env) {
             Some(p) => Some(ConfigFile::read(&p)?),
             None => None,
         };
-        Self::resolve(flags, &process_env, file)
+        let layers = Self::resolve(flags, &process_env, file)?;
+        for note in &layers.notes {
+            tracing::warn!("{note}");
+        }
+        Ok(layers)
     }
 
     fn pick(&mut self, set: &Setting, flags: &[(&str, String)], env: Env) -> Option<(String, Source)> {

@@ -59,6 +59,30 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, given_up_at, next
 CREATE INDEX IF NOT EXISTS outbox_job ON outbox (job_id);
 ";
 
+/// Columns added to `jobs` after its first release (job control: who runs it, its progress,
+/// a cancel request). Added to older databases on open; SQLite has no `ADD COLUMN IF NOT EXISTS`.
+const JOB_COLUMNS: &[(&str, &str)] = &[
+    ("job_type", "TEXT"),
+    ("user_id", "TEXT"),
+    ("started_at", "REAL"),
+    ("phase", "TEXT"),
+    ("step", "INTEGER"),
+    ("steps", "INTEGER"),
+    ("progress_at", "REAL"),
+    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let have: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for (name, kind) in JOB_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// A database error, naming the file.
 #[derive(Debug, thiserror::Error)]
 #[error("database {path}: {msg}")]
@@ -93,6 +117,7 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| fail(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
+        add_missing_columns(&conn).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),

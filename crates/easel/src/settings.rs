@@ -27,9 +27,6 @@ pub fn model_settings(
     config: Option<&Path>,
 ) -> Result<ModelSettings> {
     let layers = Layers::from_process(&[], config)?;
-    for note in layers.notes() {
-        tracing::warn!("{note}");
-    }
     let choice = model_choice(&layers);
     let device = match device {
         Some(d) => *d,

@@ -15,9 +15,12 @@
 //! Backends: [`sqlite`] (embedded default), [`redis`] over a [`transport`] (native Redis or
 //! Upstash REST).
 
+pub mod control;
 pub mod outbox;
 pub mod redis;
+mod redis_control;
 pub mod sqlite;
+mod sqlite_control;
 pub mod transport;
 
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::db::Db;
+pub use control::{Control, JobState};
 use easel_config::{QueueBackend, Secret};
 pub use outbox::{Outbox, PendingCallback, Settle};
 
@@ -98,9 +102,10 @@ pub struct Depth {
 }
 
 /// An at-least-once job queue with shared outcome records, bound to one consumer id (unique
-/// per process start). Its [`Outbox`] holds the terminal callbacks waiting to be sent.
+/// per process start). Its [`Outbox`] holds the terminal callbacks waiting to be sent; its
+/// [`Control`] lists, shows, cancels and retries jobs.
 #[async_trait]
-pub trait Queue: Outbox {
+pub trait Queue: Outbox + Control {
     /// Backend and queue name for logs, without secrets.
     fn describe(&self) -> String;
     /// This process's consumer id.

@@ -15,6 +15,8 @@
 //!   set by next attempt time, the shared outbox); remove the payload (by its SHA-1, so exactly
 //!   those bytes) from this consumer's processing list — or, if its lease expired meanwhile,
 //!   the reclaimed copy near the consuming end of the queue — and forget its count;
+//! - finish also indexes the job in `sdxl_queue:done` (for `easel jobs list`; job control's
+//!   own keys are described in `redis_control.rs`);
 //! - resend / ack / release / dead-letter: queue the recorded callback again / — / push the
 //!   payload back (uncounted) / push a record to `sdxl_queue:dead`; each removes the payload.
 //!
@@ -84,6 +86,8 @@ if new then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
   if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[6], ARGV[7]) end
+  redis.call('ZADD', KEYS[7], ARGV[5], ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[5]) - tonumber(ARGV[4]) * 1000)
 end
 local removed = take(KEYS[2], ARGV[1], 0)
 if not removed then removed = take(KEYS[5], ARGV[1], tonumber(ARGV[8])) end
@@ -176,11 +180,31 @@ impl RedisQueue {
         }
     }
 
-    fn key(&self, part: &str) -> String {
+    /// The transport.
+    pub(crate) fn t(&self) -> &dyn Transport {
+        self.t.as_ref()
+    }
+
+    /// The queue's name (its list).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This process's consumer id.
+    pub(crate) fn consumer_id(&self) -> &str {
+        &self.consumer
+    }
+
+    /// How long outcome records live, in whole seconds, as a script argument.
+    pub(crate) fn outcome_ttl_secs(&self) -> String {
+        self.opts.outcome_ttl.as_secs().max(1).to_string()
+    }
+
+    pub(crate) fn key(&self, part: &str) -> String {
         format!("{}:{part}", self.name)
     }
 
-    fn processing(&self, consumer: &str) -> String {
+    pub(crate) fn processing(&self, consumer: &str) -> String {
         self.key(&format!("processing:{consumer}"))
     }
 
@@ -188,7 +212,7 @@ impl RedisQueue {
         self.key(&format!("lease:{consumer}"))
     }
 
-    fn outcome_key(&self, job_id: &str) -> String {
+    pub(crate) fn outcome_key(&self, job_id: &str) -> String {
         self.key(&format!("outcome:{job_id}"))
     }
 
@@ -206,7 +230,13 @@ impl RedisQueue {
     }
 
     /// [`Self::eval`], retried across connection errors for [`COMMIT_BUDGET`].
-    async fn commit(&self, what: &str, script: &str, keys: &[&str], args: &[&[u8]]) -> Result<Reply, QueueError> {
+    pub(crate) async fn commit(
+        &self,
+        what: &str,
+        script: &str,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Reply, QueueError> {
         retrying(what, COMMIT_BUDGET, || self.eval(script, keys, args)).await
     }
 
@@ -330,7 +360,16 @@ impl Queue for RedisQueue {
     async fn finish(&self, d: &Delivery, f: Finish<'_>) -> Result<Recorded, QueueError> {
         let outcome = self.outcome_key(f.job_id);
         let (counts, callbacks, dead) = (self.key("deliveries"), self.key("callbacks"), self.key("dead"));
-        let keys = [outcome.as_str(), &d.receipt, &counts, &callbacks, &self.name, &dead];
+        let done = self.key("done");
+        let keys = [
+            outcome.as_str(),
+            &d.receipt,
+            &counts,
+            &callbacks,
+            &self.name,
+            &dead,
+            &done,
+        ];
         let ttl = self.opts.outcome_ttl.as_secs().max(1).to_string();
         let now_ms = ms(now());
         let record = f.dead_reason.map(|r| self.dead_record(d, r)).unwrap_or_default();

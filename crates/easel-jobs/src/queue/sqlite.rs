@@ -36,7 +36,17 @@ impl SqliteQueue {
         }
     }
 
-    fn err(&self, e: DbError) -> QueueError {
+    /// The queue's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn err(&self, e: DbError) -> QueueError {
         QueueError::Backend {
             backend: self.describe(),
             msg: e.to_string(),
@@ -53,7 +63,7 @@ impl SqliteQueue {
 }
 
 /// A payload column as bytes, whether it was stored as TEXT or BLOB.
-fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
+pub(crate) fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
     match v {
         ValueRef::Text(b) | ValueRef::Blob(b) => Ok(b.to_vec()),
         other => Err(rusqlite::Error::InvalidColumnType(
@@ -80,7 +90,7 @@ fn end_row(c: &Connection, seq: i64, outcome: &str, dead: Option<&str>) -> rusql
     c.execute(sql, params![state, dead, now(), outcome, seq]).map(|_| ())
 }
 
-fn queue_callback(c: &Connection, job_id: &str, body: &str, target: &str) -> rusqlite::Result<()> {
+pub(crate) fn queue_callback(c: &Connection, job_id: &str, body: &str, target: &str) -> rusqlite::Result<()> {
     let sql = "INSERT INTO outbox (job_id, body, target, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)";
     c.execute(sql, params![job_id, body, target, now()]).map(|_| ())
 }
