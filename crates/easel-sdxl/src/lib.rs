@@ -32,6 +32,7 @@ pub mod bench;
 pub mod cancel;
 pub mod checkpoint;
 pub mod clip;
+mod components;
 pub mod config;
 pub mod device;
 mod error;

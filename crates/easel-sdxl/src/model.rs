@@ -8,15 +8,16 @@
 use candle_core::{DType, Device};
 
 use crate::clip::ClipTextEncoder;
-use crate::config::{read_json, ClipConfig, PipelineConfig, UNetConfig, VaeConfig};
-use crate::loader::{DirSource, ModelSource};
+use crate::components::Components;
+use crate::config::{ClipConfig, PipelineConfig, UNetConfig, VaeConfig};
+use crate::loader::{read_json, DirSource};
 use crate::lora::base::Recorded;
-use crate::lora::LoraState;
+use crate::lora::state::LoraState;
 use crate::schedulers::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::UNet;
 use crate::vae::Vae;
-use crate::weights::{self, Variant};
+use crate::weights::Variant;
 use crate::Result;
 
 /// How to load a model.
@@ -95,7 +96,8 @@ impl SdxlModel {
     }
 
     /// Loads every component from `src`.
-    pub fn load(src: &dyn ModelSource, opts: &LoadOptions) -> Result<Self> {
+    fn load(parts: &dyn Components, opts: &LoadOptions) -> Result<Self> {
+        let src = parts.files();
         crate::device::check_dtype(&opts.device, opts.dtype)?;
         let pipeline_config: PipelineConfig = read_json(src, "model_index.json")?;
         let unet_config: UNetConfig = read_json(src, "unet/config.json")?;
@@ -113,16 +115,16 @@ impl SdxlModel {
         } else {
             dt
         };
-        let w = weights::find(src, "vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
+        let w = parts.weights("vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
         let vae = Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))?;
-        let w = weights::find(src, "unet", "diffusion_pytorch_model", &opts.variant, dt)?;
+        let w = parts.weights("unet", "diffusion_pytorch_model", &opts.variant, dt)?;
         let recorded: [Recorded; 3] = Default::default();
         let unet = UNet::new(&unet_config, recorded[0].wrap(w.var_builder(dt, dev)?)).map_err(|e| w.error(e))?;
-        let (text_encoder, te1_config) = load_clip(src, "text_encoder", false, opts, &recorded[1])?;
-        let (text_encoder_2, te2_config) = load_clip(src, "text_encoder_2", true, opts, &recorded[2])?;
+        let (text_encoder, te1_config) = load_clip(parts, "text_encoder", false, opts, &recorded[1])?;
+        let (text_encoder_2, te2_config) = load_clip(parts, "text_encoder_2", true, opts, &recorded[2])?;
         Ok(Self {
-            tokenizer: load_tokenizer(src, "tokenizer")?,
-            tokenizer_2: load_tokenizer(src, "tokenizer_2")?,
+            tokenizer: parts.tokenizer("tokenizer")?,
+            tokenizer_2: parts.tokenizer("tokenizer_2")?,
             text_encoder,
             text_encoder_2,
             unet,
@@ -154,22 +156,16 @@ impl SdxlModel {
 }
 
 fn load_clip(
-    src: &dyn ModelSource,
+    parts: &dyn Components,
     sub: &str,
     projection: bool,
     opts: &LoadOptions,
     record: &Recorded,
 ) -> Result<(ClipTextEncoder, ClipConfig)> {
-    let cfg: ClipConfig = read_json(src, &format!("{sub}/config.json"))?;
+    let cfg: ClipConfig = read_json(parts.files(), &format!("{sub}/config.json"))?;
     cfg.validate()?;
-    let w = weights::find(src, sub, "model", &opts.variant, opts.dtype)?;
+    let w = parts.weights(sub, "model", &opts.variant, opts.dtype)?;
     let vb = record.wrap(w.var_builder(opts.dtype, &opts.device)?);
     let encoder = ClipTextEncoder::new(&cfg, projection, vb).map_err(|e| w.error(e))?;
     Ok((encoder, cfg))
-}
-
-/// The source's own tokenizer when it provides one, else its `sub/` files.
-fn load_tokenizer(src: &dyn ModelSource, sub: &str) -> Result<ClipTokenizer> {
-    src.tokenizer(sub)
-        .unwrap_or_else(|| ClipTokenizer::from_source(src, sub))
 }

@@ -18,17 +18,20 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::DType;
+
 pub use kind::FileKind;
 pub use signature::{Architecture, Configs};
 
 use self::backend::LdmBackend;
 use self::keymap::KeyMap;
-use crate::config::{read_json, ClipConfig, UNetConfig, VaeConfig};
+use crate::components::Components;
+use crate::config::{ClipConfig, UNetConfig, VaeConfig};
 use crate::header::Header;
-use crate::loader::{DirSource, ModelSource};
+use crate::loader::{read_json, DirSource, ModelSource};
 use crate::reader::FileTensors;
 use crate::tokenizer::ClipTokenizer;
-use crate::weights::ComponentWeights;
+use crate::weights::{ComponentWeights, Variant};
 use crate::{Error, Result};
 
 /// Where a single file's configs come from.
@@ -155,23 +158,35 @@ impl ModelSource for SingleFile {
     fn path(&self, rel: &str) -> Option<PathBuf> {
         self.configs.src().path(rel)
     }
+}
 
-    fn component_weights(&self, sub: &str) -> Option<ComponentWeights> {
-        let map = self.maps[component_slot(sub)?].clone();
+impl Components for SingleFile {
+    fn files(&self) -> &dyn ModelSource {
+        self
+    }
+
+    /// The checkpoint's own tensors, renamed to the diffusers layout, for the four weighted
+    /// components; other components' files come from the configs.
+    fn weights(&self, sub: &str, stem: &str, variant: &Variant, dtype: DType) -> Result<ComponentWeights> {
+        let Some(slot) = component_slot(sub) else {
+            return crate::weights::find(self, sub, stem, variant, dtype);
+        };
+        let map = self.maps[slot].clone();
         let file = self.file.clone();
         let label = format!("{} ({sub})", self.path.display());
-        Some(ComponentWeights::custom(
+        Ok(ComponentWeights::custom(
             label,
             Arc::new(move |dtype, device| Ok(LdmBackend::var_builder(file.clone(), map.clone(), dtype, device))),
         ))
     }
 
-    fn tokenizer(&self, sub: &str) -> Option<Result<ClipTokenizer>> {
+    /// The config folder's tokenizer when it has one, else the embedded CLIP vocabulary.
+    fn tokenizer(&self, sub: &str) -> Result<ClipTokenizer> {
         if self.configs.src().exists(&format!("{sub}/vocab.json")) {
-            return None;
+            return ClipTokenizer::from_source(self, sub);
         }
         // SDXL's first tokenizer pads with <|endoftext|>, the second with "!" (id 0).
         let pad = if sub == "tokenizer_2" { "!" } else { "<|endoftext|>" };
-        Some(ClipTokenizer::embedded(pad))
+        ClipTokenizer::embedded(pad)
     }
 }

@@ -16,6 +16,7 @@ pub mod conv;
 pub mod group_norm;
 pub mod linear;
 pub(crate) mod math;
+mod padded;
 mod winograd;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
