@@ -29,6 +29,10 @@ pub struct LoadOptions {
     /// For single-file checkpoints: a diffusers folder whose configs (and tokenizers, when
     /// it has them) describe the file, instead of Easel's shipped SDXL-base configs.
     pub config_dir: Option<std::path::PathBuf>,
+    /// Run candle's own CPU ops instead of Easel's kernels, for comparing the two (the
+    /// CLI and worker set it from `EASEL_CANDLE_KERNELS=1`). The choice is process-wide:
+    /// the last model loaded sets it.
+    pub candle_kernels: bool,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +42,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             variant: Variant::Auto,
             config_dir: None,
+            candle_kernels: false,
         }
     }
 }
@@ -99,6 +104,7 @@ impl SdxlModel {
     fn load(parts: &dyn Components, opts: &LoadOptions) -> Result<Self> {
         let src = parts.files();
         crate::device::check_dtype(&opts.device, opts.dtype)?;
+        crate::kernels::use_candle_ops(opts.candle_kernels);
         let pipeline_config: PipelineConfig = read_json(src, "model_index.json")?;
         let unet_config: UNetConfig = read_json(src, "unet/config.json")?;
         unet_config.validate()?;

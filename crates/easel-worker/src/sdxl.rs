@@ -70,6 +70,7 @@ impl SdxlGenerator {
         let opts = LoadOptions {
             device,
             dtype,
+            candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
             ..Default::default()
         };
         let model = match &self.model_dir {

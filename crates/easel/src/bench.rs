@@ -66,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let opts = LoadOptions {
         device: device.clone(),
         dtype,
+        candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
         ..Default::default()
     };
     let started = Instant::now();

@@ -95,6 +95,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         device: device.clone(),
         dtype,
         config_dir: args.config.clone(),
+        candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
         ..Default::default()
     };
     let started = Instant::now();
