@@ -330,8 +330,6 @@ impl ClipConfig {
 /// The pipeline-level settings of `model_index.json`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PipelineConfig {
-    #[serde(rename = "_class_name", default)]
-    pub class_name: Option<String>,
     #[serde(default = "default_true")]
     pub force_zeros_for_empty_prompt: bool,
 }

@@ -5,7 +5,7 @@
 //! exists; what is built from them (configs, tokenizers, weights) lives above it.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
@@ -51,11 +51,6 @@ impl DirSource {
     /// A source rooted at `root` (not checked here: loading reports what is missing).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
-    }
-
-    /// The folder.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

@@ -3,7 +3,18 @@
 //! bundled tiny model, with every architecture number read from its config files.
 //! Text-to-image and image-to-image share this one set of weights.
 //! A single-file checkpoint loads through the same path ([`SdxlModel::load_path`]): it is a
-//! [`ModelSource`] whose weights are renamed on the fly (`checkpoint`).
+//! source whose weights are renamed on the fly (`checkpoint`).
+//!
+//! Where [`SdxlModel`]'s API lives, one file per part:
+//! - this file: loading ([`SdxlModel::load_dir`], [`SdxlModel::load_path`],
+//!   [`SdxlModel::load_tiny`]) and what a loaded model is (name, device, dtype, sizes,
+//!   its tokenizers and components);
+//! - `pipeline.rs`: generation — validate, encode the prompt, denoise, decode;
+//! - `prompt/encode.rs`: prompt encoding by mode (A1111 weighting, long prompts) and the
+//!   [`crate::PromptReport`] of what a prompt became;
+//! - `lora/apply.rs`: applying and removing LoRAs.
+//!
+//! The fields are private to the engine; the methods above are the whole surface.
 
 use candle_core::{DType, Device};
 
@@ -49,19 +60,19 @@ impl Default for LoadOptions {
 
 /// A loaded SDXL model.
 pub struct SdxlModel {
-    pub tokenizer: ClipTokenizer,
-    pub tokenizer_2: ClipTokenizer,
-    pub text_encoder: ClipTextEncoder,
-    pub text_encoder_2: ClipTextEncoder,
-    pub unet: UNet,
-    pub vae: Vae,
-    pub unet_config: UNetConfig,
-    pub scheduler_config: SchedulerConfig,
-    pub pipeline_config: PipelineConfig,
-    pub device: Device,
-    pub dtype: DType,
+    pub(crate) tokenizer: ClipTokenizer,
+    pub(crate) tokenizer_2: ClipTokenizer,
+    pub(crate) text_encoder: ClipTextEncoder,
+    pub(crate) text_encoder_2: ClipTextEncoder,
+    pub(crate) unet: UNet,
+    pub(crate) vae: Vae,
+    pub(crate) unet_config: UNetConfig,
+    pub(crate) scheduler_config: SchedulerConfig,
+    pub(crate) pipeline_config: PipelineConfig,
+    pub(crate) device: Device,
+    pub(crate) dtype: DType,
     /// Where it came from, for logs and PNG metadata.
-    pub name: String,
+    pub(crate) name: String,
     /// The base tensors of the UNet and text encoders, for applying and removing LoRAs.
     pub(crate) lora: LoraState,
 }
@@ -143,6 +154,56 @@ impl SdxlModel {
             name: src.describe(),
             lora: LoraState::new(recorded, te1_config, te2_config),
         })
+    }
+
+    /// Where the model came from (a path, or "the bundled tiny model"), for logs and PNG metadata.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of its weights (the VAE may run in f32 when fp16 would overflow).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The scheduler config of the model (`scheduler/scheduler_config.json`).
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler_config
+    }
+
+    /// The first tokenizer (CLIP ViT-L's).
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// The second tokenizer (OpenCLIP ViT-bigG's).
+    pub fn tokenizer_2(&self) -> &ClipTokenizer {
+        &self.tokenizer_2
+    }
+
+    /// The first text encoder, for checking it on its own ([`crate::parts`]).
+    pub fn text_encoder(&self) -> &ClipTextEncoder {
+        &self.text_encoder
+    }
+
+    /// The second text encoder (with the pooled projection).
+    pub fn text_encoder_2(&self) -> &ClipTextEncoder {
+        &self.text_encoder_2
+    }
+
+    /// The UNet, for checking one forward on its own ([`crate::parts`]).
+    pub fn unet(&self) -> &UNet {
+        &self.unet
+    }
+
+    /// The VAE, for checking decode and encode on their own ([`crate::parts`]).
+    pub fn vae(&self) -> &Vae {
+        &self.vae
     }
 
     /// Pixels per latent (8 for SDXL).

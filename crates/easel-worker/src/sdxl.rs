@@ -157,7 +157,7 @@ fn run(
         .enumerate()
         .map(|(i, rgb)| GeneratedImage {
             rgb,
-            parameters: metadata::parameters(&req, i, &model.name),
+            parameters: metadata::parameters(&req, i, model.name()),
         })
         .collect();
     Ok(images)
@@ -178,7 +178,7 @@ fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<Gener
     if let Some(init) = &spec.init {
         let img = images::fit(init.image.clone(), spec.width, spec.height);
         req.init_image = Some(InitImage {
-            pixels: images::to_tensor(&img, &model.device)?,
+            pixels: images::to_tensor(&img, model.device())?,
             strength: init.strength,
         });
     }

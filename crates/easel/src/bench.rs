@@ -96,7 +96,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = serde_json::json!({
         "impl": "easel",
         "version": env!("CARGO_PKG_VERSION"),
-        "model": model.name,
+        "model": model.name(),
         "device": device_name(&device),
         "dtype": format!("{dtype:?}").to_lowercase(),
         "width": req.width,

@@ -104,7 +104,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         None => SdxlModel::load_tiny(&opts)?,
     };
     apply_loras(&mut model, &args.loras)?;
-    tracing::info!(model = %model.name, secs = started.elapsed().as_secs_f64(), "model loaded");
+    tracing::info!(model = %model.name(), secs = started.elapsed().as_secs_f64(), "model loaded");
     let req = build_request(&args, &model, scheduler)?;
     let mut noise = SeededNoise::new(req.seed, req.num_images);
     let bar = progress_bar(&req);
@@ -117,7 +117,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let paths = write_pngs(&args.out, &out.images, &req, &model.name)?;
+    let paths = write_pngs(&args.out, &out.images, &req, model.name())?;
     for p in &paths {
         println!("{}", p.display());
     }
@@ -151,7 +151,7 @@ fn build_request(args: &GenerateArgs, model: &SdxlModel, scheduler: SchedulerKin
         Some(img) => {
             let img = images::fit(img, width as u32, height as u32);
             Some(InitImage {
-                pixels: images::to_tensor(&img, &model.device)?,
+                pixels: images::to_tensor(&img, model.device())?,
                 strength: args.strength,
             })
         }
@@ -208,7 +208,7 @@ fn rand_seed() -> u64 {
 }
 
 fn read_latents(path: &Path, model: &SdxlModel) -> Result<Tensor> {
-    let tensors = candle_core::safetensors::load(path, &model.device)
+    let tensors = candle_core::safetensors::load(path, model.device())
         .with_context(|| format!("reading latents file {} (expected a safetensors file)", path.display()))?;
     let Some(t) = tensors.get("latents") else {
         let names: Vec<_> = tensors.keys().cloned().collect();

@@ -1,4 +1,4 @@
-//! Single-file SDXL checkpoints: the civitai-style `.safetensors` files that hold the UNet,
+//! Why this exists: single-file SDXL checkpoints — the civitai-style `.safetensors` files that hold the UNet,
 //! the VAE and both text encoders in the original (LDM/SGM) key layout, in f32, f16 or bf16.
 //!
 //! Flow of [`SingleFile::open`]: read the header only ([`crate::header`]) → say what the
@@ -6,13 +6,13 @@
 //! SDXL-base ones, [`configs`], or a diffusers folder's) → compare the architecture they
 //! describe with the file's shapes ([`signature`]) → open the file for tensor-by-tensor reads. The result is a
 //! [`ModelSource`] whose components' weights are read through a renaming backend
-//! ([`backend`], [`keymap`]), so [`crate::SdxlModel::load`] builds it like any folder.
+//! ([`backend`], [`keymap`]), so loading builds it like any folder.
 
-pub mod backend;
-pub mod configs;
-pub mod keymap;
-pub mod kind;
-pub mod signature;
+mod backend;
+pub(crate) mod configs;
+pub(crate) mod keymap;
+pub(crate) mod kind;
+pub(crate) mod signature;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use candle_core::DType;
 
-pub use kind::FileKind;
-pub use signature::{Architecture, Configs};
+pub use keymap::{KeyMap, Source, CLIP_G_PREFIX, CLIP_L_PREFIX, UNET_PREFIX, VAE_PREFIX};
+pub(crate) use kind::FileKind;
+pub(crate) use signature::{Architecture, Configs};
 
 use self::backend::LdmBackend;
-use self::keymap::KeyMap;
 use crate::components::Components;
 use crate::config::{ClipConfig, UNetConfig, VaeConfig};
 use crate::header::Header;
@@ -52,7 +52,7 @@ impl ConfigSource {
 }
 
 /// An opened single-file SDXL checkpoint, as a [`ModelSource`].
-pub struct SingleFile {
+pub(crate) struct SingleFile {
     path: PathBuf,
     configs: ConfigSource,
     file: Arc<FileTensors>,
@@ -89,8 +89,28 @@ impl SingleFile {
     }
 }
 
+/// The key maps of a diffusers folder's four weighted components, as `(subfolder, file
+/// stem, map)` for `unet`, `vae`, `text_encoder` and `text_encoder_2`: from each
+/// diffusers key, [`KeyMap::source`] gives the single-file key it is read from (and how).
+/// Built from the folder's `unet/config.json` and `vae/config.json`.
+pub fn folder_key_maps(dir: &Path) -> Result<[(&'static str, &'static str, KeyMap); 4]> {
+    let src = DirSource::new(dir);
+    let unet: UNetConfig = read_json(&src, "unet/config.json")?;
+    let vae: VaeConfig = read_json(&src, "vae/config.json")?;
+    Ok([
+        ("unet", "diffusion_pytorch_model", keymap::unet(&unet)?),
+        (
+            "vae",
+            "diffusion_pytorch_model",
+            keymap::vae(vae.block_out_channels.len(), vae.layers_per_block),
+        ),
+        ("text_encoder", "model", keymap::clip_l()),
+        ("text_encoder_2", "model", keymap::open_clip_g()),
+    ])
+}
+
 /// Reads and checks the four weighted components' configs.
-pub fn read_configs(src: &dyn ModelSource) -> Result<Configs> {
+pub(crate) fn read_configs(src: &dyn ModelSource) -> Result<Configs> {
     let unet: UNetConfig = read_json(src, "unet/config.json")?;
     unet.validate()?;
     let vae: VaeConfig = read_json(src, "vae/config.json")?;

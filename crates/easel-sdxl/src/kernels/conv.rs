@@ -80,6 +80,7 @@ pub fn conv2d_after_norm_silu(
 }
 
 /// As [`conv2d`] but always as shifted GEMMs, never Winograd (for tests and comparisons).
+#[cfg(test)]
 pub fn conv2d_direct(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op3_no_bwd(
         &w.contiguous()?,

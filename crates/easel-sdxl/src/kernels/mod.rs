@@ -17,6 +17,10 @@ pub mod group_norm;
 pub mod linear;
 pub(crate) mod math;
 mod padded;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod timing;
 mod winograd;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};

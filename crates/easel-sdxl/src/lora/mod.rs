@@ -6,11 +6,11 @@
 //! [`apply`] resolves layers against the model, merges them and rebuilds the components.
 //! `state::LoraState` is what a loaded [`crate::SdxlModel`] keeps for this.
 
-pub mod apply;
-pub mod base;
-pub mod file;
+mod apply;
+pub(crate) mod base;
+mod file;
 mod report;
 pub(crate) mod state;
 
-pub use file::{Component, LoraFile, LoraLayer, LoraLayout};
+pub use file::{Component, LoraFile, LoraLayer, LoraLayout, ModuleName};
 pub use report::{AppliedLora, LoraReport};

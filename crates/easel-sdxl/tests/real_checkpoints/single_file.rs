@@ -149,7 +149,7 @@ fn txt2img_and_img2img_share_one_loaded_single_file() {
     req.negative_prompt = run["negative_prompt"].as_str().map(str::to_string);
     req.steps = run["steps"].as_u64().unwrap() as usize;
     req.guidance = run["guidance_scale"].as_f64().unwrap();
-    let pixels = easel_sdxl::images::to_tensor(&img, &m.device).unwrap();
+    let pixels = easel_sdxl::images::to_tensor(&img, m.device()).unwrap();
     req.init_image = Some(InitImage {
         pixels,
         strength: run["strength"].as_f64().unwrap(),
