@@ -91,6 +91,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         None => default_dtype(&device),
     };
     let scheduler: SchedulerKind = args.scheduler.parse()?;
+    let cut = easel_sdxl::prompt::plain_truncation(&args.prompt)?;
+    if args.prompt_mode.parse::<easel_sdxl::PromptMode>()? == easel_sdxl::PromptMode::Plain && cut.dropped > 0 {
+        let (n, kept, dropped) = (cut.tokens, cut.kept, cut.dropped);
+        eprintln!("warning: prompt is {n} tokens; plain mode keeps {kept}, {dropped} dropped (use --prompt-mode a1111 for long prompts)");
+    }
     let opts = LoadOptions {
         device: device.clone(),
         dtype,

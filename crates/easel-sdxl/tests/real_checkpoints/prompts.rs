@@ -177,6 +177,9 @@ fn the_report_says_what_was_parsed_and_whether_weights_apply() {
     assert!(r.pieces.contains(&Piece::Break));
     let plain = m.prompt_report(&"cat ".repeat(100), PromptMode::Plain);
     assert!(plain.truncated && !plain.weighted && plain.chunks == 1);
+    // 100 one-token words + begin/end = 102 tokens; 77 are kept.
+    assert_eq!(plain.dropped_tokens, 25);
+    assert_eq!(m.prompt_report("a cat", PromptMode::Plain).dropped_tokens, 0);
     assert!(!m.prompt_report("a cat", PromptMode::A1111).weighted);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["mode"], "a1111");
