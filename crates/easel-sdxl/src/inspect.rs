@@ -78,12 +78,15 @@ pub struct Inspection {
     pub architecture: Option<Architecture>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraInfo>,
+    /// A single file's free-form `__metadata__` strings (kohya's `ss_*` training settings,
+    /// `format`, ...); empty for folders.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Inspects a diffusers folder or a single safetensors file, reading headers only.
 pub fn inspect(path: &Path) -> Result<Inspection> {
     if path.is_dir() {
-        return Ok(inspect_folder(path));
+        return inspect_folder(path);
     }
     if !path.is_file() {
         return Err(Error::MissingFile {
@@ -119,6 +122,7 @@ fn inspect_file(path: &Path) -> Result<Inspection> {
         components,
         architecture,
         lora,
+        metadata: h.metadata.clone(),
     })
 }
 
@@ -240,8 +244,17 @@ fn lora_info(h: &Header) -> LoraInfo {
     }
 }
 
-fn inspect_folder(path: &Path) -> Inspection {
+fn inspect_folder(path: &Path) -> Result<Inspection> {
     let src = DirSource::new(path);
+    let has_component = FOLDER_COMPONENTS.iter().any(|(sub, _)| path.join(sub).is_dir());
+    if !src.exists("model_index.json") && !has_component {
+        return Err(Error::NotAModel {
+            path: path.into(),
+            why: "the folder has no model_index.json and none of unet/, vae/, text_encoder/, text_encoder_2/; \
+                  pass a diffusers SDXL folder or a .safetensors file"
+                .into(),
+        });
+    }
     let components: Vec<ComponentInfo> = FOLDER_COMPONENTS
         .iter()
         .map(|(sub, stem)| folder_component(&src, sub, stem))
@@ -256,7 +269,7 @@ fn inspect_folder(path: &Path) -> Inspection {
     } else {
         "an incomplete diffusers folder (see the components' problems)".to_string()
     };
-    Inspection {
+    Ok(Inspection {
         path: path.into(),
         layout: Layout::DiffusersFolder,
         kind: None,
@@ -272,7 +285,8 @@ fn inspect_folder(path: &Path) -> Inspection {
         components,
         architecture: None,
         lora: None,
-    }
+        metadata: BTreeMap::new(),
+    })
 }
 
 /// A folder component: the weight files Easel would load in f32 (plain, else fp16 variant).

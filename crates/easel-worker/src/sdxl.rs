@@ -177,7 +177,9 @@ fn cause(e: &easel_sdxl::Error) -> Cause {
     use easel_sdxl::Error as E;
     match e {
         E::InvalidRequest(_) | E::Image { .. } => Cause::BadInput,
-        E::MissingFile { .. } | E::Io { .. } | E::Config { .. } | E::Weights { .. } => Cause::BadModel,
+        E::MissingFile { .. } | E::NotAModel { .. } | E::Io { .. } | E::Config { .. } | E::Weights { .. } => {
+            Cause::BadModel
+        }
         E::Unsupported(_) => Cause::Unsupported,
         E::Cancelled { .. } => Cause::Cancelled,
         E::Tensor(t) => tensor_cause(t),
