@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use candle_core::DType;
 
 use crate::checkpoint::keymap::{CLIP_G_PREFIX, CLIP_L_PREFIX, UNET_PREFIX, VAE_PREFIX};
-use crate::checkpoint::{Architecture, FileKind};
 use crate::header::Header;
 use crate::loader::{DirSource, ModelSource};
 use crate::weights::{self, Variant};
 use crate::{Error, Result};
+
+/// What a single file holds and the architecture read from its shapes, as reported here.
+pub use crate::checkpoint::kind::FileKind;
+pub use crate::checkpoint::signature::Architecture;
 
 /// The components of a diffusers SDXL folder that hold weights, with their file stems.
 const FOLDER_COMPONENTS: [(&str, &str); 4] = [
