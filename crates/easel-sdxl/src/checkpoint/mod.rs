@@ -1,12 +1,16 @@
-//! Why this exists: single-file SDXL checkpoints — the civitai-style `.safetensors` files that hold the UNet,
-//! the VAE and both text encoders in the original (LDM/SGM) key layout, in f32, f16 or bf16.
+//! Why this exists: single-file SDXL checkpoints — the civitai-style `.safetensors` files
+//! that hold the UNet, the VAE and both text encoders in the original (LDM/SGM) key layout,
+//! in f32, f16 or bf16.
 //!
-//! Flow of [`SingleFile::open`]: read the header only ([`crate::header`]) → say what the
-//! file is when it is not an SDXL checkpoint ([`kind`]) → read the configs (Easel's shipped
-//! SDXL-base ones, [`configs`], or a diffusers folder's) → compare the architecture they
-//! describe with the file's shapes ([`signature`]) → open the file for tensor-by-tensor reads. The result is a
-//! [`ModelSource`] whose components' weights are read through a renaming backend
-//! ([`backend`], [`keymap`]), so loading builds it like any folder.
+//! Flow of `SingleFile::open`: read the header only (`header.rs`) → say what the file is
+//! when it is not an SDXL checkpoint (`kind.rs`) → read the configs (Easel's shipped
+//! SDXL-base ones, `configs.rs`, or a diffusers folder's) → compare the architecture they
+//! describe with the file's shapes (`signature.rs`) → open the file for tensor-by-tensor
+//! reads. The result is a model source whose components' weights are read through a
+//! renaming backend (`backend.rs`, `keymap.rs`), so loading builds it like any folder.
+//!
+//! Public: the key mapping between diffusers and single-file names ([`KeyMap`],
+//! [`folder_key_maps`]), for tools that write or check single files.
 
 mod backend;
 pub(crate) mod configs;
