@@ -117,7 +117,7 @@ pub struct ClipTextEncoder {
 
 impl ClipTextEncoder {
     /// Loads `text_model.*` (and `text_projection` when `with_projection`).
-    pub fn new(cfg: &ClipConfig, with_projection: bool, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &ClipConfig, with_projection: bool, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let act = if cfg.hidden_act == "gelu" {
             Act::Gelu

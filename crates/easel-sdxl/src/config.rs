@@ -4,12 +4,8 @@
 //! engine does not implement are rejected with [`Error::Unsupported`] instead of being
 //! silently ignored.
 
-use std::path::PathBuf;
-
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::loader::ModelSource;
 use crate::{Error, Result};
 
 /// A value that diffusers accepts either as one number or as one per block.
@@ -32,15 +28,6 @@ impl PerBlock {
             ))),
         }
     }
-}
-
-/// Reads and parses `rel` from a model source.
-pub fn read_json<T: DeserializeOwned>(src: &dyn ModelSource, rel: &str) -> Result<T> {
-    let bytes = src.read(rel)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Config {
-        path: PathBuf::from(format!("{}/{rel}", src.describe())),
-        msg: format!("{e}; the file should be a diffusers/transformers config.json"),
-    })
 }
 
 fn default_groups() -> usize {
@@ -343,8 +330,6 @@ impl ClipConfig {
 /// The pipeline-level settings of `model_index.json`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PipelineConfig {
-    #[serde(rename = "_class_name", default)]
-    pub class_name: Option<String>,
     #[serde(default = "default_true")]
     pub force_zeros_for_empty_prompt: bool,
 }

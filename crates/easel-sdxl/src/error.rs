@@ -11,6 +11,10 @@ pub enum Error {
     #[error("missing model file {path}: {hint}")]
     MissingFile { path: PathBuf, hint: String },
 
+    /// A path given as a model is no model at all (a folder of images, a text file).
+    #[error("{path} is not a model: {why}")]
+    NotAModel { path: PathBuf, why: String },
+
     /// A file exists but could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use candle_core::DType;
 
 use crate::checkpoint::keymap::{CLIP_G_PREFIX, CLIP_L_PREFIX, UNET_PREFIX, VAE_PREFIX};
-use crate::checkpoint::{Architecture, FileKind};
 use crate::header::Header;
 use crate::loader::{DirSource, ModelSource};
 use crate::weights::{self, Variant};
 use crate::{Error, Result};
+
+/// What a single file holds and the architecture read from its shapes, as reported here.
+pub use crate::checkpoint::kind::FileKind;
+pub use crate::checkpoint::signature::Architecture;
 
 /// The components of a diffusers SDXL folder that hold weights, with their file stems.
 const FOLDER_COMPONENTS: [(&str, &str); 4] = [
@@ -78,12 +81,15 @@ pub struct Inspection {
     pub architecture: Option<Architecture>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraInfo>,
+    /// A single file's free-form `__metadata__` strings (kohya's `ss_*` training settings,
+    /// `format`, ...); empty for folders.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Inspects a diffusers folder or a single safetensors file, reading headers only.
 pub fn inspect(path: &Path) -> Result<Inspection> {
     if path.is_dir() {
-        return Ok(inspect_folder(path));
+        return inspect_folder(path);
     }
     if !path.is_file() {
         return Err(Error::MissingFile {
@@ -119,6 +125,7 @@ fn inspect_file(path: &Path) -> Result<Inspection> {
         components,
         architecture,
         lora,
+        metadata: h.metadata.clone(),
     })
 }
 
@@ -240,8 +247,17 @@ fn lora_info(h: &Header) -> LoraInfo {
     }
 }
 
-fn inspect_folder(path: &Path) -> Inspection {
+fn inspect_folder(path: &Path) -> Result<Inspection> {
     let src = DirSource::new(path);
+    let has_component = FOLDER_COMPONENTS.iter().any(|(sub, _)| path.join(sub).is_dir());
+    if !src.exists("model_index.json") && !has_component {
+        return Err(Error::NotAModel {
+            path: path.into(),
+            why: "the folder has no model_index.json and none of unet/, vae/, text_encoder/, text_encoder_2/; \
+                  pass a diffusers SDXL folder or a .safetensors file"
+                .into(),
+        });
+    }
     let components: Vec<ComponentInfo> = FOLDER_COMPONENTS
         .iter()
         .map(|(sub, stem)| folder_component(&src, sub, stem))
@@ -256,7 +272,7 @@ fn inspect_folder(path: &Path) -> Inspection {
     } else {
         "an incomplete diffusers folder (see the components' problems)".to_string()
     };
-    Inspection {
+    Ok(Inspection {
         path: path.into(),
         layout: Layout::DiffusersFolder,
         kind: None,
@@ -272,7 +288,8 @@ fn inspect_folder(path: &Path) -> Inspection {
         components,
         architecture: None,
         lora: None,
-    }
+        metadata: BTreeMap::new(),
+    })
 }
 
 /// A folder component: the weight files Easel would load in f32 (plain, else fp16 variant).

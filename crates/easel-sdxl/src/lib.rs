@@ -1,59 +1,52 @@
 //! Easel's SDXL engine: everything needed to turn a prompt into an image with an SDXL
 //! checkpoint, and nothing about queues, storage or HTTP.
 //!
-//! Table of contents:
-//! - [`tokenizer`]: CLIP BPE tokenizer, token ids equal to `transformers.CLIPTokenizer`.
-//! - [`clip`]: the two CLIP text encoders (penultimate states, pooled projection).
-//! - [`unet`]: the SDXL UNet with `text_time` added conditioning.
-//! - [`vae`]: the autoencoder (decode and encode).
-//! - [`schedulers`]: Euler, Euler Ancestral, DPM++ 2M (Karras), DDIM with float timesteps.
-//! - [`noise`]: seeded and replayed noise.
-//! - [`config`]: the `config.json` files of a diffusers folder.
-//! - [`loader`]: where model files come from (a folder, or compiled in).
-//! - [`weights`]: finding and opening safetensors files (plain, fp16 variant, sharded).
-//! - [`header`]: what a safetensors file holds, from its header alone.
-//! - [`reader`]: tensors read from safetensors files without a memory map.
-//! - [`checkpoint`]: single-file SDXL checkpoints (original key layout) as a model source.
-//! - [`inspect`]: what a file or folder is (layout, components, dtype, parameters).
-//! - [`prompt`]: A1111 prompt weighting, `BREAK` and long prompts in 75-token chunks.
-//! - [`lora`]: kohya and diffusers LoRAs, applied per job and removed without reloading.
-//! - [`model`]: a loaded SDXL model (all components, one set of weights).
-//! - [`tiny`]: the bundled tiny model.
-//! - [`layers`]: building blocks shared by the UNet and the VAE.
-//! - [`kernels`]: Easel's own f32 CPU kernels (convolution, GroupNorm, attention).
-//! - [`pipeline`]: text-to-image and image-to-image with classifier-free guidance.
-//! - [`cancel`]: the flag that stops a generation within one step.
-//! - [`images`]: conversions between tensors and RGB images.
-//! - [`metadata`]: PNG encoding with A1111-style generation parameters.
-//! - [`device`]: device and dtype selection.
-//! - [`bench`]: phase timings and peak memory for `easel bench`.
+//! The public surface, for the CLI, the worker and the tests:
+//! - [`SdxlModel`] and [`LoadOptions`] ([`model`]): load a diffusers folder, a single-file
+//!   checkpoint or the bundled tiny model; the model's whole API is listed in [`model`].
+//! - [`pipeline`]: [`GenerateRequest`], [`InitImage`], progress and the result of a generation.
+//! - [`prompt`]: prompt modes, A1111 weighting, chunking, and [`prompt::plain_truncation`].
+//! - [`schedulers`], [`noise`], [`cancel`]: samplers, seeded/replayed noise, stopping a job.
+//! - [`lora`]: LoRA files and what applying them did.
+//! - [`tokenizer`]: the CLIP tokenizer (ids equal to `transformers.CLIPTokenizer`).
+//! - [`parts`]: the model's components one by one (text encoders, UNet, VAE), for parity checks.
+//! - [`checkpoint`]: the diffusers ↔ single-file key mapping.
+//! - [`inspect`]: what a file or folder is; [`images`], [`metadata`]: RGB images and PNGs;
+//!   [`device`]: device and dtype choice; [`bench`]: phase timings and peak memory.
+//! - [`Error`] and [`Result`].
+//!
+//! Internal modules: `loader` (where files come from), `components` (how weights and
+//! tokenizers are built from them), `config`, `weights`, `header`, `reader`, `clip`,
+//! `unet`, `vae`, `layers`, `kernels` (Easel's own f32 CPU kernels), `tiny`.
 
 pub mod bench;
 pub mod cancel;
 pub mod checkpoint;
-pub mod clip;
-pub mod config;
+pub(crate) mod clip;
+mod components;
+pub(crate) mod config;
 pub mod device;
 mod error;
-pub mod header;
+pub(crate) mod header;
 pub mod images;
 pub mod inspect;
-pub mod kernels;
-pub mod layers;
-pub mod loader;
+pub(crate) mod kernels;
+pub(crate) mod layers;
+pub(crate) mod loader;
 pub mod lora;
 pub mod metadata;
 pub mod model;
 pub mod noise;
+pub mod parts;
 pub mod pipeline;
 pub mod prompt;
-pub mod reader;
+pub(crate) mod reader;
 pub mod schedulers;
-pub mod tiny;
+pub(crate) mod tiny;
 pub mod tokenizer;
-pub mod unet;
-pub mod vae;
-pub mod weights;
+pub(crate) mod unet;
+pub(crate) mod vae;
+pub(crate) mod weights;
 
 pub use error::{Error, Result};
 
@@ -61,3 +54,4 @@ pub use lora::{LoraFile, LoraReport};
 pub use model::{LoadOptions, SdxlModel};
 pub use pipeline::{GenerateRequest, Generated, InitImage};
 pub use prompt::{PromptMode, PromptReport};
+pub use weights::Variant;

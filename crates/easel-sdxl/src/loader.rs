@@ -1,9 +1,13 @@
 //! Why this exists: a model is a set of files (configs, tokenizer files, weights) that
 //! may live in a diffusers folder on disk or be compiled into the binary (the bundled
 //! tiny model). [`ModelSource`] hides which, so every component loads the same way.
+//! This is the bottom layer of loading: it only yields bytes, paths and whether a file
+//! exists; what is built from them (configs, tokenizers, weights) lives above it.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
@@ -21,18 +25,21 @@ pub trait ModelSource: Send + Sync {
     fn static_bytes(&self, _rel: &str) -> Option<&'static [u8]> {
         None
     }
+}
 
-    /// The weights of component `sub` when they are not files of this source (a
-    /// single-file checkpoint maps them from its own keys); `None`: look for the files.
-    fn component_weights(&self, _sub: &str) -> Option<crate::weights::ComponentWeights> {
-        None
-    }
+/// Reads and parses the JSON file `rel` of a source (a `config.json`, an index).
+pub(crate) fn read_json<T: DeserializeOwned>(src: &dyn ModelSource, rel: &str) -> Result<T> {
+    let bytes = src.read(rel)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+        path: PathBuf::from(format!("{}/{rel}", src.describe())),
+        msg: format!("{e}; the file should be a diffusers/transformers config.json"),
+    })
+}
 
-    /// The tokenizer in folder `sub` when it is not given as files (a single-file
-    /// checkpoint uses the embedded CLIP vocabulary); `None`: read the files.
-    fn tokenizer(&self, _sub: &str) -> Option<Result<crate::tokenizer::ClipTokenizer>> {
-        None
-    }
+/// The path to show in errors for `rel` in a source.
+pub(crate) fn shown_path(src: &dyn ModelSource, rel: &str) -> PathBuf {
+    src.path(rel)
+        .unwrap_or_else(|| PathBuf::from(format!("{}: {rel}", src.describe())))
 }
 
 /// A diffusers folder on disk.
@@ -44,11 +51,6 @@ impl DirSource {
     /// A source rooted at `root` (not checked here: loading reports what is missing).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
-    }
-
-    /// The folder.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

@@ -3,20 +3,32 @@
 //! bundled tiny model, with every architecture number read from its config files.
 //! Text-to-image and image-to-image share this one set of weights.
 //! A single-file checkpoint loads through the same path ([`SdxlModel::load_path`]): it is a
-//! [`ModelSource`] whose weights are renamed on the fly (`checkpoint`).
+//! source whose weights are renamed on the fly (`checkpoint`).
+//!
+//! Where [`SdxlModel`]'s API lives, one file per part:
+//! - this file: loading ([`SdxlModel::load_dir`], [`SdxlModel::load_path`],
+//!   [`SdxlModel::load_tiny`]) and what a loaded model is (name, device, dtype, sizes,
+//!   its tokenizers and components);
+//! - `pipeline.rs`: generation — validate, encode the prompt, denoise, decode;
+//! - `prompt/encode.rs`: prompt encoding by mode (A1111 weighting, long prompts) and the
+//!   [`crate::PromptReport`] of what a prompt became;
+//! - `lora/apply.rs`: applying and removing LoRAs.
+//!
+//! The fields are private to the engine; the methods above are the whole surface.
 
 use candle_core::{DType, Device};
 
 use crate::clip::ClipTextEncoder;
-use crate::config::{read_json, ClipConfig, PipelineConfig, UNetConfig, VaeConfig};
-use crate::loader::{DirSource, ModelSource};
+use crate::components::Components;
+use crate::config::{ClipConfig, PipelineConfig, UNetConfig, VaeConfig};
+use crate::loader::{read_json, DirSource};
 use crate::lora::base::Recorded;
-use crate::lora::LoraState;
+use crate::lora::state::LoraState;
 use crate::schedulers::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::UNet;
 use crate::vae::Vae;
-use crate::weights::{self, Variant};
+use crate::weights::Variant;
 use crate::Result;
 
 /// How to load a model.
@@ -28,6 +40,10 @@ pub struct LoadOptions {
     /// For single-file checkpoints: a diffusers folder whose configs (and tokenizers, when
     /// it has them) describe the file, instead of Easel's shipped SDXL-base configs.
     pub config_dir: Option<std::path::PathBuf>,
+    /// Run candle's own CPU ops instead of Easel's kernels, for comparing the two (the
+    /// CLI and worker set it from `EASEL_CANDLE_KERNELS=1`). The choice is process-wide:
+    /// the last model loaded sets it.
+    pub candle_kernels: bool,
 }
 
 impl Default for LoadOptions {
@@ -37,25 +53,26 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             variant: Variant::Auto,
             config_dir: None,
+            candle_kernels: false,
         }
     }
 }
 
 /// A loaded SDXL model.
 pub struct SdxlModel {
-    pub tokenizer: ClipTokenizer,
-    pub tokenizer_2: ClipTokenizer,
-    pub text_encoder: ClipTextEncoder,
-    pub text_encoder_2: ClipTextEncoder,
-    pub unet: UNet,
-    pub vae: Vae,
-    pub unet_config: UNetConfig,
-    pub scheduler_config: SchedulerConfig,
-    pub pipeline_config: PipelineConfig,
-    pub device: Device,
-    pub dtype: DType,
+    pub(crate) tokenizer: ClipTokenizer,
+    pub(crate) tokenizer_2: ClipTokenizer,
+    pub(crate) text_encoder: ClipTextEncoder,
+    pub(crate) text_encoder_2: ClipTextEncoder,
+    pub(crate) unet: UNet,
+    pub(crate) vae: Vae,
+    pub(crate) unet_config: UNetConfig,
+    pub(crate) scheduler_config: SchedulerConfig,
+    pub(crate) pipeline_config: PipelineConfig,
+    pub(crate) device: Device,
+    pub(crate) dtype: DType,
     /// Where it came from, for logs and PNG metadata.
-    pub name: String,
+    pub(crate) name: String,
     /// The base tensors of the UNet and text encoders, for applying and removing LoRAs.
     pub(crate) lora: LoraState,
 }
@@ -95,8 +112,10 @@ impl SdxlModel {
     }
 
     /// Loads every component from `src`.
-    pub fn load(src: &dyn ModelSource, opts: &LoadOptions) -> Result<Self> {
+    fn load(parts: &dyn Components, opts: &LoadOptions) -> Result<Self> {
+        let src = parts.files();
         crate::device::check_dtype(&opts.device, opts.dtype)?;
+        crate::kernels::use_candle_ops(opts.candle_kernels);
         let pipeline_config: PipelineConfig = read_json(src, "model_index.json")?;
         let unet_config: UNetConfig = read_json(src, "unet/config.json")?;
         unet_config.validate()?;
@@ -113,16 +132,16 @@ impl SdxlModel {
         } else {
             dt
         };
-        let w = weights::find(src, "vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
+        let w = parts.weights("vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
         let vae = Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))?;
-        let w = weights::find(src, "unet", "diffusion_pytorch_model", &opts.variant, dt)?;
+        let w = parts.weights("unet", "diffusion_pytorch_model", &opts.variant, dt)?;
         let recorded: [Recorded; 3] = Default::default();
         let unet = UNet::new(&unet_config, recorded[0].wrap(w.var_builder(dt, dev)?)).map_err(|e| w.error(e))?;
-        let (text_encoder, te1_config) = load_clip(src, "text_encoder", false, opts, &recorded[1])?;
-        let (text_encoder_2, te2_config) = load_clip(src, "text_encoder_2", true, opts, &recorded[2])?;
+        let (text_encoder, te1_config) = load_clip(parts, "text_encoder", false, opts, &recorded[1])?;
+        let (text_encoder_2, te2_config) = load_clip(parts, "text_encoder_2", true, opts, &recorded[2])?;
         Ok(Self {
-            tokenizer: load_tokenizer(src, "tokenizer")?,
-            tokenizer_2: load_tokenizer(src, "tokenizer_2")?,
+            tokenizer: parts.tokenizer("tokenizer")?,
+            tokenizer_2: parts.tokenizer("tokenizer_2")?,
             text_encoder,
             text_encoder_2,
             unet,
@@ -135,6 +154,56 @@ impl SdxlModel {
             name: src.describe(),
             lora: LoraState::new(recorded, te1_config, te2_config),
         })
+    }
+
+    /// Where the model came from (a path, or "the bundled tiny model"), for logs and PNG metadata.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of its weights (the VAE may run in f32 when fp16 would overflow).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The scheduler config of the model (`scheduler/scheduler_config.json`).
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler_config
+    }
+
+    /// The first tokenizer (CLIP ViT-L's).
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// The second tokenizer (OpenCLIP ViT-bigG's).
+    pub fn tokenizer_2(&self) -> &ClipTokenizer {
+        &self.tokenizer_2
+    }
+
+    /// The first text encoder, for checking it on its own ([`crate::parts`]).
+    pub fn text_encoder(&self) -> &ClipTextEncoder {
+        &self.text_encoder
+    }
+
+    /// The second text encoder (with the pooled projection).
+    pub fn text_encoder_2(&self) -> &ClipTextEncoder {
+        &self.text_encoder_2
+    }
+
+    /// The UNet, for checking one forward on its own ([`crate::parts`]).
+    pub fn unet(&self) -> &UNet {
+        &self.unet
+    }
+
+    /// The VAE, for checking decode and encode on their own ([`crate::parts`]).
+    pub fn vae(&self) -> &Vae {
+        &self.vae
     }
 
     /// Pixels per latent (8 for SDXL).
@@ -154,22 +223,16 @@ impl SdxlModel {
 }
 
 fn load_clip(
-    src: &dyn ModelSource,
+    parts: &dyn Components,
     sub: &str,
     projection: bool,
     opts: &LoadOptions,
     record: &Recorded,
 ) -> Result<(ClipTextEncoder, ClipConfig)> {
-    let cfg: ClipConfig = read_json(src, &format!("{sub}/config.json"))?;
+    let cfg: ClipConfig = read_json(parts.files(), &format!("{sub}/config.json"))?;
     cfg.validate()?;
-    let w = weights::find(src, sub, "model", &opts.variant, opts.dtype)?;
+    let w = parts.weights(sub, "model", &opts.variant, opts.dtype)?;
     let vb = record.wrap(w.var_builder(opts.dtype, &opts.device)?);
     let encoder = ClipTextEncoder::new(&cfg, projection, vb).map_err(|e| w.error(e))?;
     Ok((encoder, cfg))
-}
-
-/// The source's own tokenizer when it provides one, else its `sub/` files.
-fn load_tokenizer(src: &dyn ModelSource, sub: &str) -> Result<ClipTokenizer> {
-    src.tokenizer(sub)
-        .unwrap_or_else(|| ClipTokenizer::from_source(src, sub))
 }

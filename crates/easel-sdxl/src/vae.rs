@@ -253,7 +253,7 @@ pub struct Vae {
 }
 
 impl Vae {
-    pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let l2 = 2 * cfg.latent_channels;
         let l = cfg.latent_channels;
@@ -278,7 +278,7 @@ impl Vae {
     }
 
     /// The config this VAE was built from.
-    pub fn config(&self) -> &VaeConfig {
+    pub(crate) fn config(&self) -> &VaeConfig {
         &self.cfg
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
-use crate::loader::ModelSource;
+use crate::loader::{read_json, ModelSource};
 use crate::{Error, Result};
 
 /// Which weight files to prefer.
@@ -49,9 +49,6 @@ fn candidates(stem: &str, variant: &Variant, dtype: DType) -> Vec<String> {
 /// Finds the weights of component `sub` (`unet`, `vae`, `text_encoder`, ...), whose files
 /// are named `stem` (`diffusion_pytorch_model` or `model`).
 pub fn find(src: &dyn ModelSource, sub: &str, stem: &str, variant: &Variant, dtype: DType) -> Result<ComponentWeights> {
-    if let Some(w) = src.component_weights(sub) {
-        return Ok(w);
-    }
     let names = candidates(stem, variant, dtype);
     for name in &names {
         let rel = format!("{sub}/{name}");
@@ -98,7 +95,7 @@ fn sharded(src: &dyn ModelSource, sub: &str, index: &str) -> Result<ComponentWei
     struct Index {
         weight_map: std::collections::BTreeMap<String, String>,
     }
-    let idx: Index = crate::config::read_json(src, index)?;
+    let idx: Index = read_json(src, index)?;
     let mut shards: Vec<String> = idx.weight_map.into_values().collect();
     shards.sort();
     shards.dedup();

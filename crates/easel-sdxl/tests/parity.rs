@@ -8,8 +8,8 @@ mod common;
 use candle_core::{DType, Tensor};
 use common::{assert_close, tiny, tiny_refs, Refs, LAYER_TOL, PIPELINE_TOL};
 use easel_sdxl::noise::ReplayNoise;
+use easel_sdxl::parts::UNetCond;
 use easel_sdxl::pipeline::{GenerateRequest, InitImage};
-use easel_sdxl::unet::UNetCond;
 use easel_sdxl::SdxlModel;
 
 fn ids(refs: &Refs, name: &str) -> Tensor {
@@ -22,10 +22,10 @@ fn text_encoders_give_diffusers_penultimate_states_and_pooled_embedding() {
 }
 
 fn check_text_encoders(m: &SdxlModel, r: &Refs) {
-    let o1 = m.text_encoder.forward(&ids(r, "te.ids1")).unwrap();
+    let o1 = m.text_encoder().forward(&ids(r, "te.ids1")).unwrap();
     assert_close("te1.penultimate", &o1.penultimate, &r.get("te1.penultimate"), LAYER_TOL);
     assert_close("te1.last", &o1.last, &r.get("te1.last"), LAYER_TOL);
-    let o2 = m.text_encoder_2.forward(&ids(r, "te.ids2")).unwrap();
+    let o2 = m.text_encoder_2().forward(&ids(r, "te.ids2")).unwrap();
     assert_close("te2.penultimate", &o2.penultimate, &r.get("te2.penultimate"), LAYER_TOL);
     assert_close(
         "te2.text_embeds",
@@ -57,7 +57,7 @@ fn unet_case(m: &SdxlModel, r: &Refs, prefix: &str) {
         text_embeds: Some(&text),
         time_ids: Some(&ids),
     };
-    let out = m.unet.forward(&r.get(&format!("{prefix}.sample")), t, &cond).unwrap();
+    let out = m.unet().forward(&r.get(&format!("{prefix}.sample")), t, &cond).unwrap();
     assert_close(
         &format!("{prefix}.out"),
         &out,
@@ -82,7 +82,7 @@ fn vae_decode_matches_diffusers() {
 }
 
 fn check_vae_decode(m: &SdxlModel, r: &Refs) {
-    let out = m.vae.decode(&r.get("vae.dec_in")).unwrap();
+    let out = m.vae().decode(&r.get("vae.dec_in")).unwrap();
     assert_close("vae.dec_out", &out, &r.get("vae.dec_out"), LAYER_TOL);
 }
 
@@ -92,7 +92,7 @@ fn vae_encode_gives_diffusers_mean_and_logvar() {
 }
 
 fn check_vae_encode(m: &SdxlModel, r: &Refs) {
-    let dist = m.vae.encode(&r.get("vae.enc_in")).unwrap();
+    let dist = m.vae().encode(&r.get("vae.enc_in")).unwrap();
     assert_close("vae.enc_mean", &dist.mean, &r.get("vae.enc_mean"), LAYER_TOL);
     assert_close("vae.enc_logvar", &dist.logvar, &r.get("vae.enc_logvar"), LAYER_TOL);
 }
@@ -201,7 +201,7 @@ fn image_to_image_matches_diffusers_from_the_same_png() {
     let (m, r) = (tiny(), tiny_refs());
     let run = run_json(r, "img2img");
     let img = easel_sdxl::images::load_rgb(&common::fixtures().join("init.png")).unwrap();
-    let pixels = easel_sdxl::images::to_tensor(&img, &m.device).unwrap();
+    let pixels = easel_sdxl::images::to_tensor(&img, m.device()).unwrap();
     let fed = ((pixels.clone() + 1.0).unwrap() / 2.0).unwrap();
     assert_close("img2img.init", &fed, &r.get("img2img.init"), 1e-6);
     let mut req = request(run);

@@ -5,7 +5,6 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use easel_sdxl::loader::DirSource;
 use easel_sdxl::tokenizer::ClipTokenizer;
 use easel_sdxl::Error;
 use serde_json::Value;
@@ -134,7 +133,7 @@ fn folder(layout: &str) -> TempDir {
 fn folder_with_sdxl_configs_matches_transformers() {
     for (layout, key) in [("sdxl_eot", "eot"), ("sdxl_bang", "bang")] {
         let dir = folder(layout);
-        let tok = ClipTokenizer::from_source(&DirSource::new(&dir.0), "tok").unwrap();
+        let tok = ClipTokenizer::from_dir(&dir.0, "tok").unwrap();
         assert_eq!((tok.max_len(), tok.vocab_size()), (77, 49408));
         check_cases(&tok, key);
     }
@@ -149,7 +148,7 @@ fn other_config_layouts_match_transformers() {
     assert!(layouts.len() >= 3);
     for layout in layouts {
         let dir = folder(layout);
-        let tok = ClipTokenizer::from_source(&DirSource::new(&dir.0), "tok/").unwrap();
+        let tok = ClipTokenizer::from_dir(&dir.0, "tok/").unwrap();
         assert_eq!(tok.max_len(), 77, "{layout}");
         for v in variants.iter().filter(|v| v["layout"] == layout) {
             let text = v["text"].as_str().unwrap();
@@ -161,7 +160,7 @@ fn other_config_layouts_match_transformers() {
 }
 
 fn load_err(dir: &TempDir) -> String {
-    let err = ClipTokenizer::from_source(&DirSource::new(&dir.0), "tok").unwrap_err();
+    let err = ClipTokenizer::from_dir(&dir.0, "tok").unwrap_err();
     assert!(
         matches!(err, Error::MissingFile { .. } | Error::Config { .. }),
         "{err:?}"
@@ -182,7 +181,7 @@ fn bad_folders_give_errors_naming_the_file() {
     let err = load_err(&dir);
     assert!(err.contains("merges.txt") && err.contains("line 3"), "{err}");
     dir.write("merges.txt", b"#version: 0.2\na b</w>\n");
-    assert!(ClipTokenizer::from_source(&DirSource::new(&dir.0), "tok").is_ok());
+    assert!(ClipTokenizer::from_dir(&dir.0, "tok").is_ok());
     dir.write("merges.txt", b"#version: 0.2\na b\n");
     let err = load_err(&dir);
     assert!(err.contains("merges.txt") && err.contains("\"ab\""), "{err}");
@@ -197,7 +196,7 @@ fn bad_folders_give_errors_naming_the_file() {
         br#"{"pad_token": {"content": "<|endoftext|>"}, "model_max_length": 8}"#,
     );
     dir.write("special_tokens_map.json", b"[]");
-    let tok = ClipTokenizer::from_source(&DirSource::new(&dir.0), "tok").unwrap();
+    let tok = ClipTokenizer::from_dir(&dir.0, "tok").unwrap();
     assert_eq!((tok.pad_id(), tok.max_len(), tok.vocab_size()), (5, 8, 6));
     // "x" is in no vocabulary: it becomes the unknown token (eos), as in transformers.
     assert_eq!(tok.encode_padded("ab xab"), [4, 3, 5, 3, 5, 5, 5, 5]);
@@ -223,9 +222,8 @@ fn tiny_model_tokenizers_match_references() {
     let prompts: Value = serde_json::from_str(&text).expect("parse tiny_refs.json");
     let prompts = prompts["token_prompts"].as_array().expect("token_prompts");
     let tensors = candle_core::safetensors::load(&refs, &candle_core::Device::Cpu).unwrap();
-    let src = DirSource::new(&root);
     for (sub, key) in [("tokenizer", "tok1"), ("tokenizer_2", "tok2")] {
-        let tok = ClipTokenizer::from_source(&src, sub).unwrap();
+        let tok = ClipTokenizer::from_dir(&root, sub).unwrap();
         for (i, prompt) in prompts.iter().enumerate() {
             let text = prompt.as_str().expect("prompt");
             let want: Vec<i64> = tensors[&format!("{key}.{i}")].to_vec1().unwrap();

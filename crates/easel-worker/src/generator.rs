@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use image::{Rgb, RgbImage};
 
+use crate::contract::ErrorKind;
+
 /// What to generate (validated by the job contract).
 #[derive(Clone, Debug)]
 pub struct GenerationSpec {
@@ -66,10 +68,97 @@ pub struct MemoryReport {
 /// Why a generator failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GeneratorError {
+    /// Loading failed with only a message (a crashed loader, a poisoned lock).
     #[error("cannot load the model: {0}")]
     Load(String),
+    /// Generating failed with only a message.
     #[error("generation failed: {0}")]
     Generate(String),
+    /// The engine failed: at which `stage`, what kind of `cause`, and the engine's own
+    /// typed error as `source` (for the SDXL engine an `easel_sdxl::Error`).
+    #[error("{stage}: {source}")]
+    Engine {
+        stage: Stage,
+        cause: Cause,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Which step of a generator's work failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Load,
+    Generate,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Load => "cannot load the model",
+            Stage::Generate => "generation failed",
+        })
+    }
+}
+
+/// What went wrong, as far as the generator can tell (the adapter classifies its engine's
+/// errors into these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The job asked for something invalid (size, steps, strength, an unreadable init image).
+    BadInput,
+    /// The model's files are missing, unreadable, corrupt or inconsistent.
+    BadModel,
+    /// The model or the job needs something the engine does not implement.
+    Unsupported,
+    /// The job was cancelled before it finished.
+    Cancelled,
+    /// The accelerator (or the host) ran out of memory.
+    OutOfMemory,
+    /// The device failed (driver, CUDA runtime).
+    Device,
+    /// Anything else (an engine bug).
+    Internal,
+}
+
+impl Cause {
+    /// A short name for logs and metrics; `cancelled` is the `error_type` the callback
+    /// contract reserves for cancelled jobs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::BadInput => "bad_input",
+            Cause::BadModel => "bad_model",
+            Cause::Unsupported => "unsupported",
+            Cause::Cancelled => "cancelled",
+            Cause::OutOfMemory => "out_of_memory",
+            Cause::Device => "device_error",
+            Cause::Internal => "internal",
+        }
+    }
+}
+
+impl GeneratorError {
+    /// What went wrong; a failure known only by its message is [`Cause::Internal`].
+    pub fn cause(&self) -> Cause {
+        match self {
+            GeneratorError::Engine { cause, .. } => *cause,
+            GeneratorError::Load(_) | GeneratorError::Generate(_) => Cause::Internal,
+        }
+    }
+
+    /// The failed callback's kind for this failure: bad input is the sender's to fix
+    /// (`validation_error`); a cancel, memory, device or model failure is named as such; the
+    /// rest is the engine's (`generation_error`).
+    pub fn job_error_kind(&self) -> ErrorKind {
+        match self.cause() {
+            Cause::BadInput => ErrorKind::Validation,
+            Cause::BadModel => ErrorKind::Model,
+            Cause::Cancelled => ErrorKind::Cancelled,
+            Cause::OutOfMemory => ErrorKind::OutOfMemory,
+            Cause::Device => ErrorKind::Device,
+            Cause::Unsupported | Cause::Internal => ErrorKind::Generation,
+        }
+    }
 }
 
 /// An image generator. Methods block; the worker calls them from `spawn_blocking` and

@@ -285,7 +285,10 @@ async fn generate(ctx: &Shared, spec: &JobSpec, init: Option<InitSpec>) -> Resul
     .await;
     ctx.metrics.phase(Phase::Generate, started.elapsed());
     let result = joined.map_err(|e| JobError::new(ErrorKind::Generation, format!("the engine crashed: {e}")))?;
-    result.map_err(|e| JobError::new(ErrorKind::Generation, e.to_string()))
+    result.map_err(|e| {
+        tracing::warn!(cause = e.cause().as_str(), "the engine failed");
+        JobError::new(e.job_error_kind(), e.to_string())
+    })
 }
 
 /// One image's encoded bytes.

@@ -18,7 +18,7 @@ use easel_sdxl::pipeline::{GenerateRequest, InitImage, Progress};
 use easel_sdxl::{images, metadata, LoadOptions, PromptMode, SdxlModel};
 
 use crate::config::ConfigError;
-use crate::generator::{GeneratedImage, GenerationSpec, Generator, GeneratorError, GeneratorInfo};
+use crate::generator::{Cause, GeneratedImage, GenerationSpec, Generator, GeneratorError, GeneratorInfo, Stage};
 
 /// The tiny model's native side, used until it is loaded and says so itself.
 const TINY_SIDE: u32 = 64;
@@ -65,18 +65,19 @@ impl SdxlGenerator {
     }
 
     fn load_model(&self) -> Result<SdxlModel, GeneratorError> {
-        let device = self.device.open().map_err(|e| GeneratorError::Load(e.to_string()))?;
+        let device = self.device.open().map_err(|e| engine_error(Stage::Load, e))?;
         let dtype = self.dtype.unwrap_or_else(|| default_dtype(&device));
         let opts = LoadOptions {
             device,
             dtype,
+            candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
             ..Default::default()
         };
         let model = match &self.model_dir {
             Some(path) => SdxlModel::load_path(path, &opts),
             None => SdxlModel::load_tiny(&opts),
         };
-        model.map_err(|e| GeneratorError::Load(e.to_string()))
+        model.map_err(|e| engine_error(Stage::Load, e))
     }
 
     fn with_model<T>(&self, f: impl FnOnce(&SdxlModel) -> Result<T, GeneratorError>) -> Result<T, GeneratorError> {
@@ -142,7 +143,7 @@ fn run(
     spec: &GenerationSpec,
     progress: &mut dyn FnMut(u32, u32),
 ) -> Result<Vec<GeneratedImage>, GeneratorError> {
-    let err = |e: easel_sdxl::Error| GeneratorError::Generate(e.to_string());
+    let err = |e: easel_sdxl::Error| engine_error(Stage::Generate, e);
     let req = request(model, spec).map_err(err)?;
     let mut noise = SeededNoise::new(req.seed, req.num_images);
     let out = model
@@ -156,10 +157,46 @@ fn run(
         .enumerate()
         .map(|(i, rgb)| GeneratedImage {
             rgb,
-            parameters: metadata::parameters(&req, i, &model.name),
+            parameters: metadata::parameters(&req, i, model.name()),
         })
         .collect();
     Ok(images)
+}
+
+/// An engine error kept whole, with its cause classified.
+fn engine_error(stage: Stage, e: easel_sdxl::Error) -> GeneratorError {
+    GeneratorError::Engine {
+        stage,
+        cause: cause(&e),
+        source: Box::new(e),
+    }
+}
+
+/// What kind of failure an engine error is.
+fn cause(e: &easel_sdxl::Error) -> Cause {
+    use easel_sdxl::Error as E;
+    match e {
+        E::InvalidRequest(_) | E::Image { .. } => Cause::BadInput,
+        E::MissingFile { .. } | E::NotAModel { .. } | E::Io { .. } | E::Config { .. } | E::Weights { .. } => {
+            Cause::BadModel
+        }
+        E::Unsupported(_) => Cause::Unsupported,
+        E::Cancelled { .. } => Cause::Cancelled,
+        E::Tensor(t) => tensor_cause(t),
+    }
+}
+
+/// A failed tensor operation: candle reports allocation failures and driver errors only
+/// in their text (`CUDA_ERROR_OUT_OF_MEMORY`, "out of memory").
+fn tensor_cause(e: &candle_core::Error) -> Cause {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("out of memory") || text.contains("out_of_memory") || text.contains("alloc") {
+        Cause::OutOfMemory
+    } else if text.contains("cuda") || text.contains("driver") {
+        Cause::Device
+    } else {
+        Cause::Internal
+    }
 }
 
 fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<GenerateRequest> {
@@ -177,9 +214,79 @@ fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<Gener
     if let Some(init) = &spec.init {
         let img = images::fit(init.image.clone(), spec.width, spec.height);
         req.init_image = Some(InitImage {
-            pixels: images::to_tensor(&img, &model.device)?,
+            pixels: images::to_tensor(&img, model.device())?,
             strength: init.strength,
         });
     }
     Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::ErrorKind;
+
+    fn spec(width: u32) -> GenerationSpec {
+        GenerationSpec {
+            prompt: "a lighthouse".into(),
+            negative_prompt: None,
+            steps: 1,
+            guidance: 5.0,
+            width,
+            height: 64,
+            num_images: 1,
+            seed: 1,
+            init: None,
+            weighted_prompt: false,
+        }
+    }
+
+    #[test]
+    fn a_bad_request_keeps_the_engine_error_and_is_the_senders_to_fix() {
+        let g = SdxlGenerator::new(None, "cpu", None).unwrap();
+        let err = g.generate(&spec(63), &mut |_, _| {}).unwrap_err();
+        assert_eq!(err.cause(), Cause::BadInput);
+        assert_eq!(err.job_error_kind(), ErrorKind::Validation);
+        assert!(err.to_string().starts_with("generation failed: "), "{err}");
+        let source = std::error::Error::source(&err).expect("the engine error is the source");
+        let engine = source.downcast_ref::<easel_sdxl::Error>().expect("typed engine error");
+        assert!(matches!(engine, easel_sdxl::Error::InvalidRequest(_)), "{engine:?}");
+    }
+
+    #[test]
+    fn a_broken_model_folder_is_a_bad_model_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model_index.json"), "{}").unwrap();
+        let g = SdxlGenerator::new(Some(dir.path().into()), "cpu", None).unwrap();
+        let err = g.load().unwrap_err();
+        assert_eq!(err.cause(), Cause::BadModel);
+        assert_eq!(err.job_error_kind(), ErrorKind::Generation);
+        assert!(
+            err.to_string().starts_with("cannot load the model: missing model file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn engine_causes_are_told_apart() {
+        let cases = [
+            (easel_sdxl::Error::Cancelled { done: 2, total: 9 }, Cause::Cancelled),
+            (easel_sdxl::Error::Unsupported("flow".into()), Cause::Unsupported),
+            (
+                candle_core::Error::Msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into()).into(),
+                Cause::OutOfMemory,
+            ),
+            (
+                candle_core::Error::Msg("CUDA_ERROR_LAUNCH_FAILED".into()).into(),
+                Cause::Device,
+            ),
+            (
+                candle_core::Error::Msg("shape mismatch in add".into()).into(),
+                Cause::Internal,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(cause(&e), want, "{e}");
+        }
+    }
 }

@@ -91,6 +91,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let opts = LoadOptions {
         device: device.clone(),
         dtype,
+        candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
         ..Default::default()
     };
     let started = Instant::now();
@@ -120,7 +121,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = serde_json::json!({
         "impl": "easel",
         "version": env!("CARGO_PKG_VERSION"),
-        "model": model.name,
+        "model": model.name(),
         "device": device_name(&device),
         "dtype": format!("{dtype:?}").to_lowercase(),
         "width": req.width,

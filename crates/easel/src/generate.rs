@@ -134,6 +134,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         device: inputs.device.clone(),
         dtype: inputs.dtype,
         config_dir: args.model_config.clone(),
+        candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
         ..Default::default()
     };
     let mut t = Timings::default();
@@ -144,16 +145,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     apply_loras(&mut model, &args.loras)?;
     t.load_s = loading.elapsed().as_secs_f64();
-    tracing::info!(model = %model.name, secs = t.load_s, "model loaded");
+    tracing::info!(model = %model.name(), secs = t.load_s, "model loaded");
     let req = build_request(&args, inputs, &model)?;
     model.validate(&req).map_err(checks::refusal)?;
     let images = run_phases(&model, &req, &mut t)?;
     let writing = Instant::now();
-    let paths = write_pngs(&args.out, &images, &req, &model.name)?;
+    let paths = write_pngs(&args.out, &images, &req, model.name())?;
     t.write_s = writing.elapsed().as_secs_f64();
     let total_s = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", report(&req, &model.name, &paths, &t, total_s));
+        println!("{}", report(&req, model.name(), &paths, &t, total_s));
         return Ok(());
     }
     for p in &paths {
@@ -174,6 +175,11 @@ fn before_load(args: &GenerateArgs) -> Result<Inputs> {
         strength: args.init_image.as_ref().map(|_| args.strength),
     })?;
     checks::writable_dir("--out", &args.out)?;
+    let cut = easel_sdxl::prompt::plain_truncation(&args.prompt)?;
+    if args.prompt_mode == easel_sdxl::PromptMode::Plain && cut.dropped > 0 {
+        let (n, kept, dropped) = (cut.tokens, cut.kept, cut.dropped);
+        eprintln!("warning: prompt is {n} tokens; plain mode keeps {kept}, {dropped} dropped (use --prompt-mode a1111 for long prompts)");
+    }
     let chosen = model_settings(
         args.model.as_deref(),
         args.device.as_ref(),
@@ -262,7 +268,7 @@ fn build_request(args: &GenerateArgs, inputs: Inputs, model: &SdxlModel) -> Resu
         Some(img) => {
             let img = images::fit(img, width as u32, height as u32);
             Some(InitImage {
-                pixels: images::to_tensor(&img, &model.device)?,
+                pixels: images::to_tensor(&img, model.device())?,
                 strength: args.strength,
             })
         }

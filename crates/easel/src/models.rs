@@ -108,7 +108,27 @@ fn render(r: &Inspection) -> String {
             if l.has_alphas { "stored" } else { "= rank" }
         );
     }
+    if !r.metadata.is_empty() {
+        out += &format!("  metadata    {} keys\n", r.metadata.len());
+        for (k, v) in &r.metadata {
+            out += &format!("    {k:<28} {}\n", shown_value(v));
+        }
+    }
     out
+}
+
+/// Longest metadata value printed whole in the text report (`--json` has them all).
+const SHOWN_VALUE_CHARS: usize = 100;
+
+/// A metadata value on one line: newlines escaped, long values cut with their length said.
+fn shown_value(v: &str) -> String {
+    let one_line = v.replace('\n', "\\n");
+    let n = one_line.chars().count();
+    if n <= SHOWN_VALUE_CHARS {
+        return one_line;
+    }
+    let head: String = one_line.chars().take(SHOWN_VALUE_CHARS).collect();
+    format!("{head}… ({} chars; --json shows all)", thousands(n as u64))
 }
 
 fn layout_word(l: Layout) -> &'static str {
@@ -155,5 +175,16 @@ mod tests {
         assert_eq!(short(3.47e9, ""), "3.47 G");
         assert_eq!(short(5_725_024.0, "B"), "5.73 MB");
         assert_eq!(short(12.0, ""), "12.00");
+    }
+
+    #[test]
+    fn metadata_values_stay_on_one_short_line() {
+        assert_eq!(shown_value("16"), "16");
+        assert_eq!(shown_value("a\nb"), "a\\nb");
+        let long = shown_value(&"x".repeat(2500));
+        assert!(
+            long.starts_with(&"x".repeat(100)) && long.ends_with("… (2,500 chars; --json shows all)"),
+            "{long}"
+        );
     }
 }

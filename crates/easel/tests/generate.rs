@@ -180,3 +180,31 @@ fn bad_input_exits_non_zero_with_a_message_that_says_what_to_do() {
         assert!(!stderr.contains("panicked"), "{extra:?} panicked: {stderr}");
     }
 }
+
+#[test]
+fn a_plain_prompt_over_77_tokens_warns_how_many_tokens_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    // 91 one-token words + begin and end: 93 tokens.
+    let long = vec!["word"; 91].join(" ");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["generate", long.as_str(), "--steps", "1", "--out", out];
+        args.extend_from_slice(extra);
+        let o = easel(&args);
+        assert!(
+            o.status.success(),
+            "easel failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let plain = run(&[]);
+    assert!(
+        plain.contains(
+            "warning: prompt is 93 tokens; plain mode keeps 77, 16 dropped (use --prompt-mode a1111 for long prompts)"
+        ),
+        "stderr was {plain}"
+    );
+    let a1111 = run(&["--prompt-mode", "a1111"]);
+    assert!(!a1111.contains("dropped"), "a1111 keeps long prompts: {a1111}");
+}

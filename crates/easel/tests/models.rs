@@ -38,9 +38,44 @@ fn inspect_describes_a_folder_and_a_lora_in_text_and_json() {
         (Some("lora"), Some("kohya_lora"))
     );
     assert_eq!(v["lora"]["layers"], 19);
+    assert_eq!(v["metadata"]["ss_network_dim"], "4");
+    let text = stdout_of(easel(&["models", "inspect", lora.to_str().unwrap()]));
+    assert!(
+        text.contains("metadata    3 keys")
+            && text
+                .lines()
+                .any(|l| l.trim() == "ss_network_module            networks.lora"),
+        "{text}"
+    );
     let missing = easel(&["models", "inspect", "/nonexistent/x.safetensors"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("pass a diffusers model folder"));
+}
+
+#[test]
+fn inspect_fails_on_what_is_not_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("cat.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n not a model").unwrap();
+    for (path, expected) in [
+        (dir.path(), "is not a model: the folder has no model_index.json"),
+        (png.as_path(), "not a safetensors file"),
+    ] {
+        for json in [false, true] {
+            let mut args = vec!["models", "inspect", path.to_str().unwrap()];
+            if json {
+                args.push("--json");
+            }
+            let o = easel(&args);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                !o.status.success(),
+                "{args:?} should fail; stdout: {}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+            assert!(stderr.contains(expected), "{args:?}: stderr was {stderr}");
+        }
+    }
 }
 
 fn generate(out: &Path, extra: &[&str]) -> Vec<u8> {

@@ -31,6 +31,16 @@ pub enum ErrorKind {
     Storage,
     /// The job was delivered more times than allowed without finishing (the worker died each time).
     DeliveryLimit,
+    /// Someone cancelled the job (`easel jobs cancel`, `POST /jobs/{id}/cancel`).
+    Cancelled,
+    /// The job ran past its time limit.
+    Timeout,
+    /// The accelerator (or the host) ran out of memory.
+    OutOfMemory,
+    /// The device failed (driver, CUDA runtime).
+    Device,
+    /// The model's files are missing, unreadable or inconsistent.
+    Model,
 }
 
 impl ErrorKind {
@@ -43,6 +53,11 @@ impl ErrorKind {
             ErrorKind::Generation => "generation_error",
             ErrorKind::Storage => "storage_error",
             ErrorKind::DeliveryLimit => "delivery_limit_exceeded",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::OutOfMemory => "out_of_memory",
+            ErrorKind::Device => "device_error",
+            ErrorKind::Model => "model_error",
         }
     }
 }

@@ -1,34 +1,41 @@
-//! Single-file SDXL checkpoints: the civitai-style `.safetensors` files that hold the UNet,
-//! the VAE and both text encoders in the original (LDM/SGM) key layout, in f32, f16 or bf16.
+//! Why this exists: single-file SDXL checkpoints — the civitai-style `.safetensors` files
+//! that hold the UNet, the VAE and both text encoders in the original (LDM/SGM) key layout,
+//! in f32, f16 or bf16.
 //!
-//! Flow of [`SingleFile::open`]: read the header only ([`crate::header`]) → say what the
-//! file is when it is not an SDXL checkpoint ([`kind`]) → read the configs (Easel's shipped
-//! SDXL-base ones, [`configs`], or a diffusers folder's) → compare the architecture they
-//! describe with the file's shapes ([`signature`]) → open the file for tensor-by-tensor reads. The result is a
-//! [`ModelSource`] whose components' weights are read through a renaming backend
-//! ([`backend`], [`keymap`]), so [`crate::SdxlModel::load`] builds it like any folder.
+//! Flow of `SingleFile::open`: read the header only (`header.rs`) → say what the file is
+//! when it is not an SDXL checkpoint (`kind.rs`) → read the configs (Easel's shipped
+//! SDXL-base ones, `configs.rs`, or a diffusers folder's) → compare the architecture they
+//! describe with the file's shapes (`signature.rs`) → open the file for tensor-by-tensor
+//! reads. The result is a model source whose components' weights are read through a
+//! renaming backend (`backend.rs`, `keymap.rs`), so loading builds it like any folder.
+//!
+//! Public: the key mapping between diffusers and single-file names ([`KeyMap`],
+//! [`folder_key_maps`]), for tools that write or check single files.
 
-pub mod backend;
-pub mod configs;
-pub mod keymap;
-pub mod kind;
-pub mod signature;
+mod backend;
+pub(crate) mod configs;
+pub(crate) mod keymap;
+pub(crate) mod kind;
+pub(crate) mod signature;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use kind::FileKind;
-pub use signature::{Architecture, Configs};
+use candle_core::DType;
+
+pub use keymap::{KeyMap, Source, CLIP_G_PREFIX, CLIP_L_PREFIX, UNET_PREFIX, VAE_PREFIX};
+pub(crate) use kind::FileKind;
+pub(crate) use signature::{Architecture, Configs};
 
 use self::backend::LdmBackend;
-use self::keymap::KeyMap;
-use crate::config::{read_json, ClipConfig, UNetConfig, VaeConfig};
+use crate::components::Components;
+use crate::config::{ClipConfig, UNetConfig, VaeConfig};
 use crate::header::Header;
-use crate::loader::{DirSource, ModelSource};
+use crate::loader::{read_json, DirSource, ModelSource};
 use crate::reader::FileTensors;
 use crate::tokenizer::ClipTokenizer;
-use crate::weights::ComponentWeights;
+use crate::weights::{ComponentWeights, Variant};
 use crate::{Error, Result};
 
 /// Where a single file's configs come from.
@@ -49,7 +56,7 @@ impl ConfigSource {
 }
 
 /// An opened single-file SDXL checkpoint, as a [`ModelSource`].
-pub struct SingleFile {
+pub(crate) struct SingleFile {
     path: PathBuf,
     configs: ConfigSource,
     file: Arc<FileTensors>,
@@ -86,8 +93,28 @@ impl SingleFile {
     }
 }
 
+/// The key maps of a diffusers folder's four weighted components, as `(subfolder, file
+/// stem, map)` for `unet`, `vae`, `text_encoder` and `text_encoder_2`: from each
+/// diffusers key, [`KeyMap::source`] gives the single-file key it is read from (and how).
+/// Built from the folder's `unet/config.json` and `vae/config.json`.
+pub fn folder_key_maps(dir: &Path) -> Result<[(&'static str, &'static str, KeyMap); 4]> {
+    let src = DirSource::new(dir);
+    let unet: UNetConfig = read_json(&src, "unet/config.json")?;
+    let vae: VaeConfig = read_json(&src, "vae/config.json")?;
+    Ok([
+        ("unet", "diffusion_pytorch_model", keymap::unet(&unet)?),
+        (
+            "vae",
+            "diffusion_pytorch_model",
+            keymap::vae(vae.block_out_channels.len(), vae.layers_per_block),
+        ),
+        ("text_encoder", "model", keymap::clip_l()),
+        ("text_encoder_2", "model", keymap::open_clip_g()),
+    ])
+}
+
 /// Reads and checks the four weighted components' configs.
-pub fn read_configs(src: &dyn ModelSource) -> Result<Configs> {
+pub(crate) fn read_configs(src: &dyn ModelSource) -> Result<Configs> {
     let unet: UNetConfig = read_json(src, "unet/config.json")?;
     unet.validate()?;
     let vae: VaeConfig = read_json(src, "vae/config.json")?;
@@ -155,23 +182,35 @@ impl ModelSource for SingleFile {
     fn path(&self, rel: &str) -> Option<PathBuf> {
         self.configs.src().path(rel)
     }
+}
 
-    fn component_weights(&self, sub: &str) -> Option<ComponentWeights> {
-        let map = self.maps[component_slot(sub)?].clone();
+impl Components for SingleFile {
+    fn files(&self) -> &dyn ModelSource {
+        self
+    }
+
+    /// The checkpoint's own tensors, renamed to the diffusers layout, for the four weighted
+    /// components; other components' files come from the configs.
+    fn weights(&self, sub: &str, stem: &str, variant: &Variant, dtype: DType) -> Result<ComponentWeights> {
+        let Some(slot) = component_slot(sub) else {
+            return crate::weights::find(self, sub, stem, variant, dtype);
+        };
+        let map = self.maps[slot].clone();
         let file = self.file.clone();
         let label = format!("{} ({sub})", self.path.display());
-        Some(ComponentWeights::custom(
+        Ok(ComponentWeights::custom(
             label,
             Arc::new(move |dtype, device| Ok(LdmBackend::var_builder(file.clone(), map.clone(), dtype, device))),
         ))
     }
 
-    fn tokenizer(&self, sub: &str) -> Option<Result<ClipTokenizer>> {
+    /// The config folder's tokenizer when it has one, else the embedded CLIP vocabulary.
+    fn tokenizer(&self, sub: &str) -> Result<ClipTokenizer> {
         if self.configs.src().exists(&format!("{sub}/vocab.json")) {
-            return None;
+            return ClipTokenizer::from_source(self, sub);
         }
         // SDXL's first tokenizer pads with <|endoftext|>, the second with "!" (id 0).
         let pad = if sub == "tokenizer_2" { "!" } else { "<|endoftext|>" };
-        Some(ClipTokenizer::embedded(pad))
+        ClipTokenizer::embedded(pad)
     }
 }

@@ -16,6 +16,11 @@ pub mod conv;
 pub mod group_norm;
 pub mod linear;
 pub(crate) mod math;
+mod padded;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod timing;
 mod winograd;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
@@ -26,10 +31,18 @@ pub fn cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 
-/// Set `EASEL_CANDLE_KERNELS=1` to run candle's own CPU ops instead (for comparison).
+/// Set when candle's own CPU ops should run instead of these kernels (for comparison).
+static CANDLE_OPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether layers use these kernels (the default) rather than candle's own CPU ops.
 pub fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EASEL_CANDLE_KERNELS").map_or(true, |v| v.is_empty() || v == "0"))
+    !CANDLE_OPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Chooses candle's own CPU ops (`true`) or these kernels (`false`) for every layer of the
+/// process; set by loading a model from `LoadOptions::candle_kernels`.
+pub(crate) fn use_candle_ops(on: bool) {
+    CANDLE_OPS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Number of worker threads for the kernels (candle's setting: `RAYON_NUM_THREADS` or the cores).

@@ -12,6 +12,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::padded::{fill_padded, Pre};
 use super::{Operand, SendPtr};
 
 /// Transformed-input bytes per band we aim for (16 positions × channels × tiles × 4).
@@ -47,7 +48,7 @@ fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
 }
 
 /// 3×3, stride 1, padding 1. x: [b, cin, h, w] (h/2 × w/2 when `pre` upsamples; `pre` is
-/// applied on the way in, see `conv::fill_padded`); w: [cout, cin, 3, 3]; returns [b, cout, h, w].
+/// applied on the way in, see `padded::fill_padded`); w: [cout, cin, 3, 3]; returns [b, cout, h, w].
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     x: &[f32],
@@ -58,7 +59,7 @@ pub fn conv3x3(
     cout: usize,
     h: usize,
     wd: usize,
-    pre: super::conv::Pre,
+    pre: Pre,
 ) -> Vec<f32> {
     let (th, tw) = (h.div_ceil(2), wd.div_ceil(2));
     // Padded input: one zero row/column before, enough after for whole tiles.
@@ -76,7 +77,7 @@ pub fn conv3x3(
     let bands = th.div_ceil(rows_per_band);
     let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
-        super::conv::fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, pre);
+        fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, pre);
         let (padded, u) = (&padded, &u);
         (0..bands)
             .into_par_iter()

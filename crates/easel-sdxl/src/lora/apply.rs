@@ -20,7 +20,8 @@ use candle_core::{DType, Tensor};
 
 use super::base::rebuild_vb;
 use super::file::{Component, LoraFile, LoraLayer, ModuleName};
-use super::LoraState;
+use super::report::{AppliedLora, LoraReport};
+use super::state::LoraState;
 use crate::checkpoint::keymap::{self, Source};
 use crate::clip::ClipTextEncoder;
 use crate::model::SdxlModel;
@@ -29,26 +30,6 @@ use crate::{Error, Result};
 
 /// Names of unmatched layers shown in an error before "and N more".
 const SHOWN_UNMATCHED: usize = 5;
-
-/// What applying LoRAs did.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct LoraReport {
-    pub loras: Vec<AppliedLora>,
-    /// Weights replaced by merged copies.
-    pub merged_weights: usize,
-    /// Memory of those copies while the LoRAs are active, in bytes.
-    pub extra_bytes: u64,
-}
-
-/// One applied LoRA.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AppliedLora {
-    pub path: String,
-    pub scale: f64,
-    pub layers: usize,
-    /// Layers of the file that match no layer of this model (reported, not fatal).
-    pub unmatched: Vec<String>,
-}
 
 /// A model layer a LoRA changes: the component and its weight's key.
 type Target = (Component, String);

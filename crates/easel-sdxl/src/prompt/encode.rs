@@ -7,6 +7,7 @@ use candle_core::Tensor;
 
 use super::chunks::{cut, Chunk, Chunks, COMMA_BACKTRACK};
 use super::parse::{parse, Piece};
+use super::truncation::PlainTruncation;
 use super::{PromptMode, PromptReport};
 use crate::clip::ClipTextEncoder;
 use crate::model::SdxlModel;
@@ -68,6 +69,7 @@ impl SdxlModel {
         match mode {
             PromptMode::Plain => {
                 let n = self.tokenizer.encode_body(text).len();
+                let cut = PlainTruncation::of(&self.tokenizer, text);
                 PromptReport {
                     mode,
                     pieces: vec![Piece::Text {
@@ -77,7 +79,8 @@ impl SdxlModel {
                     chunks: 1,
                     token_count: n.min(body),
                     weighted: false,
-                    truncated: n > body,
+                    truncated: cut.dropped > 0,
+                    dropped_tokens: cut.dropped,
                 }
             }
             PromptMode::A1111 => {
@@ -91,6 +94,7 @@ impl SdxlModel {
                     token_count: c.token_count,
                     weighted,
                     truncated: false,
+                    dropped_tokens: 0,
                 }
             }
         }

@@ -27,13 +27,15 @@
 //! [`crate::SdxlModel::prompt_report`] says what was parsed, for the worker's callbacks.
 
 pub mod chunks;
-pub mod encode;
+mod encode;
 pub mod parse;
+mod truncation;
 
 use std::str::FromStr;
 
 pub use chunks::{Chunk, Chunks, COMMA_BACKTRACK};
 pub use parse::{parse, Piece};
+pub use truncation::{plain_truncation, PlainTruncation};
 
 use crate::Error;
 
@@ -80,4 +82,6 @@ pub struct PromptReport {
     pub weighted: bool,
     /// Plain mode only: tokens beyond 75 were dropped (use A1111 mode for long prompts).
     pub truncated: bool,
+    /// Plain mode only: how many tokens were dropped (0 in A1111 mode, which keeps all).
+    pub dropped_tokens: usize,
 }

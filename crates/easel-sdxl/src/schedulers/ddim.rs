@@ -9,7 +9,8 @@ use candle_core::Tensor;
 use super::betas::alphas_cumprod;
 use super::config::{Prediction, SchedulerConfig};
 use super::math::{check_index, finish, lincomb, work};
-use super::{timesteps, Scheduler};
+use super::scheduler::Scheduler;
+use super::timesteps;
 use crate::noise::NoiseSource;
 use crate::{Error, Result};
 

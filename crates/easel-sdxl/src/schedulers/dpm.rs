@@ -9,7 +9,8 @@ use candle_core::Tensor;
 use super::betas::{alphas_cumprod, karras_sigmas, np_interp_grid, np_log_f32, np_round, sigma_to_t, train_sigmas};
 use super::config::{Prediction, SchedulerConfig};
 use super::math::{check_index, finish, lincomb, work};
-use super::{timesteps, Scheduler};
+use super::scheduler::Scheduler;
+use super::timesteps;
 use crate::noise::NoiseSource;
 use crate::{Error, Result};
 

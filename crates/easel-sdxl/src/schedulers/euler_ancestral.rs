@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use super::config::{Prediction, SchedulerConfig};
 use super::euler::{x0_coefficients, SigmaSchedule};
 use super::math::{finish, lincomb, work};
-use super::Scheduler;
+use super::scheduler::Scheduler;
 use crate::noise::NoiseSource;
 use crate::Result;
 

@@ -10,7 +10,7 @@
 //! Contents:
 //! - [`SchedulerKind`] (`kind.rs`): sampler names, parsing and display.
 //! - [`SchedulerConfig`] (`config.rs`): a diffusers `scheduler_config.json`.
-//! - [`build`]: a boxed [`Scheduler`] for a kind, config and step count.
+//! - [`build`] (`build.rs`): a boxed [`Scheduler`] (`scheduler.rs`) for a kind, config and step count.
 //! - [`EulerDiscrete`] (`euler.rs`), [`EulerAncestral`] (`euler_ancestral.rs`),
 //!   [`DpmSolverMultistep`] (`dpm.rs`), [`Ddim`] (`ddim.rs`): the samplers.
 //! - `betas.rs`: noise tables, numpy/torch float emulation, Karras ramp, sigma → t.
@@ -28,6 +28,7 @@
 //! `trailing` spacing yields one extra timestep for some counts (61, 103, ...).
 
 mod betas;
+mod build;
 mod config;
 mod ddim;
 mod dpm;
@@ -35,67 +36,24 @@ mod euler;
 mod euler_ancestral;
 mod kind;
 mod math;
+mod scheduler;
 mod timesteps;
 
-use candle_core::Tensor;
-
-use crate::noise::NoiseSource;
-use crate::{Error, Result};
-
+pub use build::build;
 pub use config::SchedulerConfig;
 pub use ddim::Ddim;
 pub use dpm::DpmSolverMultistep;
 pub use euler::EulerDiscrete;
 pub use euler_ancestral::EulerAncestral;
 pub use kind::SchedulerKind;
-
-/// A `kind` sampler for `config`, set up for `steps` inference steps.
-///
-/// Errors: [`Error::InvalidRequest`] for `steps` of 0 or above
-/// `num_train_timesteps`; [`Error::Unsupported`] for config values no sampler here
-/// implements (naming the value).
-pub fn build(kind: SchedulerKind, config: &SchedulerConfig, steps: usize) -> Result<Box<dyn Scheduler>> {
-    let train = config.num_train_timesteps;
-    if steps == 0 {
-        return Err(Error::invalid("the number of steps must be at least 1"));
-    }
-    if steps > train {
-        return Err(Error::invalid(format!(
-            "{steps} steps is more than the model's {train} training timesteps"
-        )));
-    }
-    Ok(match kind {
-        SchedulerKind::Euler => Box::new(EulerDiscrete::new(config, steps)?),
-        SchedulerKind::EulerAncestral => Box::new(EulerAncestral::new(config, steps)?),
-        SchedulerKind::DpmPp2m => Box::new(DpmSolverMultistep::new(config, steps, false)?),
-        SchedulerKind::DpmPp2mKarras => Box::new(DpmSolverMultistep::new(config, steps, true)?),
-        SchedulerKind::Ddim => Box::new(Ddim::new(config, steps)?),
-    })
-}
-
-/// A diffusion sampler set up for a fixed number of inference steps.
-pub trait Scheduler: Send {
-    /// The timesteps fed to the UNet, first to last (one per step index).
-    fn timesteps(&self) -> &[f64];
-    /// The factor applied to unit-variance initial noise.
-    fn init_noise_sigma(&self) -> f64;
-    /// Scales the latents before the UNet at step `index`.
-    fn scale_model_input(&self, sample: &Tensor, index: usize) -> Result<Tensor>;
-    /// One denoising step from `sample` at `index` given the UNet's `model_output`.
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        index: usize,
-        sample: &Tensor,
-        noise: &mut dyn NoiseSource,
-    ) -> Result<Tensor>;
-    /// Noises clean latents to the noise level of step `index` (image-to-image).
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor>;
-}
+pub use scheduler::Scheduler;
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Tensor;
+
     use super::*;
+    use crate::Error;
 
     #[test]
     fn step_counts_are_checked() {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -249,12 +249,6 @@ pub(crate) fn bad_config(path: &Path, msg: String) -> Error {
         path: path.to_path_buf(),
         msg,
     }
-}
-
-/// The path to show in errors for `rel` in a source.
-pub(crate) fn shown_path(src: &dyn crate::loader::ModelSource, rel: &str) -> PathBuf {
-    src.path(rel)
-        .unwrap_or_else(|| PathBuf::from(format!("{}: {rel}", src.describe())))
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use self::bpe::{byte_chars, Bpe};
-use self::files::{bad_config, shown_path, ConfigFiles, SpecialConfig, VocabFiles};
+use self::files::{bad_config, ConfigFiles, SpecialConfig, VocabFiles};
 use self::text::{AddedToken, Piece, PreTokenizer};
-use crate::loader::ModelSource;
+use crate::loader::{shown_path, DirSource, ModelSource};
 use crate::Result;
 
 /// Words cached before the cache is emptied (it only saves time, never changes ids).
@@ -52,12 +52,18 @@ impl std::fmt::Debug for ClipTokenizer {
 }
 
 impl ClipTokenizer {
+    /// Loads the tokenizer in folder `sub` (`tokenizer`, `tokenizer_2`) of the diffusers
+    /// folder `root`, as [`Self::from_source`] describes.
+    pub fn from_dir(root: &Path, sub: &str) -> Result<Self> {
+        Self::from_source(&DirSource::new(root), sub)
+    }
+
     /// Loads `{sub}/vocab.json`, `{sub}/merges.txt` and, when present,
     /// `{sub}/special_tokens_map.json` / `{sub}/tokenizer_config.json` (pad token as a string
     /// or an object with `"content"`; `model_max_length`, default 77) from a model source.
     /// Of `{sub}/tokenizer.json`, when present, only `added_tokens` is read (which special
     /// tokens are matched before normalisation), as transformers does.
-    pub fn from_source(src: &dyn ModelSource, sub: &str) -> Result<Self> {
+    pub(crate) fn from_source(src: &dyn ModelSource, sub: &str) -> Result<Self> {
         let rel = |name: &str| format!("{}/{name}", sub.trim_end_matches('/'));
         let vocab_rel = rel("vocab.json");
         let vocab_path = shown_path(src, &vocab_rel);

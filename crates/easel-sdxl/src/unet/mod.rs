@@ -49,7 +49,7 @@ pub struct UNetCond<'a> {
 
 impl UNet {
     /// Builds the UNet described by `cfg` from weights under `vb` (diffusers keys).
-    pub fn new(cfg: &UNetConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &UNetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let ch = &cfg.block_out_channels;
         let n = ch.len();

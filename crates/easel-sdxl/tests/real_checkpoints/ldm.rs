@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use easel_sdxl::checkpoint::keymap::{self, KeyMap, Source, CLIP_G_PREFIX, CLIP_L_PREFIX};
-use easel_sdxl::config::{UNetConfig, VaeConfig};
+use easel_sdxl::checkpoint::{folder_key_maps, Source, CLIP_G_PREFIX, CLIP_L_PREFIX};
 use sha2::{Digest, Sha256};
 
 pub fn tiny_dir() -> PathBuf {
@@ -29,24 +28,9 @@ fn folder_tensors(dir: &Path, sub: &str, stem: &str) -> HashMap<String, Tensor> 
     candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn json<T: serde::de::DeserializeOwned>(dir: &Path, rel: &str) -> T {
-    serde_json::from_slice(&std::fs::read(dir.join(rel)).unwrap()).unwrap()
-}
-
 /// Every tensor of the folder `dir` under its single-file key, in `dtype` (buffers excepted).
 pub fn ldm_tensors(dir: &Path, dtype: DType) -> HashMap<String, Tensor> {
-    let unet: UNetConfig = json(dir, "unet/config.json");
-    let vae: VaeConfig = json(dir, "vae/config.json");
-    let parts: [(&str, &str, KeyMap); 4] = [
-        ("unet", "diffusion_pytorch_model", keymap::unet(&unet).unwrap()),
-        (
-            "vae",
-            "diffusion_pytorch_model",
-            keymap::vae(vae.block_out_channels.len(), vae.layers_per_block),
-        ),
-        ("text_encoder", "model", keymap::clip_l()),
-        ("text_encoder_2", "model", keymap::open_clip_g()),
-    ];
+    let parts = folder_key_maps(dir).unwrap();
     let mut out = HashMap::new();
     let mut thirds: HashMap<String, [Option<Tensor>; 3]> = HashMap::new();
     for (sub, stem, map) in parts {

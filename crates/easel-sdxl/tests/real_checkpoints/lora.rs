@@ -5,8 +5,8 @@
 use candle_core::Tensor;
 use easel_sdxl::lora::{LoraFile, LoraLayout};
 use easel_sdxl::noise::ReplayNoise;
+use easel_sdxl::parts::UNetCond;
 use easel_sdxl::pipeline::GenerateRequest;
-use easel_sdxl::unet::UNetCond;
 use easel_sdxl::{LoadOptions, SdxlModel};
 
 use crate::common::{assert_close, fixtures, max_abs_diff, Refs, LAYER_TOL, PIPELINE_TOL};
@@ -40,7 +40,7 @@ fn outputs(m: &SdxlModel) -> [Tensor; 4] {
         time_ids: Some(&ids),
     };
     let t = r.json["unet_timestep"].as_f64().unwrap();
-    let unet = m.unet.forward(&r.get("unet_in.sample"), t, &cond).unwrap();
+    let unet = m.unet().forward(&r.get("unet_in.sample"), t, &cond).unwrap();
     let mut req = GenerateRequest::new(prompt, 64, 64);
     req.negative_prompt = r.json["negative_prompt"].as_str().map(str::to_string);
     req.steps = 3;
@@ -157,7 +157,7 @@ fn files_that_are_not_loras_or_fit_no_layer_are_refused() {
     );
     let mut lora = open("lora_kohya.safetensors");
     for l in &mut lora.layers {
-        l.module = easel_sdxl::lora::file::ModuleName::Flat(format!("sd15_{}", l.name));
+        l.module = easel_sdxl::lora::ModuleName::Flat(format!("sd15_{}", l.name));
     }
     let e = fresh().set_loras(&[(&lora, 1.0)]).unwrap_err();
     assert!(e.to_string().contains("matches no layer"), "{e}");

@@ -68,8 +68,8 @@ fn chunks_hold_the_reference_ids_and_weights_for_both_tokenizers() {
     let m = tiny();
     for case in cases() {
         let pieces = parse(case["text"].as_str().unwrap());
-        let c1 = chunks::cut(&m.tokenizer, &pieces, COMMA_BACKTRACK);
-        let c2 = chunks::cut(&m.tokenizer_2, &pieces, COMMA_BACKTRACK);
+        let c1 = chunks::cut(m.tokenizer(), &pieces, COMMA_BACKTRACK);
+        let c2 = chunks::cut(m.tokenizer_2(), &pieces, COMMA_BACKTRACK);
         let name = &case["name"];
         assert_eq!(
             c1.chunks.iter().map(|c| c.ids.clone()).collect::<Vec<_>>(),
@@ -79,7 +79,7 @@ fn chunks_hold_the_reference_ids_and_weights_for_both_tokenizers() {
         let padded: Vec<Vec<u32>> = c2
             .chunks
             .iter()
-            .map(|c| c.ids_padded_with(m.tokenizer_2.eos_id(), m.tokenizer_2.pad_id()))
+            .map(|c| c.ids_padded_with(m.tokenizer_2().eos_id(), m.tokenizer_2().pad_id()))
             .collect();
         let want2: Vec<Vec<u32>> = ids(&case["ids2"]);
         let want2: Vec<Vec<u32>> = want2
@@ -89,7 +89,7 @@ fn chunks_hold_the_reference_ids_and_weights_for_both_tokenizers() {
                     ids: c.clone(),
                     weights: vec![],
                 }
-                .ids_padded_with(m.tokenizer_2.eos_id(), m.tokenizer_2.pad_id())
+                .ids_padded_with(m.tokenizer_2().eos_id(), m.tokenizer_2().pad_id())
             })
             .collect();
         assert_eq!(padded, want2, "{name} ids2");
@@ -177,6 +177,11 @@ fn the_report_says_what_was_parsed_and_whether_weights_apply() {
     assert!(r.pieces.contains(&Piece::Break));
     let plain = m.prompt_report(&"cat ".repeat(100), PromptMode::Plain);
     assert!(plain.truncated && !plain.weighted && plain.chunks == 1);
+    // Everything beyond the tokenizer's 77 (begin and end included) is dropped.
+    let tokens = m.tokenizer().encode(&"cat ".repeat(100)).len();
+    assert!(tokens > 77);
+    assert_eq!(plain.dropped_tokens, tokens - m.tokenizer().max_len());
+    assert_eq!(m.prompt_report("a cat", PromptMode::Plain).dropped_tokens, 0);
     assert!(!m.prompt_report("a cat", PromptMode::A1111).weighted);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["mode"], "a1111");

@@ -149,7 +149,7 @@ fn txt2img_and_img2img_share_one_loaded_single_file() {
     req.negative_prompt = run["negative_prompt"].as_str().map(str::to_string);
     req.steps = run["steps"].as_u64().unwrap() as usize;
     req.guidance = run["guidance_scale"].as_f64().unwrap();
-    let pixels = easel_sdxl::images::to_tensor(&img, &m.device).unwrap();
+    let pixels = easel_sdxl::images::to_tensor(&img, m.device()).unwrap();
     req.init_image = Some(InitImage {
         pixels,
         strength: run["strength"].as_f64().unwrap(),
@@ -298,4 +298,31 @@ fn inspect_reads_layout_components_dtype_and_parameters_from_headers() {
         inspect(Path::new("/nonexistent")),
         Err(Error::MissingFile { .. })
     ));
+}
+
+#[test]
+fn inspect_shows_a_files_metadata_and_refuses_what_is_not_a_model() {
+    let kohya = inspect(&crate::common::fixtures().join("lora_kohya.safetensors")).unwrap();
+    assert_eq!(kohya.metadata.get("ss_network_dim").map(String::as_str), Some("4"));
+    assert_eq!(
+        kohya.metadata.get("ss_network_module").map(String::as_str),
+        Some("networks.lora")
+    );
+    let json = serde_json::to_value(&kohya).unwrap();
+    assert_eq!(json["metadata"]["ss_network_alpha"], "2.0");
+    assert!(inspect(&tiny_dir()).unwrap().metadata.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cat.png"), b"\x89PNG\r\n\x1a\n not a model").unwrap();
+    let e = inspect(dir.path()).unwrap_err();
+    assert!(matches!(e, Error::NotAModel { .. }), "{e:?}");
+    assert!(e.to_string().contains("no model_index.json"), "{e}");
+    let e = inspect(&dir.path().join("cat.png")).unwrap_err();
+    assert!(e.to_string().contains("not a safetensors file"), "{e}");
+
+    // One component is enough to be an (incomplete) diffusers folder.
+    std::fs::create_dir(dir.path().join("unet")).unwrap();
+    let partial = inspect(dir.path()).unwrap();
+    assert_eq!(partial.layout, Layout::DiffusersFolder);
+    assert!(partial.description.contains("incomplete"), "{}", partial.description);
 }

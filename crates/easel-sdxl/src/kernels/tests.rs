@@ -1,8 +1,9 @@
-//! Easel's CPU kernels against candle's own ops on the same random inputs: shapes that
-//! are not multiples of any block size, batches, one and many heads, large magnitudes.
+//! Why this exists: Easel's CPU kernels must agree with candle's own ops on the same random
+//! inputs — shapes that are not multiples of any block size, batches, one and many heads,
+//! large magnitudes — or the images drift.
 
+use crate::kernels;
 use candle_core::{DType, Device, Result, Tensor, D};
-use easel_sdxl::kernels;
 
 fn randn(shape: &[usize], scale: f64, seed: u64) -> Result<Tensor> {
     // A fixed pseudo-random sequence (LCG → Box-Muller) so failures reproduce.
@@ -191,7 +192,7 @@ fn banded_convolution_is_exactly_the_whole_convolution() -> Result<()> {
     let wt = randn(&[4, 5, 3, 3], 0.3, 4)?;
     let want = x.conv2d(&wt, 1, 1, 1, 1)?;
     for rows in [1, 3, 4, 11, 50] {
-        let got = easel_sdxl::layers::conv3x3_in_bands(&x, &wt, rows)?;
+        let got = crate::layers::conv3x3_in_bands(&x, &wt, rows)?;
         assert!(rel_err(&got, &want)? < 1e-6, "bands of {rows} rows");
     }
     Ok(())
