@@ -162,3 +162,8 @@ pub trait Control {
     /// Worker side: job `id` has ended here (its progress record and cancel mark are dropped).
     async fn ended(&self, id: &str) -> Result<(), QueueError>;
 }
+
+/// The job id of a payload, if one can be read (for building a cancel outcome).
+pub fn payload_id(payload: &[u8]) -> Option<String> {
+    crate::contract::read_id(std::str::from_utf8(payload).ok()?).ok()
+}

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod control;
 mod end_to_end;
 mod endpoints;
 mod exactly_once;
