@@ -85,6 +85,10 @@ pub struct Timing {
     /// How long a job's recorded outcome is kept (default 7 days): a redelivery or re-push
     /// within it is answered from the record instead of being run again.
     pub outcome_ttl: Duration,
+    /// Time limit of an `sdxl_image_fast` job without `config.timeout_secs` (default 15 min).
+    pub timeout_fast: Duration,
+    /// Time limit of an `sdxl_image_high` job without `config.timeout_secs` (default 30 min).
+    pub timeout_high: Duration,
 }
 
 impl Timing {
@@ -121,6 +125,9 @@ pub struct WorkerConfig {
     /// Let reference URLs reach loopback/private/link-local addresses (off: a job must not
     /// make the worker probe its own network).
     pub reference_allow_private: bool,
+    /// Send `status: "processing"` callbacks with `metadata.progress` while a job runs (off:
+    /// the ourvidz edge function expects terminal callbacks only).
+    pub progress_callbacks: bool,
 }
 
 /// The longest lease accepted: a day; anything longer means a crashed worker's job waits too long.
@@ -152,6 +159,7 @@ impl WorkerConfig {
             max_deliveries: l.positive("max_deliveries")?,
             reference_fallback: l.flag("reference_fallback")?,
             reference_allow_private: l.flag("reference_allow_private")?,
+            progress_callbacks: l.flag("progress_callbacks")?,
             data_dir,
         })
     }
@@ -304,6 +312,8 @@ fn timing(l: &Layers) -> Result<Timing, ConfigError> {
         retry_base: nonzero("retry_base")?,
         upload_budget: l.duration("upload_budget")?,
         outcome_ttl: nonzero("outcome_ttl")?,
+        timeout_fast: nonzero("timeout_fast")?,
+        timeout_high: nonzero("timeout_high")?,
     })
 }
 #[cfg(test)]

@@ -53,7 +53,11 @@ enum Attempt {
     GiveUp(String),
 }
 
-/// The delivery loop over a queue's outbox.
+/// A progress callback is dropped if the endpoint takes longer than this: the job must not wait.
+const PROGRESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The delivery loop over a queue's outbox (terminal callbacks), and best-effort progress
+/// callbacks.
 pub struct Notifier {
     outbox: Arc<dyn Outbox>,
     target: CallbackTarget,
@@ -178,12 +182,13 @@ impl Notifier {
         }
     }
 
-    async fn send(&self, p: &PendingCallback) -> Attempt {
+    /// A callback request: JSON body, idempotency key, bearer token and signature.
+    fn request(&self, target: &str, body: &str, delivery: String) -> reqwest::RequestBuilder {
         let mut req = self
             .http
-            .post(&p.target)
+            .post(target)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(DELIVERY_ID_HEADER, delivery_id(&p.job_id, &p.body));
+            .header(DELIVERY_ID_HEADER, delivery);
         if let CallbackTarget::Http { bearer: Some(key), .. } = &self.target {
             req = req.bearer_auth(key.expose());
         }
@@ -191,9 +196,25 @@ impl Notifier {
             let ts = (now() as u64).to_string();
             req = req
                 .header("X-Easel-Timestamp", &ts)
-                .header("X-Easel-Signature", signature(secret, &ts, &p.body));
+                .header("X-Easel-Signature", signature(secret, &ts, body));
         }
-        match req.body(p.body.clone()).send().await {
+        req.body(body.to_string())
+    }
+
+    /// Sends a `processing` callback once, best-effort (no outbox, no retry, 2 s at most);
+    /// `seq` makes each one's idempotency key distinct. Nothing is sent without an endpoint.
+    pub async fn send_progress(&self, job_id: &str, body: &str, seq: u64) -> bool {
+        let CallbackTarget::Http { url, .. } = &self.target else {
+            return false;
+        };
+        let delivery = format!("{}:{seq}", delivery_id(job_id, body));
+        let sent = self.request(url, body, delivery).timeout(PROGRESS_TIMEOUT).send().await;
+        matches!(sent, Ok(r) if r.status().is_success())
+    }
+
+    async fn send(&self, p: &PendingCallback) -> Attempt {
+        let req = self.request(&p.target, &p.body, delivery_id(&p.job_id, &p.body));
+        match req.send().await {
             Err(e) => Attempt::Retry(format!("network error: {e}")),
             Ok(resp) if resp.status().as_u16() == 200 => Attempt::Delivered,
             Ok(resp) => {

@@ -94,6 +94,10 @@ pub struct Metrics {
     callbacks: [AtomicU64; 3],
     uploads_ok: AtomicU64,
     uploads_failed: AtomicU64,
+    /// The running job's denoising progress in millionths (0 when none runs).
+    progress_millionths: AtomicU64,
+    /// Jobs stopped before they finished, by (job type, `cancelled` or `timeout`).
+    stops: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 fn index<T: PartialEq>(all: &[T], x: T) -> usize {
@@ -122,6 +126,23 @@ impl Metrics {
     pub fn storage_attempt(&self, ok: bool) {
         let c = if ok { &self.uploads_ok } else { &self.uploads_failed };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The running job reached `step` of `total` (0 of 0: none runs).
+    pub fn progress(&self, step: u32, total: u32) {
+        let ratio = if total == 0 {
+            0
+        } else {
+            u64::from(step.min(total)) * 1_000_000 / u64::from(total)
+        };
+        self.progress_millionths.store(ratio, Ordering::Relaxed);
+    }
+
+    /// Counts a job of `job_type` stopped early: `why` is `cancelled` or `timeout`.
+    pub fn stopped(&self, job_type: &str, why: &'static str) {
+        if let Ok(mut m) = self.stops.lock() {
+            *m.entry((job_type.to_string(), why)).or_insert(0) += 1;
+        }
     }
 
     /// Jobs that ended with `outcome` so far.
@@ -170,6 +191,21 @@ impl Metrics {
             "easel_upload_attempts_total{{result=\"failed\"}} {}",
             load(&self.uploads_failed)
         );
+        s.push_str("# HELP easel_job_progress_ratio Denoising progress of the running job (0 to 1; 0 when idle).\n# TYPE easel_job_progress_ratio gauge\n");
+        let _ = writeln!(
+            s,
+            "easel_job_progress_ratio {}",
+            load(&self.progress_millionths) as f64 / 1e6
+        );
+        s.push_str("# HELP easel_jobs_stopped_total Jobs stopped before they finished, by job type and reason.\n# TYPE easel_jobs_stopped_total counter\n");
+        if let Ok(m) = self.stops.lock() {
+            for ((job_type, why), n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "easel_jobs_stopped_total{{job_type=\"{job_type}\",reason=\"{why}\"}} {n}"
+                );
+            }
+        }
         if let Some(d) = depth {
             s.push_str("# HELP easel_queue_depth Jobs in the queue, by state.\n# TYPE easel_queue_depth gauge\n");
             let _ = writeln!(s, "easel_queue_depth{{state=\"queued\"}} {}", d.queued);

@@ -29,6 +29,8 @@ pub const MAX_IMAGES: u32 = 6;
 pub const MAX_PROMPT_CHARS: usize = 4000;
 /// Longest job id or user id: both become storage path segments (ids are UUIDs, 36 characters).
 pub const MAX_SEGMENT_CHARS: usize = 128;
+/// Longest time limit a job may ask for (`config.timeout_secs`): two hours.
+pub const MAX_TIMEOUT_SECS: u64 = 7200;
 /// img2img strength when the job gives none.
 pub const DEFAULT_STRENGTH: f64 = 0.5;
 /// img2img strength for `exact_copy_mode` (a light touch), raised to reach one step.
@@ -65,6 +67,8 @@ pub struct JobSpec {
     pub reference: Option<ReferenceSpec>,
     pub compel_enabled: bool,
     pub compel_weights: Option<String>,
+    /// `config.timeout_secs`: this job's own time limit (else the worker's per-type default).
+    pub timeout_secs: Option<u64>,
 }
 
 impl JobSpec {
@@ -94,6 +98,7 @@ impl JobSpec {
             reference: reference(&metadata, steps)?,
             compel_enabled,
             compel_weights,
+            timeout_secs: timeout(&config)?,
         };
         Ok(spec)
     }
@@ -229,6 +234,13 @@ fn bounded_int(config: &Map<String, Value>, key: &str, min: u64, max: u64) -> Re
         None => Err(JobError::invalid(format!(
             "config.{key} is {v} but must be a whole number between {min} and {max}"
         ))),
+    }
+}
+
+fn timeout(config: &Map<String, Value>) -> Result<Option<u64>, JobError> {
+    match config.get("timeout_secs") {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => bounded_int(config, "timeout_secs", 1, MAX_TIMEOUT_SECS).map(Some),
     }
 }
 

@@ -147,6 +147,20 @@ pub fn failed(id: &str, job_type: Option<String>, error: &JobError, timestamp: f
     }
 }
 
+/// A `processing` callback (sent only when progress callbacks are enabled): the job's phase
+/// and denoising step, `assets` empty. Producers that know only `completed` and `failed`
+/// ignore it; it never follows the terminal callback.
+pub fn progress(id: &str, phase: &str, step: u32, total: u32, timestamp: f64) -> String {
+    serde_json::json!({
+        "job_id": id,
+        "status": "processing",
+        "assets": [],
+        "error_message": null,
+        "metadata": {"progress": {"phase": phase, "step": step, "total": total}, "timestamp": timestamp},
+    })
+    .to_string()
+}
+
 /// The bucket-relative key of image `i`.
 pub fn image_key(user_id: &str, job_id: &str, i: u32) -> String {
     format!("{user_id}/{job_id}/{i}.png")
