@@ -39,7 +39,9 @@ pub(crate) async fn probe(worker: &WorkerSpec, check: &ReadyCheck) -> Result<(),
     match check {
         ReadyCheck::Http { port, path } => {
             let addr = format!("127.0.0.1:{port}");
-            let response = crate::http::get(&addr, path, PROBE_TIMEOUT).await?;
+            let response = crate::http::get(&addr, path, PROBE_TIMEOUT)
+                .await
+                .map_err(|e| crate::Chain(e).to_string())?;
             match response.status {
                 200 => Ok(()),
                 other => Err(format!("GET {path} answered {other}")),
