@@ -55,7 +55,8 @@ pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Dur
                 &program,
                 worker.cwd.as_deref(),
                 worker.env.get("PATH").map(String::as_str),
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
         }
     }
     if let Some(argv) = &worker.check {
@@ -82,7 +83,7 @@ async fn check_builtin(worker: &WorkerSpec, kind: &str, launcher: &Launcher, tim
     let shown = format!("`{} worker {kind} describe --json`", worker_bin.display());
     let output = process::run_bounded(launch::describe_command(worker, kind, launcher), timeout)
         .await
-        .map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(|e| format!("{shown}: {}", crate::Chain(e)))?;
     if !output.status.success() {
         return Err(format!(
             "{shown} {}{}",
@@ -136,7 +137,7 @@ async fn check_command(worker: &WorkerSpec, argv: &[String], timeout: Duration) 
     let cmd = launch::aux_command(worker, argv).ok_or_else(|| format!("{shown}: empty command"))?;
     let output = process::run_bounded(cmd, timeout)
         .await
-        .map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(|e| format!("{shown}: {}", crate::Chain(e)))?;
     if output.status.success() {
         return Ok(());
     }

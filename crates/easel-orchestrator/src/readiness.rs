@@ -49,7 +49,9 @@ pub(crate) async fn probe(worker: &WorkerSpec, check: &ReadyCheck) -> Result<(),
         }
         ReadyCheck::Command(argv) => {
             let cmd = launch::aux_command(worker, argv).ok_or("empty readiness command")?;
-            let output = process::run_bounded(cmd, PROBE_TIMEOUT).await?;
+            let output = process::run_bounded(cmd, PROBE_TIMEOUT)
+                .await
+                .map_err(|e| crate::Chain(e).to_string())?;
             match output.status.success() {
                 true => Ok(()),
                 false => Err(format!(
