@@ -20,7 +20,8 @@
 //! - [`signals`]: SIGTERM/SIGINT/SIGHUP as `easel up` handles them.
 //! - [`duration`]: `"30s"`-style durations (from `easel-config`).
 //! - [`Error`] and [`Chain`]: the library's error, and an error shown with its causes.
-//!   Each module has its typed errors beside it ([`http::HttpError`], ...).
+//!   Each module has its typed errors beside it ([`http::HttpError`],
+//!   [`process::CommandError`], [`preflight::PreflightError`], ...).
 //!
 //! Unix only: it relies on process groups and signals.
 
