@@ -131,3 +131,40 @@ pub(crate) async fn probe(worker: &WorkerSpec, check: &ReadyCheck) -> Result<(),
         ReadyCheck::AliveFor(_) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(argv: &[&str]) -> ReadyCheck {
+        ReadyCheck::Command(argv.iter().map(|a| (*a).to_owned()).collect())
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_not_ready_and_says_where_it_asked() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let check = ReadyCheck::Http {
+            port,
+            path: "/readyz".into(),
+        };
+        let err = probe(&WorkerSpec::default(), &check).await.unwrap_err();
+        assert!(matches!(err, ProbeError::Unanswered { .. }), "{err:?}");
+        let shown = Chain(&err).to_string();
+        assert!(
+            shown.starts_with(&format!("GET http://127.0.0.1:{port}/readyz: cannot connect: ")),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_readiness_command_is_ready_when_it_exits_0() {
+        let worker = WorkerSpec::default();
+        assert!(probe(&worker, &command(&["true"])).await.is_ok());
+        let err = probe(&worker, &command(&["sh", "-c", "exit 3"])).await.unwrap_err();
+        assert_eq!(err.to_string(), "readiness command `sh -c exit 3` exited with code 3");
+        let err = probe(&worker, &command(&[])).await.unwrap_err();
+        assert!(matches!(err, ProbeError::EmptyCommand), "{err:?}");
+    }
+}
