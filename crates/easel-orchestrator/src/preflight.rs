@@ -214,6 +214,69 @@ mod tests {
         assert_eq!(verify_describe(&d, "sdxl"), Err(DescriptionError::NoJobTypes));
     }
 
+    #[tokio::test]
+    async fn check_all_gives_each_failure_with_its_causes() {
+        let toml = r#"
+[orchestrator]
+worker_bin = "/no/such/easel"
+
+[[workers]]
+name = "fine"
+command = ["sh", "-c", "true"]
+port = 27101
+
+[[workers]]
+name = "checked"
+command = ["sh", "-c", "true"]
+port = 27102
+check = ["sh", "-c", "echo starting; echo CUDA not found >&2; exit 2"]
+
+[[workers]]
+name = "missing"
+command = ["no-such-program-xyz"]
+port = 27103
+
+[[workers]]
+name = "builtin"
+kind = "sdxl"
+"#;
+        let config = Config::from_toml(toml, crate::config::Origin::Embedded).unwrap();
+        let results = check_all(&config).await;
+        let reason = |name: &str| match results.iter().find(|(n, _)| n == name) {
+            Some((_, Err(reason))) => reason.to_string(),
+            Some((_, Ok(()))) => String::new(),
+            None => panic!("no result for {name}"),
+        };
+        assert_eq!(reason("fine"), "");
+        assert_eq!(
+            reason("checked"),
+            "check `sh -c echo starting; echo CUDA not found >&2; exit 2` exited with code 2: CUDA not found"
+        );
+        assert!(
+            reason("missing").contains("\"no-such-program-xyz\" not found in PATH"),
+            "{}",
+            reason("missing")
+        );
+        if std::env::var_os(launch::WORKER_BIN_ENV).is_some() {
+            return; // the environment overrides worker_bin: the built-in case is not ours to set up
+        }
+        let builtin = reason("builtin");
+        assert!(
+            builtin
+                .starts_with("the worker executable cannot run (set [orchestrator] worker_bin or EASEL_WORKER_BIN): "),
+            "{builtin}"
+        );
+        assert!(builtin.ends_with("/no/such/easel does not exist"), "{builtin}");
+        let Some((_, Err(Chain(PreflightError::WorkerBin { source })))) = results.iter().find(|(n, _)| n == "builtin")
+        else {
+            panic!("builtin: {builtin}");
+        };
+        assert!(
+            matches!(source, crate::process::ProgramError::Missing { .. }),
+            "{source:?}"
+        );
+    }
+
     #[test]
     fn last_line_skips_blank_lines() {
         assert_eq!(last_line(b"a\n  boom \n\n").as_deref(), Some("boom"));
