@@ -14,18 +14,19 @@ pub async fn fetch_status(addr: &str) -> Result<StatusReport> {
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
     let response = crate::http::get(addr, "/status", STATUS_TIMEOUT)
         .await
-        .map_err(|message| Error::Unreachable {
+        .map_err(|source| Error::Unreachable {
             addr: addr.to_owned(),
-            message,
+            source,
         })?;
     if response.status != 200 {
-        return Err(Error::BadAnswer {
+        return Err(Error::BadStatus {
             addr: addr.to_owned(),
-            message: format!("GET /status answered {}: {}", response.status, response.body.trim()),
+            status: response.status,
+            body: response.body.trim().to_owned(),
         });
     }
-    serde_json::from_str(&response.body).map_err(|e| Error::BadAnswer {
+    serde_json::from_str(&response.body).map_err(|source| Error::NotAStatusReport {
         addr: addr.to_owned(),
-        message: format!("GET /status is not a status report ({e}); is that port an `easel up`?"),
+        source,
     })
 }

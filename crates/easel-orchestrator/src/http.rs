@@ -9,6 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod error;
+
+pub use error::HttpError;
+
 /// Answers larger than this are refused: `/status` of a hundred workers is a few KiB.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -22,41 +26,43 @@ pub struct Response {
 }
 
 /// `GET http://<addr><path>` within `timeout`; `addr` is `host:port`.
-pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Response, String> {
+pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Response, HttpError> {
     match tokio::time::timeout(timeout, exchange(addr, path)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) => Err(HttpError::Timeout { timeout }),
     }
 }
 
-async fn exchange(addr: &str, path: &str) -> Result<Response, String> {
+async fn exchange(addr: &str, path: &str) -> Result<Response, HttpError> {
     let mut stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|source| HttpError::Connect { source })?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+        .map_err(|source| HttpError::Send { source })?;
     let mut raw = Vec::new();
     let limit = u64::try_from(MAX_RESPONSE_BYTES + 1).unwrap_or(u64::MAX);
     (&mut stream)
         .take(limit)
         .read_to_end(&mut raw)
         .await
-        .map_err(|e| format!("cannot read the answer: {e}"))?;
+        .map_err(|source| HttpError::Read { source })?;
     if raw.len() > MAX_RESPONSE_BYTES {
-        return Err(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"));
+        return Err(HttpError::TooLarge {
+            limit: MAX_RESPONSE_BYTES,
+        });
     }
     parse(&raw)
 }
 
 /// Parses a complete HTTP/1.x response.
-fn parse(raw: &[u8]) -> Result<Response, String> {
+fn parse(raw: &[u8]) -> Result<Response, HttpError> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or("the answer is not HTTP (no header end)")?;
+        .ok_or(HttpError::NoHeaderEnd)?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let body = &raw[split + 4..];
     let mut lines = head.split("\r\n");
@@ -66,7 +72,9 @@ fn parse(raw: &[u8]) -> Result<Response, String> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or_else(|| format!("the answer is not HTTP: {status_line:?}"))?;
+        .ok_or_else(|| HttpError::NotHttp {
+            status_line: status_line.to_owned(),
+        })?;
     let chunked = lines.any(|line| {
         let lower = line.to_ascii_lowercase();
         lower.starts_with("transfer-encoding:") && lower.contains("chunked")
@@ -78,23 +86,25 @@ fn parse(raw: &[u8]) -> Result<Response, String> {
     })
 }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::new();
     loop {
         let end = data
             .windows(2)
             .position(|w| w == b"\r\n")
-            .ok_or("truncated chunked body")?;
+            .ok_or(HttpError::TruncatedChunks)?;
         let size_text = String::from_utf8_lossy(&data[..end]);
         let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| HttpError::BadChunkSize {
+            size: size_hex.to_owned(),
+        })?;
         data = &data[end + 2..];
         if size == 0 {
             return Ok(out);
         }
-        let chunk = data.get(..size).ok_or("truncated chunk")?;
+        let chunk = data.get(..size).ok_or(HttpError::TruncatedChunk { size })?;
         out.extend_from_slice(chunk);
-        data = data.get(size + 2..).ok_or("truncated chunk")?;
+        data = data.get(size + 2..).ok_or(HttpError::TruncatedChunk { size })?;
     }
 }
 
@@ -123,8 +133,19 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_http() {
-        assert!(parse(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err().contains("not HTTP"));
-        assert!(parse(b"garbage").is_err());
+        let err = parse(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err();
+        assert!(matches!(&err, HttpError::NotHttp { status_line } if status_line == "SSH-2.0-OpenSSH"));
+        assert!(err.to_string().contains("not HTTP: \"SSH-2.0-OpenSSH\""), "{err}");
+        assert!(matches!(parse(b"garbage"), Err(HttpError::NoHeaderEnd)));
+    }
+
+    #[test]
+    fn a_broken_chunked_body_says_how() {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let with = |body: &[u8]| parse(&[head.as_slice(), body].concat());
+        assert!(matches!(with(b"zz\r\nab\r\n0\r\n\r\n"), Err(HttpError::BadChunkSize { size }) if size == "zz"));
+        assert!(matches!(with(b"5\r\nab"), Err(HttpError::TruncatedChunk { size: 5 })));
+        assert!(matches!(with(b"2\r\nab\r\n"), Err(HttpError::TruncatedChunks)));
     }
 
     #[tokio::test]
@@ -133,6 +154,8 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
         let err = get(&addr, "/readyz", Duration::from_secs(2)).await.unwrap_err();
-        assert!(err.contains("cannot connect"), "{err}");
+        assert!(matches!(err, HttpError::Connect { .. }), "{err:?}");
+        let shown = crate::Chain(&err).to_string();
+        assert!(shown.starts_with("cannot connect: "), "{shown}");
     }
 }

@@ -19,6 +19,9 @@
 //! - [`http`]: a minimal HTTP/1.0 GET over TCP (readiness probes, the client).
 //! - [`signals`]: SIGTERM/SIGINT/SIGHUP as `easel up` handles them.
 //! - [`duration`]: `"30s"`-style durations (from `easel-config`).
+//! - [`Error`] and [`Chain`]: the library's error, and an error shown with its causes.
+//!   Each module has its typed errors beside it ([`http::HttpError`],
+//!   [`process::CommandError`], [`preflight::PreflightError`], ...).
 //!
 //! Unix only: it relies on process groups and signals.
 
@@ -46,7 +49,7 @@ pub use easel_config::house as config;
 
 pub use client::fetch_status;
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Chain, Error, Result};
 pub use orchestrator::{run, Handle, Orchestrator};
 pub use output::{LineSink, Stream};
 pub use signals::run_until_signalled;

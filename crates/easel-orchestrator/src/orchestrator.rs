@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WorkerSpec};
 use crate::duration::Human;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::launch;
 use crate::output::{LineSink, StdioSink};
 use crate::preflight;
@@ -271,7 +271,8 @@ impl Runner {
                     tracing::info!(worker.name = %worker.name, "preflight passed");
                     self.queue.push_back(worker.name.clone());
                 }
-                Err(reason) => {
+                Err(error) => {
+                    let reason = Chain(error);
                     tracing::error!(worker.name = %worker.name, "preflight failed, not starting it: {reason}");
                     let failed = Snapshot::new(WorkerState::PreflightFailed, Some(format!("preflight: {reason}")));
                     if let Some(status) = entry.unstarted.take() {

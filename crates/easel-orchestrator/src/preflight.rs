@@ -12,8 +12,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Config, Launch, WorkerSpec, BUILTIN_KINDS};
+use crate::error::Chain;
 use crate::launch::{self, Launcher};
 use crate::process;
+use crate::restart::ExitInfo;
+
+mod error;
+
+pub use error::{DescribeLine, DescriptionError, PreflightError};
 
 /// Every built-in worker must answer to all of these (supervisors call different names;
 /// one missing alias once crashed every start of the Python worker).
@@ -30,32 +36,28 @@ struct Describe {
 }
 
 /// Preflights every enabled worker of `config` in start order (`easel up --check`):
-/// each worker's name with `Err(reason)` if it failed.
-pub async fn check_all(config: &Config) -> Vec<(String, Result<(), String>)> {
+/// each worker's name with `Err(reason)` if it failed; the reason shows its causes.
+pub async fn check_all(config: &Config) -> Vec<(String, Result<(), Chain<PreflightError>>)> {
     let launcher = Launcher::for_config(config);
     let mut results = Vec::new();
     for worker in config.start_order() {
         let verdict = check(worker, &launcher, config.orchestrator.preflight_timeout).await;
-        results.push((worker.name.clone(), verdict));
+        results.push((worker.name.clone(), verdict.map_err(Chain)));
     }
     results
 }
 
-/// Runs every check for `worker`; `Err` is the reason, for people.
-pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
+/// Runs every check for `worker`; `Err` is the first that failed.
+pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Duration) -> Result<(), PreflightError> {
     if let Some(cwd) = &worker.cwd {
         if !cwd.is_dir() {
-            return Err(format!("cwd {} is not a directory", cwd.display()));
+            return Err(PreflightError::CwdNotADirectory { cwd: cwd.clone() });
         }
     }
     match worker.launch() {
         Launch::Builtin { kind, .. } => check_builtin(worker, &kind, launcher, timeout).await?,
         Launch::External { program, .. } => {
-            process::find_program(
-                &program,
-                worker.cwd.as_deref(),
-                worker.env.get("PATH").map(String::as_str),
-            )?;
+            process::find_program(&program, worker.cwd.as_deref(), path_of(worker)).map_err(PreflightError::Program)?;
         }
     }
     if let Some(argv) = &worker.check {
@@ -64,54 +66,63 @@ pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Dur
     Ok(())
 }
 
-async fn check_builtin(worker: &WorkerSpec, kind: &str, launcher: &Launcher, timeout: Duration) -> Result<(), String> {
-    let worker_bin = &launcher.worker_bin;
-    if !BUILTIN_KINDS.contains(&kind) {
-        return Err(format!(
-            "unknown kind {kind:?}; built-in kinds: {} (for another program use command = [...])",
-            BUILTIN_KINDS.join(", ")
-        ));
-    }
-    let bin_text = worker_bin.to_string_lossy();
-    process::find_program(&bin_text, None, None).map_err(|e| {
-        format!(
-            "the worker executable cannot run: {e} (set [orchestrator] worker_bin or {})",
-            launch::WORKER_BIN_ENV
-        )
-    })?;
-    let shown = format!("`{} worker {kind} describe --json`", worker_bin.display());
-    let output = process::run_bounded(launch::describe_command(worker, kind, launcher), timeout)
-        .await
-        .map_err(|e| format!("{shown}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{shown} {}{}",
-            crate::restart::ExitInfo::from_status(output.status),
-            last_line(&output.stderr)
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let describe: Describe =
-        serde_json::from_str(stdout.trim()).map_err(|e| format!("{shown} did not print the expected JSON: {e}"))?;
-    verify_describe(&describe, kind).map_err(|e| format!("{shown} {e}"))
+/// The `PATH` a worker's commands are looked up in: its own `env`, else ours.
+fn path_of(worker: &WorkerSpec) -> Option<&str> {
+    worker.env.get("PATH").map(String::as_str)
 }
 
-fn verify_describe(describe: &Describe, kind: &str) -> Result<(), String> {
-    if describe.kind != kind {
-        return Err(format!("describes kind {:?}, not {kind:?}", describe.kind));
+async fn check_builtin(
+    worker: &WorkerSpec,
+    kind: &str,
+    launcher: &Launcher,
+    timeout: Duration,
+) -> Result<(), PreflightError> {
+    let worker_bin = &launcher.worker_bin;
+    if !BUILTIN_KINDS.contains(&kind) {
+        return Err(PreflightError::UnknownKind { kind: kind.to_owned() });
     }
-    let missing: Vec<&str> = REQUIRED_ENTRY_POINTS
+    process::find_program(&worker_bin.to_string_lossy(), None, None)
+        .map_err(|source| PreflightError::WorkerBin { source })?;
+    let describe = DescribeLine {
+        worker_bin: worker_bin.clone(),
+        kind: kind.to_owned(),
+    };
+    let output = match process::run_bounded(launch::describe_command(worker, kind, launcher), timeout).await {
+        Ok(output) => output,
+        Err(source) => return Err(PreflightError::DescribeDidNotRun { describe, source }),
+    };
+    if !output.status.success() {
+        return Err(PreflightError::DescribeFailed {
+            describe,
+            exit: ExitInfo::from_status(output.status),
+            stderr: last_line(&output.stderr),
+        });
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let parsed: Describe = match serde_json::from_str(stdout.trim()) {
+        Ok(parsed) => parsed,
+        Err(source) => return Err(PreflightError::DescribeNotJson { describe, source }),
+    };
+    verify_describe(&parsed, kind).map_err(|problem| PreflightError::Description { describe, problem })
+}
+
+fn verify_describe(describe: &Describe, kind: &str) -> Result<(), DescriptionError> {
+    if describe.kind != kind {
+        return Err(DescriptionError::WrongKind {
+            found: describe.kind.clone(),
+            expected: kind.to_owned(),
+        });
+    }
+    let missing: Vec<&'static str> = REQUIRED_ENTRY_POINTS
         .iter()
         .copied()
         .filter(|e| !describe.entry_points.iter().any(|have| have == e))
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "lists entry points [{}]: missing {} (every worker must answer to {})",
-            describe.entry_points.join(", "),
-            missing.join(", "),
-            REQUIRED_ENTRY_POINTS.join(", ")
-        ));
+        return Err(DescriptionError::MissingEntryPoints {
+            listed: describe.entry_points.clone(),
+            missing,
+        });
     }
     let has_job_types = match &describe.job_types {
         serde_json::Value::Array(items) => !items.is_empty(),
@@ -119,24 +130,28 @@ fn verify_describe(describe: &Describe, kind: &str) -> Result<(), String> {
         _ => false,
     };
     if !has_job_types {
-        return Err("lists no job_types".to_owned());
+        return Err(DescriptionError::NoJobTypes);
     }
     Ok(())
 }
 
-async fn check_command(worker: &WorkerSpec, argv: &[String], timeout: Duration) -> Result<(), String> {
-    let shown = format!("check `{}`", argv.join(" "));
-    let program = argv.first().map(String::as_str).unwrap_or_default();
-    process::find_program(
-        program,
-        worker.cwd.as_deref(),
-        worker.env.get("PATH").map(String::as_str),
-    )
-    .map_err(|e| format!("{shown}: {e}"))?;
-    let cmd = launch::aux_command(worker, argv).ok_or_else(|| format!("{shown}: empty command"))?;
+async fn check_command(worker: &WorkerSpec, argv: &[String], timeout: Duration) -> Result<(), PreflightError> {
+    let Some(program) = argv.first() else {
+        return Err(PreflightError::EmptyCheck);
+    };
+    process::find_program(program, worker.cwd.as_deref(), path_of(worker)).map_err(|source| {
+        PreflightError::CheckProgram {
+            argv: argv.to_vec(),
+            source,
+        }
+    })?;
+    let cmd = launch::aux_command(worker, argv).ok_or(PreflightError::EmptyCheck)?;
     let output = process::run_bounded(cmd, timeout)
         .await
-        .map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(|source| PreflightError::CheckDidNotRun {
+            argv: argv.to_vec(),
+            source,
+        })?;
     if output.status.success() {
         return Ok(());
     }
@@ -145,20 +160,20 @@ async fn check_command(worker: &WorkerSpec, argv: &[String], timeout: Duration) 
     } else {
         &output.stderr
     };
-    Err(format!(
-        "{shown} {}{}",
-        crate::restart::ExitInfo::from_status(output.status),
-        last_line(detail)
-    ))
+    Err(PreflightError::CheckFailed {
+        argv: argv.to_vec(),
+        exit: ExitInfo::from_status(output.status),
+        output: last_line(detail),
+    })
 }
 
-/// `": <last non-empty line>"` of a command's output, or nothing.
-fn last_line(output: &[u8]) -> String {
+/// The last non-empty line of a command's output, trimmed, if there is one.
+fn last_line(output: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(output);
-    match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(line) => format!(": {}", line.trim()),
-        None => String::new(),
-    }
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|line| line.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -181,20 +196,90 @@ mod tests {
     fn missing_entry_points_are_named() {
         let d = describe(r#"{"kind":"sdxl","entry_points":["run","start"],"job_types":["x"]}"#);
         let err = verify_describe(&d, "sdxl").unwrap_err();
-        assert!(err.contains("missing serve, launch"), "{err}");
+        assert_eq!(
+            err,
+            DescriptionError::MissingEntryPoints {
+                listed: vec!["run".into(), "start".into()],
+                missing: vec!["serve", "launch"],
+            }
+        );
+        assert!(err.to_string().contains("missing serve, launch"), "{err}");
     }
 
     #[test]
     fn a_wrong_kind_or_no_job_types_fail() {
         let d = describe(r#"{"kind":"wan","entry_points":["run","start","serve","launch"],"job_types":["x"]}"#);
-        assert!(verify_describe(&d, "sdxl").unwrap_err().contains("\"wan\""));
+        assert!(verify_describe(&d, "sdxl").unwrap_err().to_string().contains("\"wan\""));
         let d = describe(r#"{"kind":"sdxl","entry_points":["run","start","serve","launch"]}"#);
-        assert!(verify_describe(&d, "sdxl").unwrap_err().contains("no job_types"));
+        assert_eq!(verify_describe(&d, "sdxl"), Err(DescriptionError::NoJobTypes));
+    }
+
+    #[tokio::test]
+    async fn check_all_gives_each_failure_with_its_causes() {
+        let toml = r#"
+[orchestrator]
+worker_bin = "/no/such/easel"
+
+[[workers]]
+name = "fine"
+command = ["sh", "-c", "true"]
+port = 27101
+
+[[workers]]
+name = "checked"
+command = ["sh", "-c", "true"]
+port = 27102
+check = ["sh", "-c", "echo starting; echo CUDA not found >&2; exit 2"]
+
+[[workers]]
+name = "missing"
+command = ["no-such-program-xyz"]
+port = 27103
+
+[[workers]]
+name = "builtin"
+kind = "sdxl"
+"#;
+        let config = Config::from_toml(toml, crate::config::Origin::Embedded).unwrap();
+        let results = check_all(&config).await;
+        let reason = |name: &str| match results.iter().find(|(n, _)| n == name) {
+            Some((_, Err(reason))) => reason.to_string(),
+            Some((_, Ok(()))) => String::new(),
+            None => panic!("no result for {name}"),
+        };
+        assert_eq!(reason("fine"), "");
+        assert_eq!(
+            reason("checked"),
+            "check `sh -c echo starting; echo CUDA not found >&2; exit 2` exited with code 2: CUDA not found"
+        );
+        assert!(
+            reason("missing").contains("\"no-such-program-xyz\" not found in PATH"),
+            "{}",
+            reason("missing")
+        );
+        if std::env::var_os(launch::WORKER_BIN_ENV).is_some() {
+            return; // the environment overrides worker_bin: the built-in case is not ours to set up
+        }
+        let builtin = reason("builtin");
+        assert!(
+            builtin
+                .starts_with("the worker executable cannot run (set [orchestrator] worker_bin or EASEL_WORKER_BIN): "),
+            "{builtin}"
+        );
+        assert!(builtin.ends_with("/no/such/easel does not exist"), "{builtin}");
+        let Some((_, Err(Chain(PreflightError::WorkerBin { source })))) = results.iter().find(|(n, _)| n == "builtin")
+        else {
+            panic!("builtin: {builtin}");
+        };
+        assert!(
+            matches!(source, crate::process::ProgramError::Missing { .. }),
+            "{source:?}"
+        );
     }
 
     #[test]
     fn last_line_skips_blank_lines() {
-        assert_eq!(last_line(b"a\nboom\n\n"), ": boom");
-        assert_eq!(last_line(b""), "");
+        assert_eq!(last_line(b"a\n  boom \n\n").as_deref(), Some("boom"));
+        assert_eq!(last_line(b""), None);
     }
 }

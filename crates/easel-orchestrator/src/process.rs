@@ -21,6 +21,10 @@ use rustix::process::{Pid, Signal};
 
 pub(crate) use rustix::process::Signal as GroupSignal;
 
+mod error;
+
+pub use error::{CommandError, ProgramError, SpawnError};
+
 /// A command that starts in its own process group and dies with the orchestrator.
 pub(crate) fn command(program: &Path, args: &[String]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
@@ -39,21 +43,18 @@ pub(crate) fn command(program: &Path, args: &[String]) -> tokio::process::Comman
 pub(crate) async fn run_bounded(
     mut cmd: tokio::process::Command,
     timeout: std::time::Duration,
-) -> Result<std::process::Output, String> {
+) -> Result<std::process::Output, CommandError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = cmd.spawn().map_err(|e| format!("cannot start it: {e}"))?;
+    let child = cmd.spawn().map_err(|source| CommandError::Start { source })?;
     let pgid = child.id();
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(output)) => Ok(output),
-        Ok(Err(e)) => Err(format!("cannot wait for it: {e}")),
+        Ok(Err(source)) => Err(CommandError::Wait { source }),
         Err(_) => {
             if let Some(pgid) = pgid {
                 let _ = signal_group(pgid, Signal::KILL);
             }
-            Err(format!(
-                "still running after {}; killed",
-                crate::duration::Human(timeout)
-            ))
+            Err(CommandError::TimedOut { timeout })
         }
     }
 }
@@ -153,7 +154,7 @@ pub(crate) fn port_in_use(port: u16) -> bool {
 }
 
 /// Resolves `program` as exec would: a path (relative to `cwd`) or a name in `path_var`.
-pub(crate) fn find_program(program: &str, cwd: Option<&Path>, path_var: Option<&str>) -> Result<PathBuf, String> {
+pub(crate) fn find_program(program: &str, cwd: Option<&Path>, path_var: Option<&str>) -> Result<PathBuf, ProgramError> {
     if program.contains('/') {
         let path = match cwd {
             Some(cwd) if Path::new(program).is_relative() => cwd.join(program),
@@ -162,12 +163,9 @@ pub(crate) fn find_program(program: &str, cwd: Option<&Path>, path_var: Option<&
         return if is_executable(&path) {
             Ok(path)
         } else if path.exists() {
-            Err(format!(
-                "{} is not an executable file (chmod +x it, or run it through its interpreter)",
-                path.display()
-            ))
+            Err(ProgramError::NotExecutable { path })
         } else {
-            Err(format!("{} does not exist", path.display()))
+            Err(ProgramError::Missing { path })
         };
     }
     let path_var = path_var
@@ -177,7 +175,9 @@ pub(crate) fn find_program(program: &str, cwd: Option<&Path>, path_var: Option<&
     std::env::split_paths(&path_var)
         .map(|dir| dir.join(program))
         .find(|p| is_executable(p))
-        .ok_or_else(|| format!("program {program:?} not found in PATH (install it, or give its full path)"))
+        .ok_or_else(|| ProgramError::NotInPath {
+            program: program.to_owned(),
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -206,9 +206,37 @@ mod tests {
     fn finds_programs_in_path_and_explains_missing_ones() {
         assert!(find_program("sh", None, None).is_ok());
         let err = find_program("no-such-program-xyz", None, None).unwrap_err();
-        assert!(err.contains("not found in PATH"), "{err}");
+        assert_eq!(
+            err,
+            ProgramError::NotInPath {
+                program: "no-such-program-xyz".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("\"no-such-program-xyz\" not found in PATH"),
+            "{err}"
+        );
         let err = find_program("./nope", Some(Path::new("/tmp")), None).unwrap_err();
-        assert!(err.contains("/tmp/./nope does not exist"), "{err}");
+        assert!(err.to_string().contains("/tmp/./nope does not exist"), "{err}");
+        let plain = tempfile::NamedTempFile::new().unwrap();
+        let err = find_program(&plain.path().to_string_lossy(), None, None).unwrap_err();
+        assert!(matches!(err, ProgramError::NotExecutable { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bounded_command_that_runs_too_long_is_killed_and_says_so() {
+        let cmd = command(Path::new("sleep"), &["5".to_owned()]);
+        let err = run_bounded(cmd, std::time::Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CommandError::TimedOut { .. }), "{err:?}");
+        assert!(err.to_string().contains("still running after 100ms; killed"), "{err}");
+        let missing = command(Path::new("/no/such/program"), &[]);
+        let err = run_bounded(missing, std::time::Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        let shown = crate::Chain(&err).to_string();
+        assert!(shown.starts_with("cannot start it: "), "{shown}");
     }
 
     #[test]

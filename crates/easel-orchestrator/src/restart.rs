@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{RestartConfig, RestartPolicy};
 use crate::duration::Human;
+use crate::error::Chain;
+use crate::process::SpawnError;
 
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,14 +73,14 @@ pub fn signal_name(signal: i32) -> &'static str {
 }
 
 /// Why an attempt to run a worker ended without being asked to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Failure {
     /// The process ended.
     Exited(ExitInfo),
     /// It did not become ready within its start timeout (it was killed).
     NotReady(Duration),
     /// It could not be spawned at all.
-    SpawnFailed(String),
+    SpawnFailed(SpawnError),
     /// Its port was taken by another process before it started.
     PortBusy(u16),
 }
@@ -90,7 +92,7 @@ impl fmt::Display for Failure {
             Failure::NotReady(timeout) => {
                 write!(f, "not ready within start_timeout ({}); killed", Human(*timeout))
             }
-            Failure::SpawnFailed(why) => write!(f, "could not be started: {why}"),
+            Failure::SpawnFailed(why) => write!(f, "could not be started: {}", Chain(why)),
             Failure::PortBusy(port) => write!(
                 f,
                 "port {port} is already in use by another process (an old worker still running? `ss -ltnp 'sport = :{port}'` shows it)"
@@ -374,5 +376,17 @@ mod tests {
             "killed by signal 9 (SIGKILL)"
         );
         assert!(Failure::NotReady(Duration::from_secs(900)).to_string().contains("15m"));
+    }
+
+    #[test]
+    fn a_spawn_failure_names_the_program_and_the_system_error() {
+        let failure = Failure::SpawnFailed(SpawnError::Exec {
+            program: "/opt/easel/bin/easel".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(
+            failure.to_string(),
+            "could not be started: cannot start /opt/easel/bin/easel: permission denied"
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::config::WorkerSpec;
 use crate::duration::Human;
 use crate::launch::{self, Launcher};
 use crate::output::{self, LineSink, Stream, Tail};
-use crate::process::{self, GroupSignal};
+use crate::process::{self, GroupSignal, SpawnError};
 use crate::readiness;
 use crate::restart::{ExitInfo, Failure, RestartTracker, Verdict};
 use crate::state::{transition, WorkerState};
@@ -216,12 +216,10 @@ impl Supervisor {
             .stderr(std::process::Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(child) => child,
-            Err(e) => return self.fail(Failure::SpawnFailed(format!("{}: {e}", program.display()))),
+            Err(source) => return self.fail(Failure::SpawnFailed(SpawnError::Exec { program, source })),
         };
         let Some(pgid) = child.id() else {
-            return self.fail(Failure::SpawnFailed(
-                "the process vanished before it was seen".to_owned(),
-            ));
+            return self.fail(Failure::SpawnFailed(SpawnError::Vanished { program }));
         };
         self.ctx.watchdog.guard(pgid, self.config.stop_grace);
         self.pump_output(&mut child);
