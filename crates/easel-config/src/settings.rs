@@ -292,6 +292,27 @@ pub const SETTINGS: &[Setting] = &[
         "time a running job gets to finish after SIGTERM",
     ),
     s(
+        "timeout_fast",
+        &["EASEL_TIMEOUT_FAST"],
+        Duration,
+        Default::Text("15m"),
+        "time limit of an sdxl_image_fast job (config.timeout_secs overrides)",
+    ),
+    s(
+        "timeout_high",
+        &["EASEL_TIMEOUT_HIGH"],
+        Duration,
+        Default::Text("30m"),
+        "time limit of an sdxl_image_high job (config.timeout_secs overrides)",
+    ),
+    s(
+        "progress_callbacks",
+        &["EASEL_PROGRESS_CALLBACKS"],
+        Bool,
+        Default::Text("false"),
+        "send status \"processing\" callbacks with metadata.progress while a job runs",
+    ),
+    s(
         "max_deliveries",
         &["EASEL_MAX_DELIVERIES"],
         Count,

@@ -53,6 +53,14 @@ enum Attempt {
     GiveUp(String),
 }
 
+/// Where callbacks to `target` go, as stored with each outcome.
+pub fn target_of(target: &CallbackTarget) -> &str {
+    match target {
+        CallbackTarget::Http { url, .. } => url,
+        CallbackTarget::JobTable => NO_ENDPOINT,
+    }
+}
+
 /// A progress callback is dropped if the endpoint takes longer than this: the job must not wait.
 const PROGRESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -94,10 +102,7 @@ impl Notifier {
 
     /// Where this worker's callbacks go, as stored with each outcome.
     pub fn target(&self) -> &str {
-        match &self.target {
-            CallbackTarget::Http { url, .. } => url,
-            CallbackTarget::JobTable => NO_ENDPOINT,
-        }
+        target_of(&self.target)
     }
 
     /// Wakes the delivery loop (a callback was just queued).

@@ -10,6 +10,7 @@
 //! - [`storage`]: the [`Storage`] trait; local directory, Supabase Storage REST, S3-compatible.
 //! - [`callback`]: the delivery loop over the queue's outbox: retries, idempotency key, HMAC.
 //! - [`db`]: the embedded SQLite database (job table, outcomes, outbox) in the data home.
+//! - [`operate`]: what `easel jobs` does: cancel with the contract's outcome, masked payloads.
 //! - [`submit`]: building and pushing a contract payload, and waiting for its outcome.
 //! - [`metrics`]: Prometheus counters and gauges of jobs, phases, callbacks and storage.
 //! - [`retry`]: full-jitter exponential backoff shared by storage, callbacks and queue commands.
@@ -20,6 +21,7 @@ pub mod contract;
 pub mod db;
 pub mod logsafe;
 pub mod metrics;
+pub mod operate;
 pub mod queue;
 pub mod retry;
 pub mod storage;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::db::{Db, DbError};
+use crate::queue::control::Progress;
 use crate::queue::{self, QueueError};
 use easel_config::{Layers, StorageBackend, WorkerConfig};
 
@@ -28,6 +29,8 @@ pub struct Submission {
     pub steps: Option<u32>,
     pub reference_image_url: Option<String>,
     pub denoise_strength: Option<f64>,
+    /// The job's own time limit (`config.timeout_secs`).
+    pub timeout_secs: Option<u64>,
 }
 
 /// A new job id (a random UUID v4, as Supabase's `gen_random_uuid()`).
@@ -60,6 +63,7 @@ pub fn payload(s: &Submission, id: &str) -> Value {
     put("width", s.width.map(Value::from));
     put("height", s.height.map(Value::from));
     put("num_inference_steps", s.steps.map(Value::from));
+    put("timeout_secs", s.timeout_secs.map(Value::from));
     let mut metadata = Map::new();
     if let Some(url) = &s.reference_image_url {
         metadata.insert("reference_image_url".into(), url.clone().into());
@@ -104,7 +108,8 @@ pub async fn push(layers: &Layers, payload: &Value) -> Result<Pushed, SubmitErro
     })
 }
 
-fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {
+/// The configured queue, opened as consumer `role` (a tool, not a worker: it never leases).
+pub fn open_queue_as(config: &WorkerConfig, role: &str) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {
     let db = Db::open(&config.db_path())?;
     let opts = queue::QueueOptions {
         lease_ttl: config.timing.lease_ttl,
@@ -113,10 +118,14 @@ fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>,
     Ok(queue::open(
         &config.queue,
         &config.queue_name,
-        queue::consumer_id("submit"),
+        queue::consumer_id(role),
         &db,
         opts,
     )?)
+}
+
+fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {
+    open_queue_as(config, "submit")
 }
 
 /// The end of a job as its outcome record says.
@@ -128,12 +137,21 @@ pub struct Finished {
     pub files: Vec<PathBuf>,
 }
 
-/// Waits up to `timeout` for job `id`'s outcome record in the configured queue's store.
-pub async fn wait(layers: &Layers, id: &str, timeout: Duration) -> Result<Finished, SubmitError> {
+/// Waits up to `timeout` for job `id`'s outcome record in the configured queue's store,
+/// telling `progress` what the job is doing while it runs.
+pub async fn wait(
+    layers: &Layers,
+    id: &str,
+    timeout: Duration,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<Finished, SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
     let q = open_queue(&config)?;
     let deadline = Instant::now() + timeout;
     loop {
+        if let Ok(Some(p)) = q.show(id).await.map(|d| d.and_then(|d| d.row.progress)) {
+            progress(&p);
+        }
         if let Some(body) = q.outcome(id).await? {
             let outcome = serde_json::from_str(&body).unwrap_or(Value::String(body));
             return Ok(Finished {

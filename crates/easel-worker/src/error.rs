@@ -24,11 +24,11 @@ pub enum Error {
     #[error(transparent)]
     Generator(#[from] GeneratorError),
     /// The HTTP endpoints could not be served.
-    #[error("cannot listen on {addr}: {source}; set WORKER_PORT to a free port (or 0 for any)")]
+    #[error("cannot listen on {addr}: {cause}; set WORKER_PORT to a free port (or 0 for any)")]
     Listen {
         addr: String,
-        #[source]
-        source: std::io::Error,
+        /// In the message, not a `source()`, so that error chains do not repeat it.
+        cause: std::io::Error,
     },
 }
 

@@ -27,6 +27,9 @@ pub struct GenerationSpec {
     /// Parse the prompt as A1111-style weighted text (`(word:1.3)`, `[word]`, `BREAK`) with
     /// prompts longer than 77 tokens in chunks; set when the job enables compel.
     pub weighted_prompt: bool,
+    /// Set to stop the generation at its next check (a cancel, a timeout); the generator
+    /// then fails with [`Cause::Cancelled`].
+    pub cancel: easel_sdxl::cancel::Cancel,
 }
 
 /// Image-to-image input, already fitted to the spec's size.
@@ -231,8 +234,19 @@ impl Generator for FakeGenerator {
         progress: &mut dyn FnMut(u32, u32),
     ) -> Result<Vec<GeneratedImage>, GeneratorError> {
         self.load()?;
-        std::thread::sleep(self.delay);
-        progress(spec.steps, spec.steps);
+        // The delay is spread over the steps, so progress and cancellation behave as in the engine.
+        let steps = spec.steps.max(1);
+        for step in 1..=steps {
+            if spec.cancel.is_cancelled() {
+                return Err(GeneratorError::Engine {
+                    stage: Stage::Generate,
+                    cause: Cause::Cancelled,
+                    source: format!("cancelled after {} of {steps} steps", step - 1).into(),
+                });
+            }
+            std::thread::sleep(self.delay / steps);
+            progress(step, steps);
+        }
         let images = (0..spec.num_images)
             .map(|i| fake_image(spec, spec.seed.wrapping_add(i as u64)))
             .collect();

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::now;
 use crate::shared::Shared;
 use crate::state::WorkerPhase;
+use crate::watch::Stop;
 use crate::Error;
 
 /// Binds `addr` and serves until `stop`; returns the bound address and the server task.
@@ -28,13 +29,13 @@ pub async fn serve(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen {
+    let listener = TcpListener::bind(addr).await.map_err(|cause| Error::Listen {
         addr: addr.to_string(),
-        source,
+        cause,
     })?;
-    let bound = listener.local_addr().map_err(|source| Error::Listen {
+    let bound = listener.local_addr().map_err(|cause| Error::Listen {
         addr: addr.to_string(),
-        source,
+        cause,
     })?;
     let app = router(shared);
     let task = tokio::spawn(async move {
@@ -58,6 +59,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/memory/status", get(memory_status))
         .route("/memory/load", post(memory_load))
         .route("/memory/unload", post(memory_unload))
+        .route("/jobs/current", get(current_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
         .with_state(shared)
 }
 
@@ -111,6 +114,30 @@ async fn memory_unload(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     answer(tokio::task::spawn_blocking(move || g.unload()).await, "model unloaded")
 }
 
+async fn current_job(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let job = s.current().map(|w| {
+        let n = w.snapshot();
+        json!({"id": n.id, "phase": n.phase, "step": n.step, "total": n.total,
+               "elapsed_s": n.elapsed, "timeout_s": n.timeout.as_secs_f64()})
+    });
+    Json(json!({ "job": job }))
+}
+
+/// Stops the running job if it is `id` (admin token required); the job then ends with one
+/// `failed`/`cancelled` callback, like `easel jobs cancel`.
+async fn cancel_job(State(s): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse(&s, &headers) {
+        return refused;
+    }
+    match s.current() {
+        Some(w) if w.snapshot().id == id => {
+            w.stop(Stop::Cancelled);
+            (StatusCode::ACCEPTED, Json(json!({"success": true, "message": "cancelling"}))).into_response()
+        }
+        _ => reply(StatusCode::NOT_FOUND, "that job is not running on this worker"),
+    }
+}
+
 fn answer(r: Result<Result<(), crate::generator::GeneratorError>, tokio::task::JoinError>, ok: &str) -> Response {
     match r {
         Ok(Ok(())) => Json(json!({"success": true, "message": ok})).into_response(),
@@ -128,7 +155,7 @@ fn refuse(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.admin_token else {
         return Some(reply(
             StatusCode::FORBIDDEN,
-            "memory routes are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token",
+            "admin routes (/memory/load, /memory/unload, /jobs/{id}/cancel) are disabled: set EASEL_ADMIN_TOKEN and send it as a bearer token",
         ));
     };
     let given = headers

@@ -19,6 +19,7 @@
 //! - [`sdxl`]: the [`SdxlGenerator`] adapter over `easel-sdxl`.
 //! - [`reference`]: fetching img2img reference images with size and time limits.
 //! - [`encode`]: PNG with generation parameters, and the 256 px WebP thumbnail.
+//! - [`watch`]: the watch over a running job: progress, cancel requests, the time limit.
 //! - [`shared`]: what the job loop, the job handler and the HTTP endpoints share.
 //! - [`http`]: the worker's endpoints: `/health`, `/memory/*`, `/livez`, `/readyz`, `/metrics`.
 //! - [`registry`]: the worker kinds the CLI can start, and their `describe` output.
@@ -42,6 +43,7 @@ pub mod registry;
 pub mod sdxl;
 pub mod shared;
 pub mod state;
+pub mod watch;
 pub mod worker;
 
 // The job store and the settings, re-exported under their old paths: the worker is the

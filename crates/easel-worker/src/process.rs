@@ -11,13 +11,14 @@
 //! delivery is left in flight so the job comes back.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::contract::wire::{self, Asset, AssetMetadata, Img2ImgMetadata};
-use crate::contract::{self, Envelope, ErrorKind, JobError, JobSpec, Unreadable};
+use crate::config::duration::Human;
+use crate::contract::{self, Envelope, ErrorKind, JobError, JobSpec, JobType, Unreadable};
 use crate::encode;
 use crate::generator::{GeneratedImage, GenerationSpec, InitSpec};
 use crate::logsafe::Safe;
@@ -27,6 +28,7 @@ use crate::reference;
 use crate::shared::Shared;
 use crate::state::JobState;
 use crate::storage;
+use crate::watch::{Stop, Watch};
 
 /// Handles one delivery to its end; returns how it ended (`None` if it could not be recorded
 /// and was left for redelivery).
@@ -106,6 +108,11 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
     );
     let started = Instant::now();
     let mut st = JobState::Leased;
+    let job_type = env.job_type_text();
+    let user = env.field(&["user_id", "userId"]).and_then(|v| v.as_str()).map(str::to_string);
+    if let Err(e) = ctx.queue.running(&d, &env.id, job_type.as_deref(), user.as_deref()).await {
+        tracing::warn!(error = %e, "cannot record the job as running; `easel jobs` will not show its progress");
+    }
     let (body, outcome) = match execute(&ctx, &env, &mut st).await {
         Ok(body) => (body, Outcome::Completed),
         Err(e) => {
@@ -114,6 +121,9 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
         }
     };
     let ended = finish(&ctx, &d, &env, body, outcome, None, st).await;
+    if let Err(e) = ctx.queue.ended(&env.id).await {
+        tracing::debug!(error = %e, "cannot clear the job's running record (it expires on its own)");
+    }
     tracing::info!(outcome = ?ended, secs = started.elapsed().as_secs_f64(), "job finished");
     ended
 }
@@ -219,11 +229,59 @@ fn advance(st: &mut JobState, next: JobState) {
     }
 }
 
-async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<String, JobError> {
-    let info = ctx.generator.info();
-    let spec = JobSpec::from_envelope(env, info.preset_side)?;
+/// Validates the job, then runs it under a [`Watch`] (progress, cancel requests, time limit).
+async fn execute(ctx: &Arc<Shared>, env: &Envelope, st: &mut JobState) -> Result<String, JobError> {
+    let spec = JobSpec::from_envelope(env, ctx.generator.info().preset_side)?;
     advance(st, JobState::Accepted);
+    let watch = Watch::start(ctx.clone(), &spec.id, time_limit(ctx, &spec));
+    ctx.set_current(Some(watch.clone()));
+    let result = run_watched(ctx, &spec, &watch, st).await;
+    watch.end();
+    ctx.set_current(None);
+    ctx.metrics.progress(0, 0);
+    match (result, watch.stopped()) {
+        (Ok(body), _) => Ok(body),
+        (Err(e), None) => Err(e),
+        (Err(_), Some(why)) => {
+            let (kind, label, message) = match why {
+                Stop::Cancelled => (ErrorKind::Cancelled, "cancelled", "the job was cancelled".to_string()),
+                Stop::Timeout(d) => (
+                    ErrorKind::Timeout,
+                    "timeout",
+                    format!("the job ran longer than its time limit of {}", Human(d)),
+                ),
+            };
+            ctx.metrics.stopped(spec.job_type.as_str(), label);
+            Err(JobError::new(kind, message))
+        }
+    }
+}
+
+/// The job's own `config.timeout_secs`, else the worker's limit for its type.
+fn time_limit(ctx: &Shared, spec: &JobSpec) -> Duration {
+    match (spec.timeout_secs, spec.job_type) {
+        (Some(s), _) => Duration::from_secs(s),
+        (None, JobType::SdxlImageFast) => ctx.timeouts.0,
+        (None, JobType::SdxlImageHigh) => ctx.timeouts.1,
+    }
+}
+
+/// Fails with the stop's reason (filled in by [`execute`]) if the job was stopped.
+fn check_stop(watch: &Watch) -> Result<(), JobError> {
+    match watch.stopped() {
+        Some(_) => Err(JobError::new(ErrorKind::Cancelled, "stopped")),
+        None => Ok(()),
+    }
+}
+
+async fn run_watched(ctx: &Shared, spec: &JobSpec, watch: &Arc<Watch>, st: &mut JobState) -> Result<String, JobError> {
+    let info = ctx.generator.info();
+    let spec = spec.clone();
+    if spec.reference.is_some() {
+        watch.phase("fetching_reference");
+    }
     let init = fetch_reference(ctx, &spec).await?;
+    check_stop(watch)?;
     let img2img = init.as_ref().and(spec.reference.as_ref()).map(|r| Img2ImgMetadata {
         denoise_strength: r.strength,
         pipeline: "img2img",
@@ -233,8 +291,11 @@ async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<Stri
     });
     let started = Instant::now();
     advance(st, JobState::Generating);
-    let images = generate(ctx, &spec, init).await?;
+    watch.phase("encoding");
+    let images = generate(ctx, &spec, init, watch).await?;
+    check_stop(watch)?;
     advance(st, JobState::Uploading);
+    watch.phase("uploading");
     let assets = upload(ctx, &spec, images, img2img).await?;
     let weighting = spec.compel_enabled && info.weighted_prompts;
     Ok(wire::to_json(&wire::completed(
@@ -263,7 +324,12 @@ async fn fetch_reference(ctx: &Shared, spec: &JobSpec) -> Result<Option<InitSpec
     }
 }
 
-async fn generate(ctx: &Shared, spec: &JobSpec, init: Option<InitSpec>) -> Result<Vec<GeneratedImage>, JobError> {
+async fn generate(
+    ctx: &Shared,
+    spec: &JobSpec,
+    init: Option<InitSpec>,
+    watch: &Arc<Watch>,
+) -> Result<Vec<GeneratedImage>, JobError> {
     let gspec = GenerationSpec {
         prompt: spec.final_prompt.clone(),
         negative_prompt: spec.negative_prompt.clone(),
@@ -275,14 +341,13 @@ async fn generate(ctx: &Shared, spec: &JobSpec, init: Option<InitSpec>) -> Resul
         seed: spec.seed,
         init,
         weighted_prompt: spec.compel_enabled,
+        cancel: watch.cancel_flag(),
     };
     let _engine = ctx.engine.lock().await;
     let generator = ctx.generator.clone();
     let started = Instant::now();
-    let joined = tokio::task::spawn_blocking(move || {
-        generator.generate(&gspec, &mut |step, total| tracing::debug!(step, total, "denoising"))
-    })
-    .await;
+    let w = watch.clone();
+    let joined = tokio::task::spawn_blocking(move || generator.generate(&gspec, &mut |step, total| w.step(step, total))).await;
     ctx.metrics.phase(Phase::Generate, started.elapsed());
     let result = joined.map_err(|e| JobError::new(ErrorKind::Generation, format!("the engine crashed: {e}")))?;
     result.map_err(|e| {

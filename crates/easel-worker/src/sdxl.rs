@@ -206,6 +206,7 @@ fn request(model: &SdxlModel, spec: &GenerationSpec) -> easel_sdxl::Result<Gener
     req.guidance = spec.guidance;
     req.num_images = spec.num_images as usize;
     req.seed = spec.seed;
+    req.cancel = Some(spec.cancel.clone());
     req.prompt_mode = if spec.weighted_prompt {
         PromptMode::A1111
     } else {
@@ -238,6 +239,7 @@ mod tests {
             seed: 1,
             init: None,
             weighted_prompt: false,
+            cancel: easel_sdxl::cancel::Cancel::new(),
         }
     }
 

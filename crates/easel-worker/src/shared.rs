@@ -11,6 +11,7 @@ use crate::queue::Queue;
 use crate::retry::RetryPolicy;
 use crate::state::WorkerPhase;
 use crate::storage::Storage;
+use crate::watch::Watch;
 
 /// What the job loop, the job handler and the HTTP endpoints share.
 pub struct Shared {
@@ -31,10 +32,28 @@ pub struct Shared {
     /// Reference URLs may reach internal addresses (tests, private networks).
     pub reference_allow_private: bool,
     pub admin_token: Option<crate::config::Secret>,
+    /// Send `processing` callbacks while a job runs.
+    pub progress_callbacks: bool,
+    /// Time limits of `sdxl_image_fast` and `sdxl_image_high` jobs without their own.
+    pub timeouts: (std::time::Duration, std::time::Duration),
+    /// The watch over the job running now, for `GET /jobs/current` and `POST /jobs/{id}/cancel`.
+    pub current: Mutex<Option<Arc<Watch>>>,
     pub(crate) phase: Mutex<WorkerPhase>,
 }
 
 impl Shared {
+    /// The watch over the running job, if one runs.
+    pub fn current(&self) -> Option<Arc<Watch>> {
+        self.current.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Records (or clears) the running job's watch.
+    pub fn set_current(&self, w: Option<Arc<Watch>>) {
+        if let Ok(mut c) = self.current.lock() {
+            *c = w;
+        }
+    }
+
     /// The worker's phase.
     pub fn phase(&self) -> WorkerPhase {
         self.phase.lock().map(|p| *p).unwrap_or(WorkerPhase::Stopped)

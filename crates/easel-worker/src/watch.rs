@@ -29,7 +29,7 @@ pub enum Stop {
 }
 
 /// What a running job is doing, as the watch knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub id: String,
     pub phase: &'static str,

@@ -128,6 +128,9 @@ impl SdxlWorker {
             reference_fallback: c.reference_fallback,
             reference_allow_private: c.reference_allow_private,
             admin_token: c.admin_token.clone(),
+            progress_callbacks: c.progress_callbacks,
+            timeouts: (c.timing.timeout_fast, c.timing.timeout_high),
+            current: Mutex::new(None),
             phase: Mutex::new(WorkerPhase::Starting),
         }))
     }

@@ -7,6 +7,8 @@ mod colour;
 mod completions;
 mod config;
 mod generate;
+mod job_bar;
+mod jobs;
 mod man;
 mod models;
 mod settings;
@@ -53,6 +55,9 @@ enum Command {
     /// Supervise workers from easel.toml (default: one SDXL worker): preflight, start, restart, stop.
     #[command(visible_alias = "orchestrate", after_help = up::EXAMPLES)]
     Up(up::UpArgs),
+    /// Look into the queue and act on one job: list, show, cancel, retry, purge.
+    #[command(after_help = jobs::EXAMPLES)]
+    Jobs(jobs::JobsArgs),
     /// Show the workers of a running `easel up` (state, pid, uptime, restarts, last exit, reason).
     #[command(after_help = status::EXAMPLES)]
     Status(status::StatusArgs),
@@ -81,6 +86,7 @@ impl Command {
             Command::Worker(_) => "worker",
             Command::Submit(_) => "submit",
             Command::Up(_) => "up",
+            Command::Jobs(_) => "jobs",
             Command::Status(_) => "status",
             Command::Models(_) => "models",
             Command::Bench(_) => "bench",
@@ -109,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(args) => worker::run(args),
         Command::Submit(args) => submit::run(args),
         Command::Up(args) => up::run(args),
+        Command::Jobs(args) => jobs::run(args),
         Command::Status(args) => status::run(args),
         Command::Models(args) => models::run(args),
         Command::Bench(args) => bench::run(args),

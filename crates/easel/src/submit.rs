@@ -11,6 +11,8 @@ use easel_config::Layers;
 use easel_jobs::submit::{self, Submission, SubmitError};
 use easel_sdxl::pipeline::MAX_BATCH;
 
+use crate::job_bar::JobBar;
+
 /// Examples shown under `easel submit --help`.
 pub const EXAMPLES: &str = "Examples:
   easel submit --prompt \"a lighthouse at dusk\" --wait
@@ -56,6 +58,10 @@ pub struct SubmitArgs {
     /// The job id; default: a new UUID.
     #[arg(long)]
     id: Option<String>,
+    /// The job's own time limit in seconds (`config.timeout_secs`, 1–7200); default: the
+    /// worker's limit for the job type.
+    #[arg(long, value_name = "SECS")]
+    job_timeout: Option<u64>,
     /// Wait for the outcome and print it with the asset paths (embedded outcomes only).
     #[arg(long)]
     wait: bool,
@@ -102,7 +108,12 @@ pub fn run(args: SubmitArgs) -> Result<()> {
         return Ok(());
     }
     let finished = rt
-        .block_on(submit::wait(&layers, &id, Duration::from_secs(args.timeout)))
+        .block_on(async {
+            let mut bar = JobBar::new();
+            let r = submit::wait(&layers, &id, Duration::from_secs(args.timeout), &mut |p| bar.show(p)).await;
+            bar.finish();
+            r
+        })
         .map_err(anyhow_of)?;
     println!("{}", serde_json::to_string_pretty(&finished.outcome)?);
     for f in &finished.files {
@@ -127,6 +138,7 @@ fn submission(a: &SubmitArgs) -> Submission {
         steps: a.steps,
         reference_image_url: a.reference_url.clone(),
         denoise_strength: a.strength,
+        timeout_secs: a.job_timeout,
     }
 }
 

@@ -74,6 +74,13 @@ pub(crate) fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
     }
 }
 
+/// The job type and user id of a payload, when it is JSON that has them (for `easel jobs`).
+fn type_and_user(payload: &[u8]) -> (Option<String>, Option<String>) {
+    let v: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
+    let text = |k: &str| v.as_ref()?.get(k)?.as_str().map(str::to_string);
+    (text("type").or_else(|| text("jobType")), text("user_id").or_else(|| text("userId")))
+}
+
 /// Stores `payload` as TEXT when it is UTF-8 (readable with `sqlite3`), else as a BLOB.
 fn payload_value(payload: &[u8]) -> rusqlite::types::Value {
     match std::str::from_utf8(payload) {
@@ -139,10 +146,12 @@ impl Queue for SqliteQueue {
             .ok()
             .and_then(|t| contract::read_id(t).ok());
         let value = payload_value(payload);
-        let sql = "INSERT INTO jobs (queue, payload, job_id, state, enqueued_at) VALUES (?1, ?2, ?3, 'queued', ?4)";
+        let (job_type, user_id) = type_and_user(payload);
+        let sql = "INSERT INTO jobs (queue, payload, job_id, state, enqueued_at, job_type, user_id)
+                   VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)";
         let r = self
             .db
-            .call(move |c| c.execute(sql, params![queue, value, job_id, now()]))
+            .call(move |c| c.execute(sql, params![queue, value, job_id, now(), job_type, user_id]))
             .await;
         r.map(|_| ()).map_err(|e| self.err(e))
     }
