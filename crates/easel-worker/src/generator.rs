@@ -191,6 +191,7 @@ pub trait Generator: Send + Sync {
 /// optional delay (to hold a job "in flight" in shutdown and crash tests).
 pub struct FakeGenerator {
     delay: Duration,
+    step_delay: Duration,
     loaded: AtomicBool,
 }
 
@@ -199,7 +200,16 @@ impl FakeGenerator {
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
+            step_delay: Duration::ZERO,
             loaded: AtomicBool::new(false),
+        }
+    }
+
+    /// A fake that takes `step` per denoising step (a long job is slow, a short one fast).
+    pub fn per_step(step: Duration) -> Self {
+        Self {
+            step_delay: step,
+            ..Self::new(Duration::ZERO)
         }
     }
 }
@@ -244,7 +254,7 @@ impl Generator for FakeGenerator {
                     source: format!("cancelled after {} of {steps} steps", step - 1).into(),
                 });
             }
-            std::thread::sleep(self.delay / steps);
+            std::thread::sleep(self.delay / steps + self.step_delay);
             progress(step, steps);
         }
         let images = (0..spec.num_images)

@@ -49,7 +49,7 @@ pub mod worker;
 // The job store and the settings, re-exported under their old paths: the worker is the
 // generation loop and the engine adapter on top of them.
 pub use easel_config as config;
-pub use easel_jobs::{callback, contract, db, logsafe, metrics, queue, retry, storage, submit};
+pub use easel_jobs::{callback, contract, db, logsafe, metrics, operate, queue, retry, storage, submit};
 
 pub use easel_config::{ConfigError, WorkerConfig, EXIT_CONFIG};
 pub use error::Error;

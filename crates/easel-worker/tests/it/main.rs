@@ -10,6 +10,7 @@ mod end_to_end;
 mod endpoints;
 mod exactly_once;
 mod harness;
+mod job_control;
 mod malformed;
 mod outages;
 mod queues;
