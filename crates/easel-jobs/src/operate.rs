@@ -79,7 +79,10 @@ mod tests {
         let p = r#"{"id":"j","api_key":"sk-1","metadata":{"reference_image_url":"https://x/o.png?token=abc"},"prompt":"p"}"#;
         let shown = masked_payload(p);
         assert!(!shown.contains("sk-1") && !shown.contains("abc"), "{shown}");
-        assert!(shown.contains("https://x/o.png?****") && shown.contains("\"prompt\": \"p\""), "{shown}");
+        assert!(
+            shown.contains("https://x/o.png?****") && shown.contains("\"prompt\": \"p\""),
+            "{shown}"
+        );
     }
 
     #[test]

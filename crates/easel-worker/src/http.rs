@@ -132,7 +132,11 @@ async fn cancel_job(State(s): State<Arc<Shared>>, Path(id): Path<String>, header
     match s.current() {
         Some(w) if w.snapshot().id == id => {
             w.stop(Stop::Cancelled);
-            (StatusCode::ACCEPTED, Json(json!({"success": true, "message": "cancelling"}))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"success": true, "message": "cancelling"})),
+            )
+                .into_response()
         }
         _ => reply(StatusCode::NOT_FOUND, "that job is not running on this worker"),
     }

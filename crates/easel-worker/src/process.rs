@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::contract::wire::{self, Asset, AssetMetadata, Img2ImgMetadata};
 use crate::config::duration::Human;
+use crate::contract::wire::{self, Asset, AssetMetadata, Img2ImgMetadata};
 use crate::contract::{self, Envelope, ErrorKind, JobError, JobSpec, JobType, Unreadable};
 use crate::encode;
 use crate::generator::{GeneratedImage, GenerationSpec, InitSpec};
@@ -109,8 +109,15 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
     let started = Instant::now();
     let mut st = JobState::Leased;
     let job_type = env.job_type_text();
-    let user = env.field(&["user_id", "userId"]).and_then(|v| v.as_str()).map(str::to_string);
-    if let Err(e) = ctx.queue.running(&d, &env.id, job_type.as_deref(), user.as_deref()).await {
+    let user = env
+        .field(&["user_id", "userId"])
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    if let Err(e) = ctx
+        .queue
+        .running(&d, &env.id, job_type.as_deref(), user.as_deref())
+        .await
+    {
         tracing::warn!(error = %e, "cannot record the job as running; `easel jobs` will not show its progress");
     }
     let (body, outcome) = match execute(&ctx, &env, &mut st).await {
@@ -347,7 +354,8 @@ async fn generate(
     let generator = ctx.generator.clone();
     let started = Instant::now();
     let w = watch.clone();
-    let joined = tokio::task::spawn_blocking(move || generator.generate(&gspec, &mut |step, total| w.step(step, total))).await;
+    let joined =
+        tokio::task::spawn_blocking(move || generator.generate(&gspec, &mut |step, total| w.step(step, total))).await;
     ctx.metrics.phase(Phase::Generate, started.elapsed());
     let result = joined.map_err(|e| JobError::new(ErrorKind::Generation, format!("the engine crashed: {e}")))?;
     result.map_err(|e| {

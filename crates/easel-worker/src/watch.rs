@@ -95,7 +95,11 @@ impl Watch {
     /// Denoising reached `step` of `total` (called from the engine's thread).
     pub fn step(&self, step: u32, total: u32) {
         if let Ok(mut s) = self.state.lock() {
-            s.phase = if step >= total && total > 0 { "decoding" } else { "denoising" };
+            s.phase = if step >= total && total > 0 {
+                "decoding"
+            } else {
+                "denoising"
+            };
             s.step = step;
             s.total = total;
         }

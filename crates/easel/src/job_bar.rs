@@ -49,7 +49,9 @@ impl JobBar {
             bar.set_message(p.phase.clone());
             bar.set_length(u64::from(p.total));
             bar.set_position(u64::from(p.step));
-        } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY) || self.last.as_ref().map(|l| &l.0) != Some(&p.phase) {
+        } else if self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY)
+            || self.last.as_ref().map(|l| &l.0) != Some(&p.phase)
+        {
             eprintln!("progress: {} {}/{}", p.phase, p.step, p.total);
             self.last_line = Some(Instant::now());
         }

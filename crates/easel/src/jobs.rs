@@ -119,7 +119,10 @@ async fn act(q: &dyn Queue, config: &WorkerConfig, action: Action) -> Result<()>
         Action::List(a) => list(q, a).await,
         Action::Show(a) => show(q, a).await,
         Action::Cancel(a) => match operate::cancel(q, config, &a.id).await? {
-            CancelResult::Removed => ok(format!("job {} was queued: removed, its cancelled callback queued", a.id)),
+            CancelResult::Removed => ok(format!(
+                "job {} was queued: removed, its cancelled callback queued",
+                a.id
+            )),
             CancelResult::Requested => ok(format!("job {} is running: its worker stops it within a step", a.id)),
             CancelResult::Finished => bail!("job {} has already finished; nothing to cancel", a.id),
             CancelResult::Unknown => bail!("no job {} in {}", a.id, q.describe()),
@@ -144,7 +147,10 @@ async fn list(q: &dyn Queue, a: ListArgs) -> Result<()> {
     let rows = q.list(a.state, a.limit).await?;
     if a.json {
         let rows: Vec<Value> = rows.iter().map(row_json).collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "queue": q.describe(), "jobs": rows }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "queue": q.describe(), "jobs": rows }))?
+        );
         return Ok(());
     }
     println!(
@@ -152,8 +158,14 @@ async fn list(q: &dyn Queue, a: ListArgs) -> Result<()> {
         "ID", "STATE", "TYPE", "USER", "WORKER", "PROGRESS", "AGE", "TRY"
     );
     for r in &rows {
-        let progress = r.progress.as_ref().map(|p| format!("{}/{}", p.step, p.total)).unwrap_or_default();
-        let age = r.since.map(|s| duration::format(Duration::from_secs((now() - s).max(0.0) as u64)));
+        let progress = r
+            .progress
+            .as_ref()
+            .map(|p| format!("{}/{}", p.step, p.total))
+            .unwrap_or_default();
+        let age = r
+            .since
+            .map(|s| duration::format(Duration::from_secs((now() - s).max(0.0) as u64)));
         println!(
             "{:<38} {:<8} {:<16} {:<12} {:<10} {:>8} {:>7} {:>4}  {}",
             r.id.as_deref().unwrap_or("(no id)"),
@@ -218,7 +230,10 @@ async fn show(q: &dyn Queue, a: ShowArgs) -> Result<()> {
 
 fn detail_json(d: &JobDetail) -> Value {
     let payload = d.payload.as_deref().map(operate::masked_payload);
-    let outcome: Option<Value> = d.outcome.as_deref().map(|o| serde_json::from_str(o).unwrap_or(Value::String(o.into())));
+    let outcome: Option<Value> = d
+        .outcome
+        .as_deref()
+        .map(|o| serde_json::from_str(o).unwrap_or(Value::String(o.into())));
     let callback = d.callback.as_ref().map(|c| {
         json!({"attempts": c.attempts, "delivered_at": c.delivered_at, "given_up_at": c.given_up_at, "last_error": c.last_error})
     });
@@ -228,7 +243,12 @@ fn detail_json(d: &JobDetail) -> Value {
 fn print_detail(d: &JobDetail) {
     let r = &d.row;
     println!("job {}", r.id.as_deref().unwrap_or("(no id)"));
-    println!("  state: {}   type: {}   user: {}", r.state.as_str(), r.job_type.as_deref().unwrap_or("-"), r.user_id.as_deref().unwrap_or("-"));
+    println!(
+        "  state: {}   type: {}   user: {}",
+        r.state.as_str(),
+        r.job_type.as_deref().unwrap_or("-"),
+        r.user_id.as_deref().unwrap_or("-")
+    );
     if let Some(w) = &r.worker {
         println!("  worker: {w}");
     }
@@ -243,7 +263,9 @@ fn print_detail(d: &JobDetail) {
         println!("  payload:\n{}", indent(&operate::masked_payload(p)));
     }
     if let Some(o) = &d.outcome {
-        let pretty = serde_json::from_str::<Value>(o).ok().and_then(|v| serde_json::to_string_pretty(&v).ok());
+        let pretty = serde_json::from_str::<Value>(o)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok());
         println!("  outcome:\n{}", indent(pretty.as_deref().unwrap_or(o)));
     }
     if let Some(c) = &d.callback {

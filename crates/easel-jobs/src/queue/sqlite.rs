@@ -78,7 +78,10 @@ pub(crate) fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
 fn type_and_user(payload: &[u8]) -> (Option<String>, Option<String>) {
     let v: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
     let text = |k: &str| v.as_ref()?.get(k)?.as_str().map(str::to_string);
-    (text("type").or_else(|| text("jobType")), text("user_id").or_else(|| text("userId")))
+    (
+        text("type").or_else(|| text("jobType")),
+        text("user_id").or_else(|| text("userId")),
+    )
 }
 
 /// Stores `payload` as TEXT when it is UTF-8 (readable with `sqlite3`), else as a BLOB.

@@ -30,7 +30,10 @@ async fn slow_worker(stub: &SupabaseStub, per_step: Duration, extra: &[(&'static
 
 async fn step_of(q: &Arc<dyn Queue>, id: &str) -> Option<u32> {
     let rows = q.list(Some(JobState::Running), 10).await.ok()?;
-    rows.into_iter().find(|r| r.id.as_deref() == Some(id))?.progress.map(|p| p.step)
+    rows.into_iter()
+        .find(|r| r.id.as_deref() == Some(id))?
+        .progress
+        .map(|p| p.step)
 }
 
 async fn cancel_running_job_and_go_on(extra: &[(&'static str, String)]) {
@@ -38,8 +41,12 @@ async fn cancel_running_job_and_go_on(extra: &[(&'static str, String)]) {
     let w = slow_worker(&stub, Duration::from_millis(300), extra).await;
     let q = w.producer().await;
     let (long, next) = (unique("long"), unique("next"));
-    q.push(&job_with(&long, json!({"num_inference_steps": 150}))).await.unwrap();
-    q.push(&job_with(&next, json!({"num_inference_steps": 1}))).await.unwrap();
+    q.push(&job_with(&long, json!({"num_inference_steps": 150})))
+        .await
+        .unwrap();
+    q.push(&job_with(&next, json!({"num_inference_steps": 1})))
+        .await
+        .unwrap();
 
     // Its step advances, as `easel jobs list` shows it.
     let first = eventually("the long job to report a step", || {
@@ -53,7 +60,9 @@ async fn cancel_running_job_and_go_on(extra: &[(&'static str, String)]) {
     assert!(later > first);
 
     let asked = Instant::now();
-    let r = easel_worker::operate::cancel(q.as_ref(), &w.config, &long).await.unwrap();
+    let r = easel_worker::operate::cancel(q.as_ref(), &w.config, &long)
+        .await
+        .unwrap();
     assert_eq!(r, CancelResult::Requested);
     let cb = stub.callback_for(&long).await;
     let took = asked.elapsed();
@@ -63,7 +72,10 @@ async fn cancel_running_job_and_go_on(extra: &[(&'static str, String)]) {
     let done = stub.callback_for(&next).await;
     assert_eq!(done.body["status"], "completed", "the worker went on with the next job");
     assert_eq!(
-        stub.callbacks().iter().filter(|c| c.body["job_id"] == long.as_str()).count(),
+        stub.callbacks()
+            .iter()
+            .filter(|c| c.body["job_id"] == long.as_str())
+            .count(),
         1,
         "exactly one terminal callback"
     );
@@ -102,7 +114,11 @@ async fn a_job_past_its_time_limit_ends_with_timeout() {
     let cb = stub.callback_for(&id).await;
     assert_eq!(cb.body["status"], "failed");
     assert_eq!(cb.body["metadata"]["error_type"], "timeout");
-    assert!(cb.body["error_message"].as_str().unwrap_or("").contains("1s"), "{}", cb.raw);
+    assert!(
+        cb.body["error_message"].as_str().unwrap_or("").contains("1s"),
+        "{}",
+        cb.raw
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     let metrics = w.metrics().await;
     assert!(
@@ -149,13 +165,25 @@ async fn the_running_job_is_shown_and_cancelled_over_http_with_the_admin_token()
     let cancel = w.url(&format!("/jobs/{id}/cancel"));
     let refused = http.post(&cancel).send().await.unwrap();
     assert_eq!(refused.status(), 401);
-    let wrong = http.post(w.url("/jobs/other/cancel")).bearer_auth("adm").send().await.unwrap();
+    let wrong = http
+        .post(w.url("/jobs/other/cancel"))
+        .bearer_auth("adm")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 404);
     let ok = http.post(&cancel).bearer_auth("adm").send().await.unwrap();
     assert_eq!(ok.status(), 202);
     let cb = stub.callback_for(&id).await;
     assert_eq!(cb.body["metadata"]["error_type"], "cancelled");
-    let idle: serde_json::Value = http.get(w.url("/jobs/current")).send().await.unwrap().json().await.unwrap();
+    let idle: serde_json::Value = http
+        .get(w.url("/jobs/current"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(idle["job"].is_null(), "{idle}");
     w.stop().await.unwrap();
 }
@@ -163,7 +191,12 @@ async fn the_running_job_is_shown_and_cancelled_over_http_with_the_admin_token()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_callbacks_come_while_the_job_runs_and_never_after_its_terminal_callback() {
     let stub = SupabaseStub::start("k").await;
-    let w = slow_worker(&stub, Duration::from_millis(100), &[("progress_callbacks", "true".into())]).await;
+    let w = slow_worker(
+        &stub,
+        Duration::from_millis(100),
+        &[("progress_callbacks", "true".into())],
+    )
+    .await;
     let id = unique("prog");
     w.producer()
         .await
@@ -177,15 +210,30 @@ async fn progress_callbacks_come_while_the_job_runs_and_never_after_its_terminal
     })
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let mine: Vec<_> = stub.callbacks().into_iter().filter(|c| c.body["job_id"] == id.as_str()).collect();
+    let mine: Vec<_> = stub
+        .callbacks()
+        .into_iter()
+        .filter(|c| c.body["job_id"] == id.as_str())
+        .collect();
     let last = mine.last().unwrap();
     assert_eq!(last.raw, terminal.raw, "nothing after the terminal callback");
     let progress: Vec<_> = mine.iter().filter(|c| c.body["status"] == "processing").collect();
     assert!(progress.len() >= 2, "{} progress callbacks", progress.len());
-    assert!(progress.len() <= 8, "at most one per 500 ms over 3 s: {}", progress.len());
+    assert!(
+        progress.len() <= 8,
+        "at most one per 500 ms over 3 s: {}",
+        progress.len()
+    );
     let p = &progress[0].body["metadata"]["progress"];
     assert!(p["total"] == 30 && p["phase"].is_string(), "{p}");
-    let keys: std::collections::BTreeSet<_> = progress.iter().map(|c| c.headers["x-easel-delivery-id"].clone()).collect();
-    assert_eq!(keys.len(), progress.len(), "each progress callback has its own delivery id");
+    let keys: std::collections::BTreeSet<_> = progress
+        .iter()
+        .map(|c| c.headers["x-easel-delivery-id"].clone())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        progress.len(),
+        "each progress callback has its own delivery id"
+    );
     w.stop().await.unwrap();
 }
