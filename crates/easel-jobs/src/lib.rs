@@ -13,12 +13,14 @@
 //! - [`operate`]: what `easel jobs` does: cancel with the contract's outcome, masked payloads.
 //! - [`submit`]: building and pushing a contract payload, and waiting for its outcome.
 //! - [`metrics`]: Prometheus counters and gauges of jobs, phases, callbacks and storage.
+//! - [`histogram`]: Prometheus histograms from fixed atomic buckets.
 //! - [`retry`]: full-jitter exponential backoff shared by storage, callbacks and queue commands.
 //! - [`logsafe`]: producer-supplied text escaped for log lines.
 
 pub mod callback;
 pub mod contract;
 pub mod db;
+pub mod histogram;
 pub mod logsafe;
 pub mod metrics;
 pub mod operate;

@@ -1,11 +1,14 @@
-//! Why this exists: `/metrics` in Prometheus text format — jobs by outcome, time spent in each
-//! phase of a job, queue depth, callback and upload attempts — from plain atomics, so the hot
-//! path costs an atomic add and there is no metrics dependency to build.
+//! Why this exists: `/metrics` in Prometheus text format — jobs by outcome, job duration and
+//! queue wait as histograms, time spent in each phase, the running job's progress, jobs
+//! stopped early by type and reason, queue depth, callback and upload attempts, and
+//! `easel_build_info` — from plain atomics, so the hot path costs an atomic add and there is
+//! no metrics dependency to build.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::histogram::Histogram;
 use crate::queue::Depth;
 
 /// How a job ended.
@@ -94,6 +97,10 @@ pub struct Metrics {
     callbacks: [AtomicU64; 3],
     uploads_ok: AtomicU64,
     uploads_failed: AtomicU64,
+    /// Seconds from a job's start to its recorded outcome.
+    duration: Histogram,
+    /// Seconds a job waited in the queue before it started (where the push time is known).
+    wait: Histogram,
     /// The running job's denoising progress in millionths (0 when none runs).
     progress_millionths: AtomicU64,
     /// Jobs stopped before they finished, by (job type, `cancelled` or `timeout`).
@@ -128,6 +135,16 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A job ran for `took` (start to outcome).
+    pub fn job_duration(&self, took: Duration) {
+        self.duration.observe(took);
+    }
+
+    /// A job waited `waited` in the queue before it started.
+    pub fn queue_wait(&self, waited: Duration) {
+        self.wait.observe(waited);
+    }
+
     /// The running job reached `step` of `total` (0 of 0: none runs).
     pub fn progress(&self, step: u32, total: u32) {
         let ratio = if total == 0 {
@@ -154,6 +171,18 @@ impl Metrics {
     pub fn render(&self, depth: Option<Depth>) -> String {
         let mut s = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.push_str("# HELP easel_build_info The running build (always 1).\n# TYPE easel_build_info gauge\n");
+        let _ = writeln!(s, "easel_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        self.duration.render(
+            &mut s,
+            "easel_job_duration_seconds",
+            "Time from a job's start to its recorded outcome.",
+        );
+        self.wait.render(
+            &mut s,
+            "easel_queue_wait_seconds",
+            "Time a job waited in the queue before it started (where the push time is known).",
+        );
         s.push_str("# HELP easel_jobs_total Jobs finished, by outcome.\n# TYPE easel_jobs_total counter\n");
         for o in Outcome::ALL {
             let _ = writeln!(s, "easel_jobs_total{{outcome=\"{}\"}} {}", o.label(), self.jobs(o));

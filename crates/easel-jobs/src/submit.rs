@@ -71,7 +71,8 @@ pub fn payload(s: &Submission, id: &str) -> Value {
     if let Some(d) = s.denoise_strength {
         metadata.insert("denoise_strength".into(), d.into());
     }
-    json!({"id": id, "type": s.job_type, "prompt": s.prompt, "user_id": s.user_id, "config": config, "metadata": metadata})
+    json!({"id": id, "type": s.job_type, "prompt": s.prompt, "user_id": s.user_id, "config": config,
+           "metadata": metadata, "queued_at": crate::db::now()})
 }
 
 /// A submit failure.

@@ -107,6 +107,10 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
         "job started"
     );
     let started = Instant::now();
+    if let Some(q) = d.queued_at() {
+        ctx.metrics
+            .queue_wait(Duration::from_secs_f64((crate::db::now() - q).max(0.0)));
+    }
     let mut st = JobState::Leased;
     let job_type = env.job_type_text();
     let user = env
@@ -128,6 +132,7 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
         }
     };
     let ended = finish(&ctx, &d, &env, body, outcome, None, st).await;
+    ctx.metrics.job_duration(started.elapsed());
     if let Err(e) = ctx.queue.ended(&env.id).await {
         tracing::debug!(error = %e, "cannot clear the job's running record (it expires on its own)");
     }

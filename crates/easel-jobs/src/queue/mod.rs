@@ -63,9 +63,21 @@ pub struct Delivery {
     /// Backend-specific identity of the payload (its SHA-1 for Redis, so it is removed by
     /// exact bytes without sending them back).
     pub digest: String,
+    /// When it was pushed (Unix seconds), where the backend records it (SQLite does; a Redis
+    /// list does not, see [`Delivery::queued_at`]).
+    pub enqueued_at: Option<f64>,
 }
 
 impl Delivery {
+    /// When the job was pushed: the backend's record, else a numeric top-level `queued_at`
+    /// or `created_at` in the payload (Unix seconds; `easel submit` writes `queued_at`).
+    pub fn queued_at(&self) -> Option<f64> {
+        self.enqueued_at.or_else(|| {
+            let v: serde_json::Value = serde_json::from_slice(&self.payload).ok()?;
+            ["queued_at", "created_at"].iter().find_map(|k| v.get(*k)?.as_f64())
+        })
+    }
+
     /// The payload as text, or why it is not UTF-8.
     pub fn text(&self) -> Result<&str, std::str::Utf8Error> {
         std::str::from_utf8(&self.payload)

@@ -327,6 +327,7 @@ impl Queue for RedisQueue {
                     deliveries: n.as_int().unwrap_or(1).clamp(1, u32::MAX as i64) as u32,
                     receipt: proc_,
                     digest: String::from_utf8_lossy(digest).into_owned(),
+                    enqueued_at: None,
                 })),
                 _ => Err(self.unexpected("lease", &r)),
             },

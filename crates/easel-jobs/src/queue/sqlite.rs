@@ -166,7 +166,7 @@ impl Queue for SqliteQueue {
                    WHERE seq = (SELECT seq FROM jobs WHERE queue = ?3
                                 AND (state = 'queued' OR (state = 'leased' AND (lease_until < ?4 OR consumer = ?1)))
                                 ORDER BY (state = 'leased' AND consumer = ?1) DESC, seq LIMIT 1)
-                   RETURNING seq, payload, deliveries";
+                   RETURNING seq, payload, deliveries, enqueued_at";
         let row = self.db.call(move |c| {
             c.query_row(sql, params![consumer, until, queue, now()], |r| {
                 Ok(Delivery {
@@ -174,6 +174,7 @@ impl Queue for SqliteQueue {
                     payload: bytes_of(r.get_ref(1)?)?,
                     deliveries: r.get(2)?,
                     digest: String::new(),
+                    enqueued_at: r.get(3)?,
                 })
             })
             .optional()

@@ -125,6 +125,17 @@ async fn a_job_past_its_time_limit_ends_with_timeout() {
         metrics.contains("easel_jobs_stopped_total{job_type=\"sdxl_image_fast\",reason=\"timeout\"} 1"),
         "{metrics}"
     );
+    // Duration and queue wait are histograms (quantiles come from their buckets).
+    for line in [
+        "# TYPE easel_job_duration_seconds histogram",
+        "easel_job_duration_seconds_count 1",
+        "easel_job_duration_seconds_bucket{le=\"+Inf\"} 1",
+        "easel_queue_wait_seconds_count 1",
+        "easel_build_info{version=",
+        "easel_job_progress_ratio 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     w.stop().await.unwrap();
 }
 
