@@ -237,7 +237,12 @@ fn detail_json(d: &JobDetail) -> Value {
     let callback = d.callback.as_ref().map(|c| {
         json!({"attempts": c.attempts, "delivered_at": c.delivered_at, "given_up_at": c.given_up_at, "last_error": c.last_error})
     });
-    json!({"job": row_json(&d.row), "payload": payload, "outcome": outcome, "callback": callback})
+    let history: Vec<Value> = d
+        .history
+        .iter()
+        .map(|e| json!({"state": e.state, "at": e.at, "by": e.by}))
+        .collect();
+    json!({"job": row_json(&d.row), "payload": payload, "history": history, "outcome": outcome, "callback": callback})
 }
 
 fn print_detail(d: &JobDetail) {
@@ -256,6 +261,11 @@ fn print_detail(d: &JobDetail) {
         println!("  progress: {} {}/{}", p.phase, p.step, p.total);
     }
     println!("  attempts: {}", r.attempts);
+    for e in &d.history {
+        let ago = duration::format(Duration::from_secs((now() - e.at).max(0.0) as u64));
+        let by = e.by.as_deref().map(|w| format!(" on {w}")).unwrap_or_default();
+        println!("  {:<8} {ago} ago{by}", e.state);
+    }
     if let Some(reason) = &r.dead_reason {
         println!("  dead-lettered: {reason}");
     }

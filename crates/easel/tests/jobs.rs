@@ -103,8 +103,19 @@ fn story(backend: &[(&str, String)]) {
     let mut args = vec!["--job-timeout", "1"];
     args.extend_from_slice(&big);
     submit(&slow, "150", &args);
-    let o = wait_for("the timed-out outcome", || outcome(d, &env, &slow));
-    assert_eq!(o["metadata"]["error_type"], "timeout", "{o}");
+    // `--follow` returns once the job has ended, with its history and outcome.
+    let followed = json_of(&run(d, &["jobs", "show", &slow, "--follow", "--json"], &env));
+    assert_eq!(followed["outcome"]["metadata"]["error_type"], "timeout", "{followed}");
+    let states: Vec<&str> = followed["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert!(
+        states.contains(&"queued") && states.last() == Some(&"done"),
+        "{states:?}"
+    );
 
     let out = run(
         d,

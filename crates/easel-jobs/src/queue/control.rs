@@ -91,6 +91,26 @@ pub struct JobDetail {
     pub outcome: Option<String>,
     /// The delivery of that callback.
     pub callback: Option<CallbackState>,
+    /// The states it went through, oldest first, as far as the backend records them.
+    pub history: Vec<Event>,
+}
+
+/// One state change of a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// `queued`, `running`, `done` or `dead`.
+    pub state: &'static str,
+    /// Unix seconds.
+    pub at: f64,
+    /// The worker, for `running`.
+    pub by: Option<String>,
+}
+
+impl Event {
+    /// An event, if its time is known.
+    pub fn at(state: &'static str, at: Option<f64>, by: Option<String>) -> Option<Self> {
+        Some(Self { state, at: at?, by })
+    }
 }
 
 /// Where a job's terminal callback stands.
@@ -161,6 +181,12 @@ pub trait Control {
     async fn cancel_requested(&self, id: &str) -> Result<bool, QueueError>;
     /// Worker side: job `id` has ended here (its progress record and cancel mark are dropped).
     async fn ended(&self, id: &str) -> Result<(), QueueError>;
+}
+
+/// The push time a payload carries: a numeric top-level `queued_at` or `created_at`.
+pub fn payload_queued_at(payload: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    ["queued_at", "created_at"].iter().find_map(|k| v.get(*k)?.as_f64())
 }
 
 /// The job id of a payload, if one can be read (for building a cancel outcome).

@@ -72,10 +72,8 @@ impl Delivery {
     /// When the job was pushed: the backend's record, else a numeric top-level `queued_at`
     /// or `created_at` in the payload (Unix seconds; `easel submit` writes `queued_at`).
     pub fn queued_at(&self) -> Option<f64> {
-        self.enqueued_at.or_else(|| {
-            let v: serde_json::Value = serde_json::from_slice(&self.payload).ok()?;
-            ["queued_at", "created_at"].iter().find_map(|k| v.get(*k)?.as_f64())
-        })
+        self.enqueued_at
+            .or_else(|| control::payload_queued_at(std::str::from_utf8(&self.payload).ok()?))
     }
 
     /// The payload as text, or why it is not UTF-8.

@@ -1,7 +1,8 @@
 //! Why this exists: job control ([`Control`]) for the Redis queue (native and Upstash REST).
 //! Keys, next to the queue's own (`<q>` is the queue name):
-//! - `<q>:job:<id>`: a hash per running job (consumer, started_at, job_type, user_id,
-//!   phase, step, total, updated_at), expiring a day after its last update;
+//! - `<q>:job:<id>`: a hash per job run here (consumer, queued_at, started_at, job_type,
+//!   user_id, phase, step, total, updated_at), expiring a day after its last update while it
+//!   runs and kept as long as the outcome once it ended (the history of `easel jobs show`);
 //! - `<q>:running`: the ids of running jobs (checked against those hashes when listed);
 //! - `<q>:cancel:<id>`: a cancel request the worker running `<id>` checks at every progress tick;
 //! - `<q>:done`: ids with an outcome, scored by when it was recorded (trimmed to the outcome TTL).
@@ -15,7 +16,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::control::{
-    CallbackState, CancelOutcome, CancelResult, Control, JobDetail, JobRow, JobState, Progress, RetryResult,
+    payload_queued_at, CallbackState, CancelOutcome, CancelResult, Control, Event, JobDetail, JobRow, JobState,
+    Progress, RetryResult,
 };
 use super::redis::RedisQueue;
 use super::transport::Reply;
@@ -98,9 +100,14 @@ impl RedisQueue {
         Ok(texts(&r))
     }
 
-    async fn running_row(&self, id: &str) -> Result<Option<JobRow>, QueueError> {
+    /// The fields of job `id`'s run record (empty when there is none).
+    async fn run_record(&self, id: &str) -> Result<Vec<(String, String)>, QueueError> {
         let key = self.job_key(id);
-        let f = fields(&self.t().cmd(&[b"HGETALL", key.as_bytes()]).await?);
+        Ok(fields(&self.t().cmd(&[b"HGETALL", key.as_bytes()]).await?))
+    }
+
+    async fn running_row(&self, id: &str) -> Result<Option<JobRow>, QueueError> {
+        let f = self.run_record(id).await?;
         if f.is_empty() {
             return Ok(None);
         }
@@ -150,7 +157,7 @@ impl RedisQueue {
             user_id,
             worker: None,
             progress: None,
-            since: None,
+            since: payload_queued_at(payload),
             attempts: 0,
             dead_reason: None,
         }
@@ -286,49 +293,49 @@ impl Control for RedisQueue {
     async fn show(&self, id: &str) -> Result<Option<JobDetail>, QueueError> {
         let outcome = self.outcome_body(id).await?;
         let callback = self.callback_state(id).await?;
+        let detail = |row: JobRow, payload: Option<String>, history: Vec<Event>| JobDetail {
+            row,
+            payload,
+            outcome: outcome.clone(),
+            callback: callback.clone(),
+            history,
+        };
+        let queued = |p: &Option<String>| Event::at("queued", p.as_deref().and_then(payload_queued_at), None);
         if let Some(row) = self.running_row(id).await?.filter(|_| outcome.is_none()) {
             let payload = match &row.worker {
                 Some(w) => self.running_payload(w, id).await?,
                 None => None,
             };
-            return Ok(Some(JobDetail {
-                row,
-                payload,
-                outcome,
-                callback,
-            }));
+            let history = [queued(&payload), Event::at("running", row.since, row.worker.clone())];
+            return Ok(Some(detail(row, payload, history.into_iter().flatten().collect())));
         }
         if let Some((_, row, payload)) = self.find_dead(id).await? {
-            return Ok(Some(JobDetail {
-                row,
-                payload,
-                outcome,
-                callback,
-            }));
+            let history = [queued(&payload), Event::at("dead", row.since, None)];
+            return Ok(Some(detail(row, payload, history.into_iter().flatten().collect())));
         }
         if let Some(body) = &outcome {
-            let score = self
-                .t()
-                .cmd(&[b"ZSCORE", self.key("done").as_bytes(), id.as_bytes()])
-                .await?;
+            let key = self.key("done");
+            let score = self.t().cmd(&[b"ZSCORE", key.as_bytes(), id.as_bytes()]).await?;
             let since = score
                 .as_text()
                 .and_then(|s| s.parse::<f64>().ok())
                 .map(|ms| ms / 1000.0);
-            return Ok(Some(JobDetail {
-                row: Self::done_row(id, body, since),
-                payload: None,
-                outcome,
-                callback,
-            }));
+            let ran = self.run_record(id).await?;
+            let get = |k: &str| get(&ran, k).map(str::to_string);
+            let secs = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+            let history = [
+                Event::at("queued", secs("queued_at"), None),
+                Event::at("running", secs("started_at"), get("consumer")),
+                Event::at("done", since, None),
+            ];
+            let row = Self::done_row(id, body, since);
+            return Ok(Some(detail(row, None, history.into_iter().flatten().collect())));
         }
         if let Some(payload) = self.find_in(self.name(), id).await? {
-            return Ok(Some(JobDetail {
-                row: Self::queued_row(&payload),
-                payload: Some(payload),
-                outcome: None,
-                callback: None,
-            }));
+            let history = Event::at("queued", payload_queued_at(&payload), None)
+                .into_iter()
+                .collect();
+            return Ok(Some(detail(Self::queued_row(&payload), Some(payload), history)));
         }
         Ok(None)
     }
@@ -414,6 +421,7 @@ impl Control for RedisQueue {
     ) -> Result<(), QueueError> {
         let key = self.job_key(id);
         let (started, deliveries) = (now().to_string(), d.deliveries.to_string());
+        let queued = d.queued_at().map(|q| q.to_string());
         let mut cmd: Vec<&[u8]> = vec![
             b"HSET",
             key.as_bytes(),
@@ -429,6 +437,9 @@ impl Control for RedisQueue {
         }
         if let Some(u) = user_id {
             cmd.extend([b"user_id".as_slice(), u.as_bytes()]);
+        }
+        if let Some(q) = &queued {
+            cmd.extend([b"queued_at".as_slice(), q.as_bytes()]);
         }
         self.t().cmd(&[b"DEL", key.as_bytes()]).await?;
         self.t().cmd(&cmd).await?;
@@ -473,7 +484,10 @@ impl Control for RedisQueue {
 
     async fn ended(&self, id: &str) -> Result<(), QueueError> {
         let (job, cancel, running) = (self.job_key(id), self.cancel_key(id), self.key("running"));
-        self.t().cmd(&[b"DEL", job.as_bytes(), cancel.as_bytes()]).await?;
+        // The record stays as long as the outcome, for the history `easel jobs show` prints.
+        let ttl = self.outcome_ttl_secs();
+        self.t().cmd(&[b"EXPIRE", job.as_bytes(), ttl.as_bytes()]).await?;
+        self.t().cmd(&[b"DEL", cancel.as_bytes()]).await?;
         self.t()
             .cmd(&[b"SREM", running.as_bytes(), id.as_bytes()])
             .await

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::control::{
-    CallbackState, CancelOutcome, CancelResult, Control, JobDetail, JobRow, JobState, Progress, RetryResult,
+    CallbackState, CancelOutcome, CancelResult, Control, Event, JobDetail, JobRow, JobState, Progress, RetryResult,
 };
 use super::sqlite::SqliteQueue;
 use super::{Delivery, Queue, QueueError};
@@ -74,6 +74,31 @@ fn latest(c: &Connection, queue: &str, id: &str) -> rusqlite::Result<Option<(i64
         .optional()
 }
 
+/// The job's states from its newest row's timestamps.
+fn history(c: &Connection, queue: &str, id: &str) -> rusqlite::Result<Vec<Event>> {
+    let sql = "SELECT enqueued_at, started_at, finished_at, state, consumer FROM jobs
+               WHERE queue = ?1 AND job_id = ?2 ORDER BY seq DESC LIMIT 1";
+    let Some((queued, started, finished, state, consumer)) = c
+        .query_row(sql, params![queue, id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?))
+        })
+        .optional()?
+    else {
+        return Ok(Vec::new());
+    };
+    let end = match state.as_str() {
+        "dead" => Some("dead"),
+        "done" => Some("done"),
+        _ => None,
+    };
+    let events = [
+        Event::at("queued", queued, None),
+        Event::at("running", started, consumer),
+        end.and_then(|s| Event::at(s, finished, None)),
+    ];
+    Ok(events.into_iter().flatten().collect())
+}
+
 fn callback_state(c: &Connection, id: &str) -> rusqlite::Result<Option<CallbackState>> {
     let sql =
         "SELECT attempts, delivered_at, given_up_at, last_error FROM outbox WHERE job_id = ?1 ORDER BY id DESC LIMIT 1";
@@ -125,6 +150,7 @@ impl Control for SqliteQueue {
                 )
                 .optional()?;
             Ok(Some(JobDetail {
+                history: history(c, &queue, &id)?,
                 row,
                 payload,
                 outcome,
