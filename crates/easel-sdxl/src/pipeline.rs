@@ -33,8 +33,15 @@ pub const SDXL_SCALE_FACTOR: usize = 8;
 pub fn validate_side(name: &str, v: usize, f: usize) -> Result<()> {
     if v == 0 || !v.is_multiple_of(f) || v > MAX_SIDE {
         let nearest = ((v + f / 2) / f).clamp(1, MAX_SIDE / f) * f;
+        let (down, up) = (v / f * f, v / f * f + f);
+        // Half-way between two valid sides (60 with a factor of 8): both are as near.
+        let hint = if down > 0 && up <= MAX_SIDE && v - down == up - v {
+            format!("{down} or {up}")
+        } else {
+            nearest.to_string()
+        };
         return Err(Error::invalid(format!(
-            "{name} {v} is not a positive multiple of {f} up to {MAX_SIDE}: try {nearest}"
+            "{name} {v} is not a positive multiple of {f} up to {MAX_SIDE}: try {hint}"
         )));
     }
     Ok(())
