@@ -262,7 +262,7 @@ mod tests {
         let g = SdxlGenerator::new(Some(dir.path().into()), "cpu", None).unwrap();
         let err = g.load().unwrap_err();
         assert_eq!(err.cause(), Cause::BadModel);
-        assert_eq!(err.job_error_kind(), ErrorKind::Generation);
+        assert_eq!(err.job_error_kind(), ErrorKind::Model);
         assert!(
             err.to_string().starts_with("cannot load the model: missing model file"),
             "{err}"

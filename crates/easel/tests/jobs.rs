@@ -69,7 +69,7 @@ fn story(backend: &[(&str, String)]) {
         let out = run(d, &args, &env);
         assert!(out.status.success(), "{}", text(&out.stderr));
     };
-    submit(&long, "150", &big);
+    submit(&long, "200", &big);
     submit(&next, "2", &[]);
 
     let first = wait_for("the long job to run", || {

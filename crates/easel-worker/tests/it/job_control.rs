@@ -41,7 +41,7 @@ async fn cancel_running_job_and_go_on(extra: &[(&'static str, String)]) {
     let w = slow_worker(&stub, Duration::from_millis(300), extra).await;
     let q = w.producer().await;
     let (long, next) = (unique("long"), unique("next"));
-    q.push(&job_with(&long, json!({"num_inference_steps": 150})))
+    q.push(&job_with(&long, json!({"num_inference_steps": 200})))
         .await
         .unwrap();
     q.push(&job_with(&next, json!({"num_inference_steps": 1})))
