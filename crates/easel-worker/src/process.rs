@@ -131,11 +131,13 @@ async fn handle_job(ctx: Arc<Shared>, d: Delivery, env: Envelope) -> Option<Outc
             (failed_body(&env, &e), Outcome::Failed)
         }
     };
-    let ended = finish(&ctx, &d, &env, body, outcome, None, st).await;
-    ctx.metrics.job_duration(started.elapsed());
+    // No longer running before the outcome exists: nothing lists the job as running once its
+    // callback can have been delivered.
     if let Err(e) = ctx.queue.ended(&env.id).await {
         tracing::debug!(error = %e, "cannot clear the job's running record (it expires on its own)");
     }
+    let ended = finish(&ctx, &d, &env, body, outcome, None, st).await;
+    ctx.metrics.job_duration(started.elapsed());
     tracing::info!(outcome = ?ended, secs = started.elapsed().as_secs_f64(), "job finished");
     ended
 }

@@ -157,15 +157,29 @@ fn jobs_are_listed_cancelled_and_timed_out_on_redis() {
 }
 
 #[test]
-fn a_dead_letter_is_retried_and_completes() {
+fn a_dead_letter_is_retried_and_completes_on_the_embedded_queue() {
+    dead_letter_story(&[]);
+}
+
+#[test]
+fn a_dead_letter_is_retried_and_completes_on_redis() {
+    let Some(url) = service("EASEL_TEST_REDIS_URL") else {
+        return;
+    };
+    dead_letter_story(&[("EASEL_QUEUE_URL", url), ("EASEL_QUEUE_NAME", unique("q"))]);
+}
+
+/// A job whose worker is killed once too often is dead-lettered, retried, and completes.
+fn dead_letter_story(backend: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let env = vec![
+    let mut env = backend.to_vec();
+    env.extend([
         ("EASEL_GENERATOR", "fake".to_string()),
         ("EASEL_POLL", "50ms".into()),
         ("EASEL_LEASE_TTL", "1s".into()),
         ("EASEL_MAX_DELIVERIES", "1".into()),
-    ];
+    ]);
     let mut slow_env = env.clone();
     slow_env.push(("EASEL_FAKE_DELAY", "600s".into()));
     let mut a = Proc::spawn(d, "a", &["worker", "sdxl", "run"], &slow_env);
