@@ -10,12 +10,14 @@ use super::kind::SchedulerKind;
 use super::scheduler::Scheduler;
 use crate::{Error, Result};
 
-/// A `kind` sampler for `config`, set up for `steps` inference steps.
+/// A `kind` sampler for `config` (keys the file omitted read as `kind`'s diffusers class
+/// defaults), set up for `steps` inference steps.
 ///
 /// Errors: [`Error::InvalidRequest`] for `steps` of 0 or above
 /// `num_train_timesteps`; [`Error::Unsupported`] for config values no sampler here
 /// implements (naming the value).
 pub fn build(kind: SchedulerKind, config: &SchedulerConfig, steps: usize) -> Result<Box<dyn Scheduler>> {
+    let config = &config.for_kind(kind);
     let train = config.num_train_timesteps;
     if steps == 0 {
         return Err(Error::invalid("the number of steps must be at least 1"));

@@ -1,13 +1,17 @@
 //! Why this exists: a diffusers `scheduler/scheduler_config.json` decides the noise
 //! table, the timestep spacing and what the UNet predicts. This is its parsed form,
 //! one struct for every sampler (as diffusers' `from_config` does, each sampler reads
-//! the keys it knows). Missing or `null` keys take SDXL-base's values; unknown keys are
-//! ignored.
+//! the keys it knows). A key the file omits (or writes as `null`) takes the default of the
+//! diffusers class of the sampler it is used with, as `from_config` does
+//! ([`SchedulerConfig::for_kind`]): a DDIM sampler on a config without `clip_sample` clips,
+//! as `DDIMScheduler` does. Unknown keys are ignored. [`Default`] (no file at all) is
+//! SDXL-base's whole config.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+use super::kind::SchedulerKind;
 use crate::{Error, Result};
 
 /// A diffusers scheduler config. [`Default`] is SDXL-base's
@@ -72,11 +76,43 @@ pub struct SchedulerConfig {
     pub use_beta_sigmas: bool,
     /// DPM++ Lu lambdas; not supported.
     pub use_lu_lambdas: bool,
+    /// The keys (of those whose class defaults differ between samplers) that the file did
+    /// not write; [`SchedulerConfig::for_kind`] gives them the sampler class's default.
+    pub(crate) omitted: Vec<&'static str>,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        RawSchedulerConfig::default().into()
+        // SDXL-base's config, every key written.
+        Self {
+            omitted: Vec::new(),
+            ..RawSchedulerConfig::default().into()
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// This config as `kind`'s diffusers class reads it: keys the file omitted take that
+    /// class's defaults (`EulerDiscreteScheduler`, `EulerAncestralDiscreteScheduler`,
+    /// `DPMSolverMultistepScheduler`, `DDIMScheduler`). Keys not listed here have the same
+    /// default in every class, so the SDXL fallback already is theirs.
+    pub fn for_kind(&self, kind: SchedulerKind) -> Self {
+        let ddim = kind == SchedulerKind::Ddim;
+        let mut c = self.clone();
+        for key in &self.omitted {
+            match *key {
+                "beta_start" => c.beta_start = 0.0001,
+                "beta_end" => c.beta_end = 0.02,
+                "beta_schedule" => c.beta_schedule = "linear".into(),
+                "timestep_spacing" => c.timestep_spacing = if ddim { "leading" } else { "linspace" }.into(),
+                "steps_offset" => c.steps_offset = 0,
+                "clip_sample" => c.clip_sample = ddim,
+                "set_alpha_to_one" => c.set_alpha_to_one = ddim,
+                _ => {}
+            }
+        }
+        c.omitted.clear();
+        c
     }
 }
 
@@ -126,7 +162,18 @@ struct RawSchedulerConfig {
 impl From<RawSchedulerConfig> for SchedulerConfig {
     fn from(r: RawSchedulerConfig) -> Self {
         let s = |v: Option<String>, d: &str| v.unwrap_or_else(|| d.to_string());
+        let omitted = [
+            ("beta_start", r.beta_start.is_none()),
+            ("beta_end", r.beta_end.is_none()),
+            ("beta_schedule", r.beta_schedule.is_none()),
+            ("timestep_spacing", r.timestep_spacing.is_none()),
+            ("steps_offset", r.steps_offset.is_none()),
+            ("clip_sample", r.clip_sample.is_none()),
+            ("set_alpha_to_one", r.set_alpha_to_one.is_none()),
+        ];
+        let omitted = omitted.into_iter().filter(|(_, o)| *o).map(|(k, _)| k).collect();
         Self {
+            omitted,
             num_train_timesteps: r.num_train_timesteps.unwrap_or(1000),
             beta_start: r.beta_start.unwrap_or(0.00085),
             beta_end: r.beta_end.unwrap_or(0.012),
@@ -259,6 +306,49 @@ mod tests {
         assert_eq!(c.timestep_spacing, "trailing");
         assert!(!c.use_karras_sigmas);
         assert!(c.trained_betas.is_none());
+    }
+
+    #[test]
+    fn omitted_keys_take_the_samplers_class_defaults() {
+        // Only the noise schedule and spacing written: DDIM reads clip_sample and
+        // set_alpha_to_one as DDIMScheduler's defaults (true), Euler its own (no clipping).
+        let json = br#"{"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}"#;
+        let c = SchedulerConfig::from_json(json, Path::new("x.json")).unwrap();
+        let ddim = c.for_kind(SchedulerKind::Ddim);
+        assert!(ddim.clip_sample && ddim.set_alpha_to_one, "{ddim:?}");
+        assert_eq!((ddim.timestep_spacing.as_str(), ddim.steps_offset), ("leading", 0));
+        let euler = c.for_kind(SchedulerKind::Euler);
+        assert!(!euler.clip_sample && !euler.set_alpha_to_one);
+        assert_eq!((euler.timestep_spacing.as_str(), euler.steps_offset), ("linspace", 0));
+        for kind in [
+            SchedulerKind::EulerAncestral,
+            SchedulerKind::DpmPp2m,
+            SchedulerKind::DpmPp2mKarras,
+        ] {
+            assert_eq!(c.for_kind(kind).timestep_spacing, "linspace", "{kind}");
+        }
+        assert_eq!(ddim.beta_schedule, "scaled_linear", "written keys stay as written");
+        let bare = SchedulerConfig::from_json(b"{}", Path::new("x.json"))
+            .unwrap()
+            .for_kind(SchedulerKind::Euler);
+        assert_eq!(
+            (bare.beta_schedule.as_str(), bare.beta_start, bare.beta_end),
+            ("linear", 0.0001, 0.02)
+        );
+    }
+
+    #[test]
+    fn written_keys_and_the_builtin_default_are_left_alone() {
+        let json =
+            br#"{"clip_sample": false, "set_alpha_to_one": false, "timestep_spacing": "trailing", "steps_offset": 1}"#;
+        let c = SchedulerConfig::from_json(json, Path::new("x.json"))
+            .unwrap()
+            .for_kind(SchedulerKind::Ddim);
+        assert!(!c.clip_sample && !c.set_alpha_to_one);
+        assert_eq!((c.timestep_spacing.as_str(), c.steps_offset), ("trailing", 1));
+        let sdxl = SchedulerConfig::default().for_kind(SchedulerKind::Ddim);
+        assert!(!sdxl.clip_sample && !sdxl.set_alpha_to_one && sdxl.steps_offset == 1);
+        assert_eq!(sdxl.beta_schedule, "scaled_linear");
     }
 
     #[test]
