@@ -83,11 +83,10 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        // SDXL-base's config, every key written.
-        Self {
-            omitted: Vec::new(),
-            ..RawSchedulerConfig::default().into()
-        }
+        // SDXL-base's config, every key counted as written.
+        let mut c: Self = RawSchedulerConfig::default().into();
+        c.omitted.clear();
+        c
     }
 }
 
