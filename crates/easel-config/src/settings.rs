@@ -292,6 +292,13 @@ pub const SETTINGS: &[Setting] = &[
         "time a running job gets to finish after SIGTERM",
     ),
     s(
+        "candle_kernels",
+        &["EASEL_CANDLE_KERNELS"],
+        Bool,
+        Default::Text("false"),
+        "run candle's own CPU ops instead of Easel's kernels (for comparing the two)",
+    ),
+    s(
         "timeout_fast",
         &["EASEL_TIMEOUT_FAST"],
         Duration,

@@ -66,6 +66,8 @@ pub struct ModelChoice {
     pub device: String,
     /// `f32`, `f16` or `bf16`; `None`: the device's default.
     pub dtype: Option<String>,
+    /// Run candle's own CPU ops instead of Easel's kernels (`EASEL_CANDLE_KERNELS`).
+    pub candle_kernels: bool,
 }
 
 /// Loop timings. Derived values say why they are what they are.
@@ -275,7 +277,7 @@ fn callback(l: &Layers, supabase: Option<&(String, Secret)>) -> Result<CallbackT
 
 fn generator(l: &Layers) -> Result<GeneratorChoice, ConfigError> {
     match l.text("generator") {
-        "sdxl" => Ok(GeneratorChoice::Sdxl(model_choice(l))),
+        "sdxl" => Ok(GeneratorChoice::Sdxl(model_choice(l)?)),
         "fake" => Ok(GeneratorChoice::Fake {
             delay: l.duration("fake_delay")?,
         }),
@@ -285,12 +287,13 @@ fn generator(l: &Layers) -> Result<GeneratorChoice, ConfigError> {
 
 /// The model, device and dtype alone (for `generate` and `bench`, which read the same
 /// settings as the worker).
-pub fn model_choice(l: &Layers) -> ModelChoice {
-    ModelChoice {
+pub fn model_choice(l: &Layers) -> Result<ModelChoice, ConfigError> {
+    Ok(ModelChoice {
         model: l.get("model").map(PathBuf::from),
         device: l.text("device").to_string(),
         dtype: l.get("dtype").map(str::to_string),
-    }
+        candle_kernels: l.flag("candle_kernels")?,
+    })
 }
 
 fn timing(l: &Layers) -> Result<Timing, ConfigError> {

@@ -41,7 +41,7 @@ pub struct LoadOptions {
     /// it has them) describe the file, instead of Easel's shipped SDXL-base configs.
     pub config_dir: Option<std::path::PathBuf>,
     /// Run candle's own CPU ops instead of Easel's kernels, for comparing the two (the
-    /// CLI and worker set it from `EASEL_CANDLE_KERNELS=1`). The choice is process-wide:
+    /// CLI and worker set it from the `candle_kernels` setting, `EASEL_CANDLE_KERNELS=1`). The choice is process-wide:
     /// the last model loaded sets it.
     pub candle_kernels: bool,
 }

@@ -28,6 +28,8 @@ pub struct SdxlGenerator {
     model_dir: Option<PathBuf>,
     device: DeviceSpec,
     dtype: Option<candle_core::DType>,
+    /// Run candle's own CPU ops instead of Easel's kernels (`EASEL_CANDLE_KERNELS`).
+    candle_kernels: bool,
     model: Mutex<Option<SdxlModel>>,
     native_side: AtomicU32,
 }
@@ -55,9 +57,16 @@ impl SdxlGenerator {
             model_dir,
             device,
             dtype,
+            candle_kernels: false,
             model: Mutex::new(None),
             native_side: AtomicU32::new(TINY_SIDE),
         })
+    }
+
+    /// The same generator running candle's own CPU ops (for comparing them with Easel's).
+    pub fn with_candle_kernels(mut self, on: bool) -> Self {
+        self.candle_kernels = on;
+        self
     }
 
     fn is_tiny(&self) -> bool {
@@ -70,7 +79,7 @@ impl SdxlGenerator {
         let opts = LoadOptions {
             device,
             dtype,
-            candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
+            candle_kernels: self.candle_kernels,
             ..Default::default()
         };
         let model = match &self.model_dir {

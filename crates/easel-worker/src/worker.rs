@@ -73,7 +73,10 @@ impl SdxlWorker {
     /// (exit 78) and on an unusable data dir.
     pub fn new(config: WorkerConfig) -> Result<Self, Error> {
         let generator: Arc<dyn Generator> = match &config.generator {
-            GeneratorChoice::Sdxl(m) => Arc::new(SdxlGenerator::new(m.model.clone(), &m.device, m.dtype.as_deref())?),
+            GeneratorChoice::Sdxl(m) => Arc::new(
+                SdxlGenerator::new(m.model.clone(), &m.device, m.dtype.as_deref())?
+                    .with_candle_kernels(m.candle_kernels),
+            ),
             GeneratorChoice::Fake { delay } => Arc::new(FakeGenerator::new(*delay)),
         };
         Self::with_generator(config, generator)

@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use candle_core::DType;
 use clap::Args;
 use easel_sdxl::bench::{self, DeviceMemory, RunTimes};
-use easel_sdxl::device::{default_dtype, DeviceSpec};
-use easel_sdxl::model::{LoadOptions, SdxlModel};
+use easel_sdxl::device::DeviceSpec;
+use easel_sdxl::model::SdxlModel;
 use easel_sdxl::pipeline::GenerateRequest;
 use easel_sdxl::schedulers::SchedulerKind;
 
@@ -84,16 +84,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         strength: None,
     })?;
     let chosen = model_settings(args.model.as_deref(), args.device.as_ref(), args.dtype, None)?;
-    let device = chosen.device.open()?;
-    let dtype = chosen.dtype.unwrap_or_else(|| default_dtype(&device));
-    checks::dtype(&device, dtype)?;
+    let opts = chosen.load;
+    let (device, dtype) = (opts.device.clone(), opts.dtype);
     let memory = DeviceMemory::start(&device)?;
-    let opts = LoadOptions {
-        device: device.clone(),
-        dtype,
-        candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
-        ..Default::default()
-    };
     let started = Instant::now();
     let model = match &chosen.model {
         Some(p) => SdxlModel::load_path(p, &opts).with_context(|| format!("loading model {}", p.display()))?,

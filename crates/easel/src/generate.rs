@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use easel_sdxl::device::{default_dtype, DeviceSpec};
+use easel_sdxl::device::DeviceSpec;
 use easel_sdxl::images;
 use easel_sdxl::lora::LoraFile;
 use easel_sdxl::metadata;
@@ -110,8 +110,8 @@ pub struct GenerateArgs {
 struct Inputs {
     /// `None`: the bundled tiny model.
     model: Option<PathBuf>,
-    device: Device,
-    dtype: DType,
+    /// Device, dtype and kernel choice from the shared settings.
+    load: LoadOptions,
     init: Option<RgbImage>,
     latents: Option<Tensor>,
 }
@@ -131,11 +131,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let started = Instant::now();
     let inputs = before_load(&args)?;
     let opts = LoadOptions {
-        device: inputs.device.clone(),
-        dtype: inputs.dtype,
         config_dir: args.model_config.clone(),
-        candle_kernels: std::env::var("EASEL_CANDLE_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0"),
-        ..Default::default()
+        ..inputs.load.clone()
     };
     let mut t = Timings::default();
     let loading = Instant::now();
@@ -186,15 +183,15 @@ fn before_load(args: &GenerateArgs) -> Result<Inputs> {
         args.dtype,
         args.config.as_deref(),
     )?;
-    let device = chosen.device.open()?;
-    let dtype = chosen.dtype.unwrap_or_else(|| default_dtype(&device));
-    checks::dtype(&device, dtype)?;
     let init = args.init_image.as_deref().map(images::load_rgb).transpose()?;
-    let latents = args.latents.as_deref().map(|p| read_latents(p, &device)).transpose()?;
+    let latents = args
+        .latents
+        .as_deref()
+        .map(|p| read_latents(p, &chosen.load.device))
+        .transpose()?;
     Ok(Inputs {
         model: chosen.model,
-        device,
-        dtype,
+        load: chosen.load,
         init,
         latents,
     })

@@ -1,25 +1,28 @@
 //! Why this exists: `generate` and `bench` load the model the worker would load — flags, else
-//! `EASEL_MODEL`/`EASEL_DEVICE`/`EASEL_DTYPE`, else `easel.toml`'s `[worker]`, else the
-//! defaults — through the same settings layers as every other command, so a setting is never
-//! honoured by one command and silently ignored by another.
+//! `EASEL_MODEL`/`EASEL_DEVICE`/`EASEL_DTYPE`/`EASEL_CANDLE_KERNELS`, else `easel.toml`'s
+//! `[worker]`, else the defaults — through the same settings layers as every other command, so
+//! a setting is never honoured by one command and silently ignored by another. The device is
+//! opened and the dtype checked against it here, before any model loads.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use candle_core::DType;
+use candle_core::{DType, Device};
 use easel_config::{model_choice, Layers};
-use easel_sdxl::device::DeviceSpec;
+use easel_sdxl::device::{default_dtype, DeviceSpec};
+use easel_sdxl::model::LoadOptions;
 
-/// The model, device and dtype one generation uses.
+use crate::checks;
+
+/// The model one generation loads, and how.
 pub struct ModelSettings {
     /// `None`: the bundled tiny model.
     pub model: Option<PathBuf>,
-    pub device: DeviceSpec,
-    /// `None`: the device's default.
-    pub dtype: Option<DType>,
+    /// Device, dtype (checked against the device) and kernel choice; the caller adds the rest.
+    pub load: LoadOptions,
 }
 
-/// Flags over the shared settings layers.
+/// Flags over the shared settings layers; `config` is an `easel.toml` to read.
 pub fn model_settings(
     model: Option<&Path>,
     device: Option<&DeviceSpec>,
@@ -27,8 +30,8 @@ pub fn model_settings(
     config: Option<&Path>,
 ) -> Result<ModelSettings> {
     let layers = Layers::from_process(&[], config)?;
-    let choice = model_choice(&layers);
-    let device = match device {
+    let choice = model_choice(&layers)?;
+    let spec = match device {
         Some(d) => *d,
         None => choice
             .device
@@ -42,6 +45,16 @@ pub fn model_settings(
         }
         (None, None) => None,
     };
-    let model = model.map(Path::to_path_buf).or(choice.model);
-    Ok(ModelSettings { model, device, dtype })
+    let device: Device = spec.open()?;
+    let dtype = dtype.unwrap_or_else(|| default_dtype(&device));
+    checks::dtype(&device, dtype)?;
+    Ok(ModelSettings {
+        model: model.map(Path::to_path_buf).or(choice.model),
+        load: LoadOptions {
+            device,
+            dtype,
+            candle_kernels: choice.candle_kernels,
+            ..Default::default()
+        },
+    })
 }
