@@ -1,6 +1,8 @@
 //! Why this exists: the numbers and names every Easel command must agree on (exit codes,
 //! ports, the queue and bucket names of the ourvidz wire contract), defined once.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 /// `EX_USAGE`-like code clap uses for a bad command line: a wrong flag, value or subcommand.
 pub const EXIT_USAGE: u8 = 2;
 
@@ -16,7 +18,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1";
 
 /// Where the orchestrator's `/status`, `/metrics`, `/livez` and `/readyz` listen: loopback,
 /// next to the workers' own ports.
-pub const DEFAULT_ORCHESTRATOR_LISTEN: &str = "127.0.0.1:7870";
+pub const DEFAULT_ORCHESTRATOR_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7870);
 
 /// The queue name producers push to (`LPUSH sdxl_queue <json>`).
 pub const DEFAULT_QUEUE: &str = "sdxl_queue";

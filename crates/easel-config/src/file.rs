@@ -3,12 +3,10 @@
 //! same way by every command. Unknown keys anywhere are errors that name the line and, for
 //! `[worker]`, the key that was probably meant.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::ConfigError;
 use crate::house::{self, Config, Origin, Schema};
-use crate::settings;
 
 /// A read and checked `easel.toml`.
 #[derive(Debug, Clone)]
@@ -16,10 +14,10 @@ pub struct ConfigFile {
     /// Where it was read from.
     pub path: PathBuf,
     pub schema: Schema,
-    /// The file as a plain table (to tell a value written in it from a default).
+    /// The file as a plain table (to tell a value written in it from a default). Parsed
+    /// apart from `schema`: deserialising the schema from this table would lose the line
+    /// numbers of toml's errors.
     pub raw: toml::Table,
-    /// `[worker]` values as text, checked against the settings table.
-    worker: BTreeMap<String, String>,
 }
 
 impl ConfigFile {
@@ -35,19 +33,17 @@ impl ConfigFile {
     /// Parses and checks TOML text that came from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let schema = house::parse_schema(text, &path.display().to_string())?;
-        let worker = settings::worker_table(schema.worker.as_ref(), &path.display().to_string())?;
         let raw = text.parse::<toml::Table>().unwrap_or_default();
         Ok(Self {
             path: path.to_path_buf(),
             schema,
             raw,
-            worker,
         })
     }
 
     /// A `[worker]` value as text.
     pub fn worker_value(&self, key: &str) -> Option<&str> {
-        self.worker.get(key).map(String::as_str)
+        self.schema.worker_values.get(key).map(String::as_str)
     }
 
     /// The orchestrator's view of this file.

@@ -80,8 +80,9 @@ impl Layers {
         }
         if let Some(old) = set.legacy {
             if let Some(v) = env(old.env) {
-                self.deprecated(old.env, &format!("{}=\"{}\"", set.env[0], legacy_text(&v, old.unit)));
-                return Some((legacy_text(&v, old.unit), Source::Env(old.env)));
+                let text = legacy_text(&v, old.unit);
+                self.deprecated(old.env, &format!("{}=\"{text}\"", set.env[0]));
+                return Some((text, Source::Env(old.env)));
             }
         }
         let file = self.file.as_ref()?;
@@ -240,27 +241,7 @@ fn shown(key: &str, value: &str) -> String {
     if settings::find(key).is_some_and(|s| s.kind == Kind::Secret) {
         return crate::secret::mask(value);
     }
-    redact_url_password(value)
-}
-
-/// `redis://user:pass@host` becomes `redis://user:****@host`.
-pub fn redact_url_password(value: &str) -> String {
-    let Some(scheme_end) = value.find("://").map(|i| i + 3) else {
-        return value.to_string();
-    };
-    let rest = &value[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return value.to_string();
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    let masked = if userinfo.contains(':') {
-        format!("{user}:****")
-    } else {
-        "****".to_string()
-    };
-    format!("{}{masked}{}", &value[..scheme_end], &rest[at..])
+    crate::secret::mask_url_password(value)
 }
 
 /// A path setting made absolute: relative to the file that named it, else the working dir.

@@ -33,6 +33,26 @@ pub fn mask(value: &str) -> String {
     format!("{head}****({} chars)", value.chars().count())
 }
 
+/// `redis://user:pass@host` becomes `redis://user:****@host`.
+pub fn mask_url_password(value: &str) -> String {
+    let Some(scheme_end) = value.find("://").map(|i| i + 3) else {
+        return value.to_string();
+    };
+    let rest = &value[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return value.to_string();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or("");
+    let masked = if userinfo.contains(':') {
+        format!("{user}:****")
+    } else {
+        "****".to_string()
+    };
+    format!("{}{masked}{}", &value[..scheme_end], &rest[at..])
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")

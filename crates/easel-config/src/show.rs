@@ -96,41 +96,39 @@ fn row(section: &str, key: &str, value: Option<String>, origin: String) -> Row {
     }
 }
 
-/// "<file> [table]" when the file writes the key at `path`, else "the default".
-fn written(file: Option<&ConfigFile>, path: &[&str]) -> String {
-    let Some(f) = file else {
-        return Source::Default.to_string();
-    };
-    let mut at = Some(&f.raw);
-    for (i, part) in path.iter().enumerate() {
-        let Some(table) = at else { break };
-        if i + 1 == path.len() {
-            if table.contains_key(*part) {
-                return format!("{} [{}]", f.path.display(), path[..i].join("."));
-            }
-            break;
-        }
-        at = table.get(*part).and_then(|v| v.as_table());
+/// Whether `table` writes a value at `path` (`["restart", "max_delay"]`).
+fn writes(table: &toml::Table, path: &[&str]) -> bool {
+    match path {
+        [] => false,
+        [key] => table.contains_key(*key),
+        [head, rest @ ..] => table
+            .get(*head)
+            .and_then(|v| v.as_table())
+            .is_some_and(|t| writes(t, rest)),
     }
-    Source::Default.to_string()
 }
 
+/// "<file> [table]" when the file writes the key at `path`, else "the default".
+fn written(file: Option<&ConfigFile>, path: &[&str]) -> String {
+    match file {
+        Some(f) if writes(&f.raw, path) => {
+            format!("{} [{}]", f.path.display(), path[..path.len() - 1].join("."))
+        }
+        _ => Source::Default.to_string(),
+    }
+}
+
+/// "<file> [[workers]] #n" when entry `index` writes the key at `path`, else "the default".
 fn written_in_worker(file: Option<&ConfigFile>, index: usize, path: &[&str]) -> String {
     let entry = file
         .and_then(|f| f.raw.get("workers"))
         .and_then(|w| w.as_array())
         .and_then(|a| a.get(index))
         .and_then(|e| e.as_table());
-    let mut at = entry;
-    for (i, part) in path.iter().enumerate() {
-        let Some(table) = at else { break };
-        if i + 1 == path.len() && table.contains_key(*part) {
-            let f = file.map(|f| f.path.display().to_string()).unwrap_or_default();
-            return format!("{f} [[workers]] #{}", index + 1);
-        }
-        at = table.get(*part).and_then(|v| v.as_table());
+    match (file, entry) {
+        (Some(f), Some(e)) if writes(e, path) => format!("{} [[workers]] #{}", f.path.display(), index + 1),
+        _ => Source::Default.to_string(),
     }
-    Source::Default.to_string()
 }
 
 /// A value as TOML writes it: numbers and booleans bare, everything else quoted.

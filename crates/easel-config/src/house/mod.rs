@@ -7,7 +7,7 @@
 mod restart;
 mod spec;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,6 +71,9 @@ pub struct Schema {
     pub orchestrator: OrchestratorConfig,
     /// `[[workers]]`; `None` when the file has none.
     pub workers: Option<Vec<WorkerSpec>>,
+    /// `[worker]` as text values, each key checked against the settings table.
+    #[serde(skip)]
+    pub worker_values: BTreeMap<String, String>,
 }
 
 /// Parses TOML text into the schema: unknown keys anywhere are errors (toml names the line),
@@ -80,7 +83,8 @@ pub fn parse_schema(text: &str, origin: &str) -> Result<Schema> {
         origin: origin.to_string(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    settings::worker_table(schema.worker.as_ref(), origin)?;
+    let mut schema = schema;
+    schema.worker_values = settings::worker_table(schema.worker.as_ref(), origin)?;
     Ok(schema)
 }
 
@@ -121,18 +125,12 @@ pub struct OrchestratorConfig {
 impl Default for OrchestratorConfig {
     fn default() -> Self {
         Self {
-            listen: default_listen(),
+            listen: DEFAULT_ORCHESTRATOR_LISTEN,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             preflight_timeout: DEFAULT_PREFLIGHT_TIMEOUT,
             worker_bin: None,
         }
     }
-}
-
-fn default_listen() -> SocketAddr {
-    DEFAULT_ORCHESTRATOR_LISTEN
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7870)))
 }
 
 impl Config {
@@ -278,7 +276,7 @@ mod tests {
         );
         assert_eq!(sdxl.start_timeout, DEFAULT_START_TIMEOUT);
         assert_eq!(sdxl.restart.fatal_exit_codes, vec![78]);
-        assert_eq!(config.orchestrator.listen.to_string(), DEFAULT_ORCHESTRATOR_LISTEN);
+        assert_eq!(config.orchestrator.listen, DEFAULT_ORCHESTRATOR_LISTEN);
     }
 
     #[test]
