@@ -14,8 +14,10 @@ use easel_config::WorkerConfig;
 /// The terminal body of a job cancelled before it started.
 pub fn cancelled_body(payload: &[u8]) -> String {
     let text = std::str::from_utf8(payload).unwrap_or("");
-    let id = payload_id(payload).unwrap_or_default();
-    let job_type = crate::contract::parse(text).ok().and_then(|e| e.job_type_text());
+    let (id, job_type) = match crate::contract::parse(text) {
+        Ok(env) => (env.id.clone(), env.job_type_text()),
+        Err(_) => (payload_id(payload).unwrap_or_default(), None),
+    };
     let err = JobError::new(ErrorKind::Cancelled, "the job was cancelled before it started");
     wire::to_json(&wire::failed(&id, job_type, &err, now()))
 }

@@ -101,7 +101,7 @@ pub struct Pushed {
 /// Pushes `payload` (a JSON object) to the queue `layers` configure.
 pub async fn push(layers: &Layers, payload: &Value) -> Result<Pushed, SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
-    let q = open_queue(&config)?;
+    let q = open_queue_as(&config, "submit")?;
     q.push(payload.to_string().as_bytes()).await?;
     Ok(Pushed {
         queue: q.describe(),
@@ -112,10 +112,7 @@ pub async fn push(layers: &Layers, payload: &Value) -> Result<Pushed, SubmitErro
 /// The configured queue, opened as consumer `role` (a tool, not a worker: it never leases).
 pub fn open_queue_as(config: &WorkerConfig, role: &str) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {
     let db = Db::open(&config.db_path())?;
-    let opts = queue::QueueOptions {
-        lease_ttl: config.timing.lease_ttl,
-        outcome_ttl: config.timing.outcome_ttl,
-    };
+    let opts = queue::QueueOptions::of(config);
     Ok(queue::open(
         &config.queue,
         &config.queue_name,
@@ -123,10 +120,6 @@ pub fn open_queue_as(config: &WorkerConfig, role: &str) -> Result<std::sync::Arc
         &db,
         opts,
     )?)
-}
-
-fn open_queue(config: &WorkerConfig) -> Result<std::sync::Arc<dyn queue::Queue>, SubmitError> {
-    open_queue_as(config, "submit")
 }
 
 /// The end of a job as its outcome record says.
@@ -147,7 +140,7 @@ pub async fn wait(
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<Finished, SubmitError> {
     let config = WorkerConfig::from_layers(layers)?;
-    let q = open_queue(&config)?;
+    let q = open_queue_as(&config, "submit")?;
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(p)) = q.show(id).await.map(|d| d.and_then(|d| d.row.progress)) {

@@ -103,11 +103,7 @@ impl SdxlWorker {
     async fn shared(&self) -> Result<Arc<Shared>, Error> {
         let c = &self.config;
         let consumer = queue::consumer_id(&c.worker_name);
-        let opts = queue::QueueOptions {
-            lease_ttl: c.timing.lease_ttl,
-            outcome_ttl: c.timing.outcome_ttl,
-        };
-        let queue = queue::open(&c.queue, &c.queue_name, consumer, &self.db, opts)?;
+        let queue = queue::open(&c.queue, &c.queue_name, consumer, &self.db, queue::QueueOptions::of(c))?;
         let policy = RetryPolicy::callback(c.timing.retry_base);
         let notifier = Notifier::new(
             queue.clone(),

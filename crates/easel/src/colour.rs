@@ -22,3 +22,17 @@ pub fn clap_choice() -> clap::ColorChoice {
         clap::ColorChoice::Auto
     }
 }
+
+/// A progress bar on stderr when it is a terminal (`None` otherwise), drawn with `coloured`
+/// unless `NO_COLOR` asks for `plain` (indicatif templates).
+pub fn bar(len: u64, coloured: &str, plain: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let template = if on_stderr() { coloured } else { plain };
+    if let Ok(s) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(s.progress_chars("=> "));
+    }
+    Some(bar)
+}

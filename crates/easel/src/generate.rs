@@ -4,7 +4,6 @@
 //! request → encode, denoise (with a progress bar on a terminal), decode → write PNGs with
 //! their parameters → print the paths (or, with `--json`, one JSON object).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -343,21 +342,11 @@ fn read_latents(path: &Path, device: &Device) -> Result<Tensor> {
 }
 
 fn progress_bar(req: &GenerateRequest) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(req.steps as u64);
-    // The same bar, in colour unless NO_COLOR asks for none.
-    let template = if crate::colour::on_stderr() {
-        "{spinner:.green} step {pos}/{len} [{bar:30.cyan/blue}] {elapsed_precise} ({per_sec})"
-    } else {
-        "{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})"
-    };
-    let style = indicatif::ProgressStyle::with_template(template).map(|s| s.progress_chars("=> "));
-    if let Ok(s) = style {
-        bar.set_style(s);
-    }
-    Some(bar)
+    crate::colour::bar(
+        req.steps as u64,
+        "{spinner:.green} step {pos}/{len} [{bar:30.cyan/blue}] {elapsed_precise} ({per_sec})",
+        "{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} ({per_sec})",
+    )
 }
 
 fn write_pngs(dir: &Path, imgs: &Tensor, req: &GenerateRequest, model: &str) -> Result<Vec<PathBuf>> {

@@ -2,7 +2,6 @@
 //! progress the same way: a bar on a terminal (coloured unless `NO_COLOR`), and elsewhere one
 //! plain line per change of phase or step, at most one a second, so logs stay readable.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use easel_jobs::queue::control::Progress;
@@ -20,18 +19,11 @@ pub struct JobBar {
 impl JobBar {
     /// A bar on a terminal stderr, plain lines otherwise.
     pub fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            let template = if crate::colour::on_stderr() {
-                "{spinner:.green} {msg} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise}"
-            } else {
-                "{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed_precise}"
-            };
-            if let Ok(s) = indicatif::ProgressStyle::with_template(template) {
-                bar.set_style(s.progress_chars("=> "));
-            }
-            bar
-        });
+        let bar = crate::colour::bar(
+            0,
+            "{spinner:.green} {msg} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise}",
+            "{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed_precise}",
+        );
         Self {
             bar,
             last: None,

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 use crate::db::Db;
 pub use control::{Control, JobState};
-use easel_config::{QueueBackend, Secret};
+use easel_config::{QueueBackend, Secret, WorkerConfig};
 pub use outbox::{Outbox, PendingCallback, Settle};
 
 /// A queue failure, naming the backend.
@@ -165,6 +165,16 @@ pub struct QueueOptions {
     pub lease_ttl: Duration,
     /// How long outcome records are kept.
     pub outcome_ttl: Duration,
+}
+
+impl QueueOptions {
+    /// The options a worker's settings give.
+    pub fn of(config: &WorkerConfig) -> Self {
+        Self {
+            lease_ttl: config.timing.lease_ttl,
+            outcome_ttl: config.timing.outcome_ttl,
+        }
+    }
 }
 
 /// Opens the configured queue for `consumer`. Nothing is contacted yet: a Redis that is down

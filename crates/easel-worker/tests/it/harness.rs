@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use easel_worker::config::Layers;
-use easel_worker::db::Db;
 use easel_worker::generator::{GeneratedImage, GenerationSpec, Generator, GeneratorError, GeneratorInfo};
 use easel_worker::metrics::Metrics;
-use easel_worker::queue::{self, Queue};
+use easel_worker::queue::Queue;
 use easel_worker::{Error, FakeGenerator, SdxlWorker, Worker, WorkerConfig};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -120,13 +119,7 @@ impl TestWorker {
 
     /// A producer on the same queue (its own consumer id).
     pub async fn producer(&self) -> Arc<dyn Queue> {
-        let db = Db::open(&self.config.db_path()).expect("db");
-        let c = &self.config;
-        let opts = queue::QueueOptions {
-            lease_ttl: c.timing.lease_ttl,
-            outcome_ttl: c.timing.outcome_ttl,
-        };
-        queue::open(&c.queue, &c.queue_name, queue::consumer_id("producer"), &db, opts).expect("queue")
+        easel_worker::submit::open_queue_as(&self.config, "producer").expect("queue")
     }
 
     /// Requests a graceful shutdown and waits for `run` to return.
