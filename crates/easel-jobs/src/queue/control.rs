@@ -183,13 +183,41 @@ pub trait Control {
     async fn ended(&self, id: &str) -> Result<(), QueueError>;
 }
 
-/// The push time a payload carries: a numeric top-level `queued_at` or `created_at`.
-pub fn payload_queued_at(payload: &str) -> Option<f64> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    ["queued_at", "created_at"].iter().find_map(|k| v.get(*k)?.as_f64())
+/// What job control reads from a payload, parsed once: its id (strictly, or by the lenient
+/// scan), type, user and push time (a numeric top-level `queued_at` or `created_at`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PayloadFacts {
+    pub id: Option<String>,
+    pub job_type: Option<String>,
+    pub user_id: Option<String>,
+    pub queued_at: Option<f64>,
+}
+
+impl PayloadFacts {
+    /// The facts of `payload`; whatever cannot be read is `None`.
+    pub fn of(payload: &[u8]) -> Self {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return Self::default();
+        };
+        match crate::contract::parse(text) {
+            Ok(env) => {
+                let text_of = |names: &[&str]| env.field(names).and_then(|v| v.as_str()).map(str::to_string);
+                Self {
+                    job_type: env.job_type_text(),
+                    user_id: text_of(&["user_id", "userId"]),
+                    queued_at: env.field(&["queued_at", "created_at"]).and_then(|v| v.as_f64()),
+                    id: Some(env.id),
+                }
+            }
+            Err(unreadable) => Self {
+                id: unreadable.id,
+                ..Self::default()
+            },
+        }
+    }
 }
 
 /// The job id of a payload, if one can be read (for building a cancel outcome).
 pub fn payload_id(payload: &[u8]) -> Option<String> {
-    crate::contract::read_id(std::str::from_utf8(payload).ok()?).ok()
+    PayloadFacts::of(payload).id
 }

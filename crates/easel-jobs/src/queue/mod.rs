@@ -73,7 +73,7 @@ impl Delivery {
     /// or `created_at` in the payload (Unix seconds; `easel submit` writes `queued_at`).
     pub fn queued_at(&self) -> Option<f64> {
         self.enqueued_at
-            .or_else(|| control::payload_queued_at(std::str::from_utf8(&self.payload).ok()?))
+            .or_else(|| control::PayloadFacts::of(&self.payload).queued_at)
     }
 
     /// The payload as text, or why it is not UTF-8.

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::control::{
-    payload_queued_at, CallbackState, CancelOutcome, CancelResult, Control, Event, JobDetail, JobRow, JobState,
-    Progress, RetryResult,
+    CallbackState, CancelOutcome, CancelResult, Control, Event, JobDetail, JobRow, JobState, PayloadFacts, Progress,
+    RetryResult,
 };
 use super::redis::RedisQueue;
 use super::transport::Reply;
@@ -49,19 +49,6 @@ redis.call('DEL', KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZREM', KEYS[6], ARGV[3])
 return 1";
-
-/// Reads a job id, type and user from a payload.
-fn identify(payload: &str) -> (Option<String>, Option<String>, Option<String>) {
-    let id = contract::read_id(payload).ok();
-    let v: Option<Value> = serde_json::from_str(payload).ok();
-    let text = |k: &str| {
-        v.as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    (id, text("type").or_else(|| text("job_type")), text("user_id"))
-}
 
 fn texts(r: &Reply) -> Vec<String> {
     match r {
@@ -149,15 +136,15 @@ impl RedisQueue {
     }
 
     fn queued_row(payload: &str) -> JobRow {
-        let (id, job_type, user_id) = identify(payload);
+        let f = PayloadFacts::of(payload.as_bytes());
         JobRow {
-            id,
+            id: f.id,
             state: JobState::Queued,
-            job_type,
-            user_id,
+            job_type: f.job_type,
+            user_id: f.user_id,
             worker: None,
             progress: None,
-            since: payload_queued_at(payload),
+            since: f.queued_at,
             attempts: 0,
             dead_reason: None,
         }
@@ -166,12 +153,15 @@ impl RedisQueue {
     fn dead_row(record: &str) -> (JobRow, Option<String>) {
         let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
         let payload = v.get("payload").and_then(Value::as_str).map(str::to_string);
-        let (id, job_type, user_id) = payload.as_deref().map(identify).unwrap_or((None, None, None));
+        let f = payload
+            .as_deref()
+            .map(|p| PayloadFacts::of(p.as_bytes()))
+            .unwrap_or_default();
         let row = JobRow {
-            id,
+            id: f.id,
             state: JobState::Dead,
-            job_type,
-            user_id,
+            job_type: f.job_type,
+            user_id: f.user_id,
             worker: None,
             progress: None,
             since: v.get("timestamp").and_then(Value::as_f64),
@@ -300,7 +290,13 @@ impl Control for RedisQueue {
             callback: callback.clone(),
             history,
         };
-        let queued = |p: &Option<String>| Event::at("queued", p.as_deref().and_then(payload_queued_at), None);
+        let queued = |p: &Option<String>| {
+            Event::at(
+                "queued",
+                p.as_deref().and_then(|p| PayloadFacts::of(p.as_bytes()).queued_at),
+                None,
+            )
+        };
         if let Some(row) = self.running_row(id).await?.filter(|_| outcome.is_none()) {
             let payload = match &row.worker {
                 Some(w) => self.running_payload(w, id).await?,
@@ -332,7 +328,7 @@ impl Control for RedisQueue {
             return Ok(Some(detail(row, None, history.into_iter().flatten().collect())));
         }
         if let Some(payload) = self.find_in(self.name(), id).await? {
-            let history = Event::at("queued", payload_queued_at(&payload), None)
+            let history = Event::at("queued", PayloadFacts::of(payload.as_bytes()).queued_at, None)
                 .into_iter()
                 .collect();
             return Ok(Some(detail(Self::queued_row(&payload), Some(payload), history)));

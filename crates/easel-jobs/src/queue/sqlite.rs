@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::control::PayloadFacts;
 use super::outbox::{Outbox, PendingCallback, Settle, CLAIM_SECS};
 use super::{Delivery, Depth, Finish, Queue, QueueError, QueueOptions, Recorded};
-use crate::contract;
 use crate::db::{now, Db, DbError};
 
 /// The embedded queue.
@@ -72,16 +72,6 @@ pub(crate) fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
             other.data_type(),
         )),
     }
-}
-
-/// The job type and user id of a payload, when it is JSON that has them (for `easel jobs`).
-fn type_and_user(payload: &[u8]) -> (Option<String>, Option<String>) {
-    let v: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
-    let text = |k: &str| v.as_ref()?.get(k)?.as_str().map(str::to_string);
-    (
-        text("type").or_else(|| text("jobType")),
-        text("user_id").or_else(|| text("userId")),
-    )
 }
 
 /// Stores `payload` as TEXT when it is UTF-8 (readable with `sqlite3`), else as a BLOB.
@@ -145,11 +135,9 @@ impl Queue for SqliteQueue {
 
     async fn push(&self, payload: &[u8]) -> Result<(), QueueError> {
         let queue = self.name.clone();
-        let job_id = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|t| contract::read_id(t).ok());
+        let facts = PayloadFacts::of(payload);
+        let (job_id, job_type, user_id) = (facts.id, facts.job_type, facts.user_id);
         let value = payload_value(payload);
-        let (job_type, user_id) = type_and_user(payload);
         let sql = "INSERT INTO jobs (queue, payload, job_id, state, enqueued_at, job_type, user_id)
                    VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)";
         let r = self
