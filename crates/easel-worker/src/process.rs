@@ -28,7 +28,7 @@ use crate::reference;
 use crate::shared::Shared;
 use crate::state::JobState;
 use crate::storage;
-use crate::watch::{Stop, Watch};
+use crate::watch::{Reports, Stop, Watch};
 
 /// Handles one delivery to its end; returns how it ended (`None` if it could not be recorded
 /// and was left for redelivery).
@@ -244,10 +244,15 @@ fn advance(st: &mut JobState, next: JobState) {
 }
 
 /// Validates the job, then runs it under a [`Watch`] (progress, cancel requests, time limit).
-async fn execute(ctx: &Arc<Shared>, env: &Envelope, st: &mut JobState) -> Result<String, JobError> {
+async fn execute(ctx: &Shared, env: &Envelope, st: &mut JobState) -> Result<String, JobError> {
     let spec = JobSpec::from_envelope(env, ctx.generator.info().preset_side)?;
     advance(st, JobState::Accepted);
-    let watch = Watch::start(ctx.clone(), &spec.id, time_limit(ctx, &spec));
+    let reports = Reports {
+        queue: ctx.queue.clone(),
+        metrics: ctx.metrics.clone(),
+        callbacks: ctx.progress_callbacks.then(|| ctx.notifier.clone()),
+    };
+    let watch = Watch::start(reports, &spec.id, time_limit(ctx, &spec));
     ctx.set_current(Some(watch.clone()));
     let result = run_watched(ctx, &spec, &watch, st).await;
     watch.end();

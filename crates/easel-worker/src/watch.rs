@@ -10,14 +10,24 @@ use std::time::{Duration, Instant};
 use easel_sdxl::cancel::Cancel;
 use tokio::task::JoinHandle;
 
+use crate::callback::Notifier;
 use crate::db::now;
+use crate::metrics::Metrics;
 use crate::queue::control::Progress;
-use crate::shared::Shared;
+use crate::queue::Queue;
 
 /// How often progress is published and the cancel mark checked.
 pub const TICK: Duration = Duration::from_millis(250);
 /// The least time between two progress callbacks.
 pub const PROGRESS_CALLBACK_EVERY: Duration = Duration::from_millis(500);
+
+/// Where a watch reports: the queue (progress, cancel marks), the metrics, and the notifier
+/// for progress callbacks (`None`: they are off).
+pub struct Reports {
+    pub queue: Arc<dyn Queue>,
+    pub metrics: Arc<Metrics>,
+    pub callbacks: Option<Arc<Notifier>>,
+}
 
 /// Why a job was stopped before it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +68,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts watching job `id`, which may run for `timeout`.
-    pub fn start(ctx: Arc<Shared>, id: &str, timeout: Duration) -> Arc<Self> {
+    /// Starts watching job `id`, which may run for `timeout`, reporting to `to`.
+    pub fn start(to: Reports, id: &str, timeout: Duration) -> Arc<Self> {
         let w = Arc::new(Self {
             id: id.to_string(),
             cancel: Cancel::new(),
@@ -73,7 +83,7 @@ impl Watch {
             }),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(tick(ctx, w.clone()));
+        let task = tokio::spawn(tick(to, w.clone()));
         if let Ok(mut t) = w.task.lock() {
             *t = Some(task);
         }
@@ -155,7 +165,7 @@ impl Watch {
 
 /// Every [`TICK`]: the time limit, the cancel mark, progress to the queue (when it changed),
 /// and a progress callback (when enabled and [`PROGRESS_CALLBACK_EVERY`] has passed).
-async fn tick(ctx: Arc<Shared>, w: Arc<Watch>) {
+async fn tick(to: Reports, w: Arc<Watch>) {
     let mut last: Option<(String, u32, u32)> = None;
     let mut last_callback: Option<Instant> = None;
     let mut seq = 0;
@@ -164,7 +174,7 @@ async fn tick(ctx: Arc<Shared>, w: Arc<Watch>) {
         if w.started.elapsed() >= w.timeout {
             w.stop(Stop::Timeout(w.timeout));
         }
-        match ctx.queue.cancel_requested(&w.id).await {
+        match to.queue.cancel_requested(&w.id).await {
             Ok(true) => w.stop(Stop::Cancelled),
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "cannot check for a cancel request"),
@@ -174,15 +184,16 @@ async fn tick(ctx: Arc<Shared>, w: Arc<Watch>) {
         if last.as_ref() == Some(&key) {
             continue;
         }
-        if let Err(e) = ctx.queue.progress(&w.id, &p).await {
+        if let Err(e) = to.queue.progress(&w.id, &p).await {
             tracing::debug!(error = %e, "cannot publish progress");
         }
-        ctx.metrics.progress(p.step, p.total);
+        to.metrics.progress(p.step, p.total);
         last = Some(key);
-        if ctx.progress_callbacks && last_callback.is_none_or(|t| t.elapsed() >= PROGRESS_CALLBACK_EVERY) {
+        let due = last_callback.is_none_or(|t| t.elapsed() >= PROGRESS_CALLBACK_EVERY);
+        if let (Some(notifier), true) = (&to.callbacks, due) {
             seq += 1;
             let body = crate::contract::wire::progress(&w.id, &p.phase, p.step, p.total, p.updated_at);
-            ctx.notifier.send_progress(&w.id, &body, seq).await;
+            notifier.send_progress(&w.id, &body, seq).await;
             last_callback = Some(Instant::now());
         }
     }
