@@ -3,9 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// `EX_USAGE`-like code clap uses for a bad command line: a wrong flag, value or subcommand.
-pub const EXIT_USAGE: u8 = 2;
-
 /// `EX_CONFIG` from `sysexits.h`: the configuration is wrong; restarting will not help.
 /// The orchestrator treats this exit as FATAL at once instead of restarting the worker.
 pub const EXIT_CONFIG: u8 = 78;
