@@ -46,6 +46,8 @@ pub struct Orchestrator {
     sink: Arc<dyn LineSink>,
     shared: Arc<Shared>,
     reloads: mpsc::UnboundedReceiver<Config>,
+    restarts: mpsc::UnboundedReceiver<String>,
+    routes: Option<axum::Router>,
 }
 
 /// A cheap, cloneable view of a running orchestrator: status, reload, address.
@@ -61,6 +63,7 @@ struct Shared {
     listen: OnceLock<SocketAddr>,
     startup_done: AtomicBool,
     reloads: mpsc::UnboundedSender<Config>,
+    restarts: mpsc::UnboundedSender<String>,
     force: CancellationToken,
 }
 
@@ -73,6 +76,7 @@ impl Orchestrator {
     /// An orchestrator for `config`.
     pub fn new(config: Config) -> Self {
         let (reloads_tx, reloads) = mpsc::unbounded_channel();
+        let (restarts_tx, restarts) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             started: Instant::now(),
             origin: Mutex::new(config.origin.to_string()),
@@ -80,6 +84,7 @@ impl Orchestrator {
             listen: OnceLock::new(),
             startup_done: AtomicBool::new(false),
             reloads: reloads_tx,
+            restarts: restarts_tx,
             force: CancellationToken::new(),
         });
         Self {
@@ -87,12 +92,20 @@ impl Orchestrator {
             sink: Arc::new(StdioSink),
             shared,
             reloads,
+            restarts,
+            routes: None,
         }
     }
 
     /// Sends workers' output lines to `sink` instead of stdout/stderr.
     pub fn with_output(mut self, sink: Arc<dyn LineSink>) -> Self {
         self.sink = sink;
+        self
+    }
+
+    /// Serves `routes` (a console, say) beside `/status` on the status address.
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.routes = Some(routes);
         self
     }
 
@@ -122,13 +135,14 @@ impl Orchestrator {
         let server_stop = CancellationToken::new();
         let handle = self.handle();
         let source: crate::server::StatusSource = std::sync::Arc::new(move || handle.status());
-        let server = tokio::spawn(crate::server::serve(listener, source, server_stop.clone()));
+        let routes = self.routes.unwrap_or_default();
+        let server = tokio::spawn(crate::server::serve(listener, source, routes, server_stop.clone()));
         tracing::info!("orchestrator listening on http://{addr} (/status, /metrics, /livez, /readyz)");
 
         let mut runner = Runner::new(self.config, self.sink, Arc::clone(&watchdog), Arc::clone(&self.shared));
         let workers: Vec<WorkerSpec> = runner.config.start_order().into_iter().cloned().collect();
         tokio::select! {
-            () = runner.admit(workers) => runner.event_loop(self.reloads, &shutdown).await,
+            () = runner.admit(workers) => runner.event_loop(self.reloads, self.restarts, &shutdown).await,
             () = shutdown.cancelled() => {}
         }
         runner.stop_all().await;
@@ -167,6 +181,22 @@ impl Handle {
     /// Applies a new config: start added workers, stop removed ones, restart changed ones.
     pub fn reload(&self, config: Config) {
         let _ = self.shared.reloads.send(config);
+    }
+
+    /// Stops worker `name` and starts it again (its restart history starts afresh); `Err`
+    /// when no worker has that name or the orchestrator no longer runs.
+    pub fn restart(&self, name: &str) -> std::result::Result<(), String> {
+        let known = {
+            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+            view.iter().any(|e| e.identity.name == name)
+        };
+        if !known {
+            return Err(format!("no worker is named {name:?}"));
+        }
+        self.shared
+            .restarts
+            .send(name.to_owned())
+            .map_err(|_| "the orchestrator is not running".to_owned())
     }
 
     /// Where `/status` listens, once the orchestrator runs.
@@ -242,12 +272,18 @@ impl Runner {
         }
     }
 
-    async fn event_loop(&mut self, mut reloads: mpsc::UnboundedReceiver<Config>, shutdown: &CancellationToken) {
+    async fn event_loop(
+        &mut self,
+        mut reloads: mpsc::UnboundedReceiver<Config>,
+        mut restarts: mpsc::UnboundedReceiver<String>,
+        shutdown: &CancellationToken,
+    ) {
         loop {
             self.start_next();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 Some(config) = reloads.recv() => self.on_reload(config).await,
+                Some(name) = restarts.recv() => self.on_restart(&name).await,
                 () = settled(&mut self.gate) => self.gate = None,
             }
         }
@@ -344,6 +380,16 @@ impl Runner {
             launcher: launch::Launcher::for_config(&self.config),
         });
         self.admit(admit).await;
+    }
+
+    /// Stops worker `name` (with its stop grace) and admits it again, preflight first.
+    async fn on_restart(&mut self, name: &str) {
+        let Some(spec) = self.entries.iter().find(|e| e.config.name == name).map(|e| e.config.clone()) else {
+            return;
+        };
+        tracing::info!(worker.name = %name, "restarting on request");
+        self.remove(&[name.to_owned()]).await;
+        self.admit(vec![spec]).await;
     }
 
     /// Stops the named workers and forgets them.

@@ -2,6 +2,7 @@
 //! (`/metrics`) and whatever supervises the orchestrator itself (`/livez`, `/readyz`).
 //! Every route reads the status report the orchestrator hands in as a function; nothing here
 //! changes anything (and nothing here knows the orchestrator's types beyond the report).
+//! Whatever else the binary serves there (the console) comes in as a ready router.
 
 use std::sync::Arc;
 
@@ -18,14 +19,16 @@ use crate::status::{render_metrics, StatusReport};
 /// Where the routes read the current status from.
 pub(crate) type StatusSource = Arc<dyn Fn() -> StatusReport + Send + Sync>;
 
-/// Serves `/status`, `/metrics`, `/livez` and `/readyz` on `listener` until `stop`.
-pub(crate) async fn serve(listener: TcpListener, handle: StatusSource, stop: CancellationToken) {
+/// Serves `/status`, `/metrics`, `/livez` and `/readyz`, and `extra` beside them, on
+/// `listener` until `stop`.
+pub(crate) async fn serve(listener: TcpListener, handle: StatusSource, extra: Router, stop: CancellationToken) {
     let app = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .with_state(handle);
+        .with_state(handle)
+        .merge(extra);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

@@ -3,6 +3,7 @@
 //! and the supervision routes (`/livez`, `/readyz`, `/metrics`). Bound to loopback unless
 //! configured; load and unload need `Authorization: Bearer <EASEL_ADMIN_TOKEN>` and take the
 //! engine lock, so they wait for a running job instead of killing it (the Python bug).
+//! The console (`/`, `/console/...`) is merged in by the caller.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,10 +24,12 @@ use crate::state::WorkerPhase;
 use crate::watch::Stop;
 use crate::Error;
 
-/// Binds `addr` and serves until `stop`; returns the bound address and the server task.
+/// Binds `addr` and serves the routes and `extra` (the console) until `stop`; returns the
+/// bound address and the server task.
 pub async fn serve(
     addr: SocketAddr,
     shared: Arc<Shared>,
+    extra: Router,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
     let listener = TcpListener::bind(addr).await.map_err(|cause| Error::Listen {
@@ -37,7 +40,7 @@ pub async fn serve(
         addr: addr.to_string(),
         cause,
     })?;
-    let app = router(shared);
+    let app = router(shared).merge(extra);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

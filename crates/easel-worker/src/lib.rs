@@ -22,6 +22,7 @@
 //! - [`watch`]: the watch over a running job: progress, cancel requests, the time limit.
 //! - [`shared`]: what the job loop, the job handler and the HTTP endpoints share.
 //! - [`http`]: the worker's endpoints: `/health`, `/memory/*`, `/livez`, `/readyz`, `/metrics`.
+//! - [`console`]: the web console (from `easel-console`) for this worker and its queue.
 //! - [`registry`]: the worker kinds the CLI can start, and their `describe` output.
 //! - [`error`]: the crate's top-level error and the process exit codes.
 //!
@@ -33,6 +34,7 @@
 //! (`EX_CONFIG`) for a configuration error (bad environment, flags or `easel.toml`), `1` for
 //! anything else (a backend unreachable at start, a model that fails to load, ...).
 
+pub mod console;
 pub mod encode;
 pub mod error;
 pub mod generator;

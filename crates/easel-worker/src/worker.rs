@@ -245,7 +245,8 @@ impl Worker for SdxlWorker {
         let shared = self.shared().await?;
         let addr = SocketAddr::new(self.config.bind, self.config.port);
         let http_stop = CancellationToken::new();
-        let (bound, server) = http::serve(addr, shared.clone(), http_stop.clone()).await?;
+        let console = crate::console::routes(&shared, &self.config);
+        let (bound, server) = http::serve(addr, shared.clone(), console, http_stop.clone()).await?;
         self.log_start(&shared, bound);
         let background = CancellationToken::new();
         let (loaded, reachable) = tokio::join!(

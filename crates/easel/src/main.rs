@@ -6,6 +6,7 @@ mod checks;
 mod colour;
 mod completions;
 mod config;
+mod console;
 mod generate;
 mod job_bar;
 mod jobs;

@@ -2,7 +2,7 @@
 //! command line to the orchestrator library. Flow: find the config (`--config`,
 //! `EASEL_CONFIG`, `./easel.toml`, else the embedded defaults: one SDXL worker) → either
 //! preflight it and report (`--check`), or run it until SIGTERM/SIGINT (exit 0 after a
-//! graceful stop), reloading it on SIGHUP.
+//! graceful stop), reloading it on SIGHUP, with the web console on its status address.
 
 use std::path::PathBuf;
 
@@ -46,10 +46,18 @@ pub fn run(args: UpArgs) -> Result<()> {
         return runtime.block_on(check(&config));
     }
     eprintln!(
-        "easel up: config {}; status on http://{}/status (Ctrl-C stops every worker)",
+        "easel up: config {}; console on http://{}/ (Ctrl-C stops every worker)",
         config.origin, config.orchestrator.listen
     );
-    runtime.block_on(easel_orchestrator::run_until_signalled(Orchestrator::new(config)))?;
+    let orchestrator = Orchestrator::new(config);
+    let orchestrator = match crate::console::for_orchestrator(orchestrator.config(), orchestrator.handle()) {
+        Ok(routes) => orchestrator.with_routes(routes),
+        Err(e) => {
+            tracing::error!("the console is off: {e:#}");
+            orchestrator
+        }
+    };
+    runtime.block_on(easel_orchestrator::run_until_signalled(orchestrator))?;
     Ok(())
 }
 
