@@ -20,6 +20,12 @@ if ! command -v redis-server >/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
+# The console's browser tests: Debian's Chromium, driven through its ChromeDriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (browser tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 if [ ! -x "$SERVICES/venv/bin/moto_server" ]; then
   echo "== installing moto (S3 server)"
   python3 -m venv "$SERVICES/venv"

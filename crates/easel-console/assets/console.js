@@ -107,9 +107,11 @@ function rows(tableSel, items, columns, emptyText) {
 
 const stateCell = (text, kind) => el("td", {}, el("span", { class: `state ${kind || ""}`, text }));
 
-function imageUrl(key) {
-  if (!key || !picture || !picture.files) return null;
-  return picture.files.base + key.split("/").map(encodeURIComponent).join("/");
+// Local storage: served by the console; remote storage: the links the server signed.
+function imageUrl(key, job) {
+  if (!key || !picture) return null;
+  if (picture.files) return picture.files.base + key.split("/").map(encodeURIComponent).join("/");
+  return (job && job.links && job.links[key]) || null;
 }
 
 function draw(p) {
@@ -160,8 +162,8 @@ function draw(p) {
     list.replaceChildren();
     if (!p.recent.length) list.append(el("li", { class: "empty", text: "no finished jobs yet" }));
     for (const j of p.recent) {
-      const thumb = imageUrl((j.thumbnails || [])[0] || (j.images || [])[0]);
-      const full = imageUrl((j.images || [])[0]);
+      const thumb = imageUrl((j.thumbnails || [])[0], j) || imageUrl((j.images || [])[0], j);
+      const full = imageUrl((j.images || [])[0], j);
       const picture = thumb
         ? el("a", { href: full || thumb, target: "_blank", rel: "noopener" }, el("img", { src: thumb, alt: `image of job ${j.id}: ${j.prompt || ""}`, loading: "lazy" }))
         : el("div", { class: "noimg", text: j.status === "completed" ? "image stored remotely" : "no image" });
@@ -195,7 +197,7 @@ async function openDetail(id) {
   }
   if (!j.ok) { body.replaceChildren(el("p", { class: "errors", text: j.message })); return; }
   const history = el("ol", {}, ...j.history.map((e) => el("li", { text: `${e.state} ${ago(e.at)}${e.by ? ` by ${e.by}` : ""}` })));
-  const images = ((j.outcome && j.outcome.assets) || []).map((a) => imageUrl(a.url)).filter(Boolean);
+  const images = ((j.outcome && j.outcome.assets) || []).map((a) => imageUrl(a.url, j)).filter(Boolean);
   const cb = j.callback;
   body.replaceChildren(
     el("p", { text: `state ${j.state} · ${j.job_type || "–"} · ${j.attempts} attempt(s)${j.worker ? ` · on ${j.worker}` : ""}${j.dead_reason ? ` · dead: ${j.dead_reason}` : ""}` }),

@@ -23,7 +23,11 @@ fn answer(status: StatusCode, ok: bool, message: impl Into<String>) -> Response 
 }
 
 fn store_error(e: impl std::fmt::Display) -> Response {
-    answer(StatusCode::SERVICE_UNAVAILABLE, false, format!("the job store did not answer: {e}"))
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        false,
+        format!("the job store did not answer: {e}"),
+    )
 }
 
 /// `GET /console/api/jobs/{id}`: one job, its payload with secrets masked.
@@ -35,6 +39,19 @@ pub async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respon
                     .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap_or(json!(t)))
             };
             let masked = d.payload.as_deref().map(operate::masked_payload);
+            let outcome = parse(&d.outcome);
+            let mut links = serde_json::Map::new();
+            if crate::files::local(&app).is_none() {
+                let assets = outcome
+                    .as_ref()
+                    .and_then(|o| o["assets"].as_array().cloned())
+                    .unwrap_or_default();
+                for key in assets.iter().filter_map(|a| a["url"].as_str()) {
+                    if let Some(url) = crate::files::link(&app, key).await {
+                        links.insert(key.to_owned(), json!(url));
+                    }
+                }
+            }
             Json(json!({
                 "ok": true,
                 "id": d.row.id,
@@ -45,7 +62,8 @@ pub async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respon
                 "dead_reason": d.row.dead_reason,
                 "progress": d.row.progress.as_ref().map(|p| json!({"phase": p.phase, "step": p.step, "total": p.total})),
                 "payload": masked,
-                "outcome": parse(&d.outcome),
+                "outcome": outcome,
+                "links": links,
                 "callback": d.callback.as_ref().map(|c| json!({
                     "attempts": c.attempts, "delivered_at": c.delivered_at,
                     "given_up_at": c.given_up_at, "last_error": c.last_error,
@@ -70,7 +88,11 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, headers
             tracing::info!(job.id = %id, ?result, "console: cancel");
             match result {
                 CancelResult::Removed => answer(StatusCode::OK, true, "cancelled before it started"),
-                CancelResult::Requested => answer(StatusCode::ACCEPTED, true, "cancelling: its worker stops it within a step"),
+                CancelResult::Requested => answer(
+                    StatusCode::ACCEPTED,
+                    true,
+                    "cancelling: its worker stops it within a step",
+                ),
                 CancelResult::Finished => answer(StatusCode::CONFLICT, false, "the job has already finished"),
                 CancelResult::Unknown => answer(StatusCode::NOT_FOUND, false, format!("no job {id:?} is known")),
             }
@@ -110,7 +132,13 @@ pub async fn purge(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
-            Err(e) => return answer(StatusCode::BAD_REQUEST, false, format!("send {{\"older_than\": \"7d\"}} or {{}}: {e}")),
+            Err(e) => {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    false,
+                    format!("send {{\"older_than\": \"7d\"}} or {{}}: {e}"),
+                )
+            }
         }
     };
     let older_than: Option<Duration> = match request.older_than.as_deref().map(easel_config::duration::parse) {

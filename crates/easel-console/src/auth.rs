@@ -249,7 +249,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; easel_console=x.y.z; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; easel_console=x.y.z; b=2"),
+        );
         assert_eq!(cookie_of(&h, COOKIE), Some("x.y.z"));
         assert_eq!(cookie_of(&h, "c"), None);
     }

@@ -4,6 +4,7 @@
 //! remote storage the page links to the object where the storage can make a link.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -30,6 +31,34 @@ pub fn local(app: &App) -> Option<LocalStorage> {
         StorageBackend::Local { root } => Some(LocalStorage::new(root.join(&app.console.config.bucket))),
         _ => None,
     }
+}
+
+/// How long a signed link lives; it is signed again when half of that has passed.
+const LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// A link to remote object `key`, signed by the storage and kept until half its life is
+/// gone; `None` when the storage gives none. A failure is kept for a minute, so an outage
+/// of the storage costs one request per image per minute, not one per refresh.
+pub async fn link(app: &App, key: &str) -> Option<String> {
+    let links = &app.pictures.links;
+    let kept = links.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
+    if let Some((url, _)) = kept.filter(|(_, renew)| Instant::now() < *renew) {
+        return Some(url).filter(|u| !u.is_empty());
+    }
+    let (url, keep) = match app.console.storage.link(key, LINK_TTL).await {
+        Ok(Some(url)) => (url, LINK_TTL / 2),
+        Ok(None) => (String::new(), LINK_TTL),
+        Err(e) => {
+            tracing::warn!("console: no link to {key}: {e}");
+            (String::new(), Duration::from_secs(60))
+        }
+    };
+    let mut kept = links.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() > 4096 {
+        kept.clear();
+    }
+    kept.insert(key.to_owned(), (url.clone(), Instant::now() + keep));
+    Some(url).filter(|u| !u.is_empty())
 }
 
 /// `GET /console/files/{key}`: an image of local storage.

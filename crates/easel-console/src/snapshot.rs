@@ -31,6 +31,8 @@ pub struct Pictures {
     latest: Mutex<Option<(Instant, Arc<Value>)>>,
     building: tokio::sync::Mutex<()>,
     facts: Mutex<HashMap<String, Facts>>,
+    /// Links to remote images: key → (URL, when to sign again).
+    pub links: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 /// What a job asked for and, once finished, how it ended.
@@ -109,6 +111,23 @@ async fn build(app: &App) -> Value {
     }
     let numbers = numbers(&recent, easel_jobs::db::now());
     recent.truncate(SHOWN);
+    if crate::files::local(app).is_none() {
+        for job in &mut recent {
+            let keys: Vec<String> = ["thumbnails", "images"]
+                .iter()
+                .filter_map(|f| job[*f].as_array())
+                .flat_map(|a| a.iter().take(1))
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
+            let mut links = Map::new();
+            for key in keys {
+                if let Some(url) = crate::files::link(app, &key).await {
+                    links.insert(key, json!(url));
+                }
+            }
+            job["links"] = Value::Object(links);
+        }
+    }
     json!({
         "title": c.title,
         "at": easel_jobs::db::now(),
@@ -187,11 +206,15 @@ fn asked_of(p: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     let find = |names: &[&str]| {
         names.iter().find_map(|n| {
-            [p.get(*n), p.pointer(&format!("/metadata/{n}")), p.pointer(&format!("/config/{n}"))]
-                .into_iter()
-                .flatten()
-                .find(|v| !v.is_null())
-                .cloned()
+            [
+                p.get(*n),
+                p.pointer(&format!("/metadata/{n}")),
+                p.pointer(&format!("/config/{n}")),
+            ]
+            .into_iter()
+            .flatten()
+            .find(|v| !v.is_null())
+            .cloned()
         })
     };
     for (key, names) in [

@@ -384,7 +384,12 @@ impl Runner {
 
     /// Stops worker `name` (with its stop grace) and admits it again, preflight first.
     async fn on_restart(&mut self, name: &str) {
-        let Some(spec) = self.entries.iter().find(|e| e.config.name == name).map(|e| e.config.clone()) else {
+        let Some(spec) = self
+            .entries
+            .iter()
+            .find(|e| e.config.name == name)
+            .map(|e| e.config.clone())
+        else {
             return;
         };
         tracing::info!(worker.name = %name, "restarting on request");

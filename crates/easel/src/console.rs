@@ -37,7 +37,9 @@ impl Fleet for Supervised {
 
     fn restart(&self, name: &str) -> Result<String, String> {
         self.0.restart(name)?;
-        Ok(format!("restarting {name}: it stops within its stop grace, then starts again"))
+        Ok(format!(
+            "restarting {name}: it stops within its stop grace, then starts again"
+        ))
     }
 }
 

@@ -164,10 +164,7 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     // The worker is listed as running.
     let first_pid = b.wait("the worker to be running", LONG, worker_pid);
     assert_eq!(b.text("#live").as_deref(), Some("live"));
-    assert_eq!(
-        b.eval("return document.body.dataset.session", json!([])),
-        "read-only"
-    );
+    assert_eq!(b.eval("return document.body.dataset.session", json!([])), "read-only");
 
     // A submitted job appears, its progress advances without a reload, it finishes with its thumbnail.
     let a = unique("a");
@@ -194,9 +191,16 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
         v.as_array().cloned()
     });
     assert!(thumb[1].as_str().unwrap_or("").ends_with(".webp"), "{thumb:?}");
-    assert_eq!(b.eval("return document.querySelectorAll('script').length", json!([])), 1, "the prompt stayed text");
+    assert_eq!(
+        b.eval("return document.querySelectorAll('script').length", json!([])),
+        1,
+        "the prompt stayed text"
+    );
     let numbers = b.text("#numbers").unwrap_or_default();
-    assert!(!numbers.contains("p50 duration–"), "a p50 once a job is done: {numbers}");
+    assert!(
+        !numbers.contains("p50 duration–"),
+        "a p50 once a job is done: {numbers}"
+    );
     b.screenshot("finished");
 
     // The detail view of the job.
@@ -204,7 +208,10 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     let detail = b.wait("the detail view", LONG, |b| {
         b.text("#detail-body").filter(|t| t.contains("History"))
     });
-    assert!(detail.contains("running") && detail.contains("\"status\": \"completed\""), "{detail}");
+    assert!(
+        detail.contains("running") && detail.contains("\"status\": \"completed\""),
+        "{detail}"
+    );
     b.screenshot("detail");
     b.click("#detail form button");
 
@@ -229,7 +236,10 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     b.click(&cancel);
     message_with(&b, "cancelling");
     let cancelled = b.wait("job c to end cancelled", LONG, |b| finished(b, &c));
-    assert!(cancelled.starts_with("failed") && cancelled.contains("cancelled"), "{cancelled}");
+    assert!(
+        cancelled.starts_with("failed") && cancelled.contains("cancelled"),
+        "{cancelled}"
+    );
     b.screenshot("cancelled");
 
     // A job whose worker is killed mid-job is dead-lettered (one delivery allowed); retried
@@ -237,14 +247,19 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     let x = unique("x");
     submit(d, &x, "survives a crash", 120, 128);
     b.wait("job x to run", LONG, |b| shown_step(b, &x));
-    let killed = Command::new("kill").args(["-KILL", &first_pid.to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", &first_pid.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let retry = format!("#dead button[data-action=\"retry\"][data-id=\"{x}\"]");
     b.wait("job x to be a dead letter", LONG, |b| b.find(&retry));
     let reason = b.text(&format!("#dead tr[data-id=\"{x}\"]")).unwrap_or_default();
     assert!(reason.contains("deliver"), "the dead letter says why: {reason}");
     b.screenshot("dead-letter");
-    b.wait("the worker to be back", LONG, |b| worker_pid(b).filter(|p| *p != first_pid));
+    b.wait("the worker to be back", LONG, |b| {
+        worker_pid(b).filter(|p| *p != first_pid)
+    });
     b.click(&retry);
     message_with(&b, "back on the queue");
     let again = b.wait("job x to complete after the retry", LONG, |b| {
@@ -256,7 +271,9 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     let before = b.wait("the worker to run", LONG, worker_pid);
     b.click("#workers button[data-action=\"restart\"][data-id=\"sdxl\"]");
     message_with(&b, "restarting sdxl");
-    b.wait("the restarted worker to run", LONG, |b| worker_pid(b).filter(|p| *p != before));
+    b.wait("the restarted worker to run", LONG, |b| {
+        worker_pid(b).filter(|p| *p != before)
+    });
 
     // On a phone-sized screen.
     b.resize(390, 844);
@@ -329,7 +346,10 @@ fn actions_are_refused_without_the_token_and_from_other_sites() {
             .unwrap();
         assert_eq!(r.status(), 200);
         let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
         assert!(!cookie.contains(TOKEN), "{cookie}");
         let session = cookie.split(';').next().unwrap().to_owned();
         // With the cookie but from another site: refused.
@@ -365,5 +385,64 @@ fn actions_are_refused_without_the_token_and_from_other_sites() {
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
+    });
+}
+
+/// With Supabase Storage (a stub that enforces its auth and signing rules), the console links
+/// a finished job's thumbnail by a signed URL that opens it.
+#[test]
+fn with_remote_storage_the_console_links_thumbnails_by_signed_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stub = rt.block_on(support::SupabaseStub::start("service-key"));
+    let port = free_port();
+    let log = std::fs::File::create(d.join("worker.log")).unwrap();
+    let worker = easel(d)
+        .args(["worker", "sdxl", "run"])
+        .env("WORKER_PORT", port.to_string())
+        .env("EASEL_POLL", "100ms")
+        .env("SUPABASE_URL", &stub.url)
+        .env("SUPABASE_SERVICE_KEY", "service-key")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _worker = Guard(worker);
+    let id = unique("remote");
+    submit(d, &id, "stored far away", 4, 64);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    rt.block_on(async {
+        let end = Instant::now() + LONG;
+        let job = loop {
+            if let Ok(r) = http.get(format!("{base}/console/api/state")).send().await {
+                let v: Value = r.json().await.unwrap_or_default();
+                let found = v["recent"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|j| j["id"] == id.as_str()).cloned());
+                if let Some(job) = found {
+                    assert!(v["files"].is_null(), "no local files with remote storage: {v}");
+                    break job;
+                }
+            }
+            let log = std::fs::read_to_string(d.join("worker.log")).unwrap_or_default();
+            assert!(Instant::now() < end, "the job never finished\n{log}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(job["status"], "completed", "{job}");
+        let key = job["thumbnails"][0].as_str().unwrap();
+        let link = job["links"][key].as_str().unwrap_or_else(|| panic!("a link: {job}"));
+        assert!(
+            link.contains("/storage/v1/object/sign/") && link.contains("token="),
+            "{link}"
+        );
+        let got = http.get(link).send().await.unwrap();
+        assert_eq!(got.status(), 200, "{link}");
+        assert_eq!(&got.bytes().await.unwrap()[..4], b"RIFF", "the WebP thumbnail");
     });
 }

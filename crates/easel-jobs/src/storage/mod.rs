@@ -39,6 +39,13 @@ pub trait Storage: Send + Sync {
     fn describe(&self) -> String;
     /// Stores `bytes` at bucket-relative `key` with `content_type`, replacing any object there.
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError>;
+    /// A URL a browser can open to see object `key` for about `ttl` (signed where the store
+    /// needs it), or `None` where the store gives none (local files are served by whoever
+    /// reads the folder, e.g. the console).
+    async fn link(&self, key: &str, ttl: Duration) -> Result<Option<String>, StorageError> {
+        let _ = (key, ttl);
+        Ok(None)
+    }
 }
 
 /// Opens the configured store for `bucket`.

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
 use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig};
 
 use super::{Storage, StorageError, UPLOAD_TIMEOUT};
@@ -74,6 +75,21 @@ impl S3Storage {
 impl Storage for S3Storage {
     fn describe(&self) -> String {
         format!("s3://{} at {}", self.bucket, self.endpoint)
+    }
+
+    /// A presigned GET (signed locally, no request made).
+    async fn link(&self, key: &str, ttl: std::time::Duration) -> Result<Option<String>, StorageError> {
+        let url = self
+            .store
+            .signed_url(reqwest::Method::GET, &ObjectPath::from(key), ttl)
+            .await
+            .map_err(|e| StorageError {
+                store: self.describe(),
+                key: key.to_string(),
+                msg: format!("cannot sign a link: {e}"),
+                retryable: false,
+            })?;
+        Ok(Some(url.to_string()))
     }
 
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError> {

@@ -55,6 +55,38 @@ impl Storage for SupabaseStorage {
         format!("supabase {}/storage/v1 bucket {}", self.base, self.bucket)
     }
 
+    /// A signed URL from `POST /storage/v1/object/sign/{bucket}/{key}` (`{"expiresIn": s}`),
+    /// answered with `{"signedURL": "/object/sign/...?token=..."}`.
+    async fn link(&self, key: &str, ttl: std::time::Duration) -> Result<Option<String>, StorageError> {
+        let url = format!("{}/storage/v1/object/sign/{}/{}", self.base, self.bucket, key);
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .header("apikey", self.key.expose())
+            .json(&serde_json::json!({"expiresIn": ttl.as_secs().max(1)}))
+            .send()
+            .await
+            .map_err(|e| self.error(key, format!("network error: {e}"), true))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let said = resp.text().await.unwrap_or_default();
+            return Err(self.error(
+                key,
+                format!("signing a link: HTTP {status}: {said}"),
+                retryable_status(status),
+            ));
+        }
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| self.error(key, format!("signing a link: not JSON: {e}"), false))?;
+        let signed = body["signedURL"]
+            .as_str()
+            .ok_or_else(|| self.error(key, "signing a link: no signedURL in the answer".into(), false))?;
+        Ok(Some(format!("{}/storage/v1{signed}", self.base)))
+    }
+
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError> {
         let url = format!("{}/storage/v1/object/{}/{}", self.base, self.bucket, key);
         let resp = self

@@ -180,3 +180,40 @@ async fn an_img2img_job_fetches_its_reference_and_reports_the_values_used() {
     );
     w.stop().await.unwrap();
 }
+
+/// The console links images in Supabase Storage by signed URL: it opens the object, and a
+/// forged token does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_supabase_link_opens_the_stored_thumbnail() {
+    let stub = SupabaseStub::start(KEY).await;
+    let w = harness::start(&supabase(&stub), None).await;
+    let id = unique("job");
+    w.producer()
+        .await
+        .push(job(&id, json!({"seed": 77})).to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(stub.callback_for(&id).await.body["status"], "completed");
+    let store = easel_worker::storage::open(&w.config.storage, &w.config.bucket).unwrap();
+    let key = format!("user-1/{id}/0.thumb.webp");
+    let link = store
+        .link(&key, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("a signed link");
+    assert!(
+        link.starts_with(&format!("{}/storage/v1/object/sign/", stub.url)),
+        "{link}"
+    );
+    let got = reqwest::get(&link).await.unwrap();
+    assert_eq!(got.status(), 200);
+    let stored = &stub.objects()[&format!("workspace-temp/{key}")];
+    assert_eq!(got.bytes().await.unwrap().as_ref(), stored.bytes.as_slice());
+    let forged = format!("{}?token=0000", link.split('?').next().unwrap());
+    assert_eq!(reqwest::get(&forged).await.unwrap().status(), 400);
+    let missing = store
+        .link("user-1/nope/0.png", std::time::Duration::from_secs(60))
+        .await;
+    assert!(missing.is_err_and(|e| e.msg.contains("Object not found")));
+    w.stop().await.unwrap();
+}

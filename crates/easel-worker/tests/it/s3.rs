@@ -1,8 +1,11 @@
 //! S3-compatible storage against a real S3 server (moto, started by the test script): a job's
-//! PNG and thumbnail land at the contract's keys with their real content types.
+//! PNG and thumbnail land at the contract's keys with their real content types, and a
+//! presigned link to the thumbnail (what the console shows) opens it.
 
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
+use std::time::Duration;
+
 use object_store::{Attribute, ObjectStore};
 use serde_json::json;
 
@@ -64,5 +67,18 @@ async fn a_job_stored_in_s3_has_its_png_and_thumbnail_with_real_content_types() 
         );
         assert!(!got.bytes().await.unwrap().is_empty());
     }
+    // The console's link to the thumbnail is a presigned GET that a browser can open as is.
+    let backend = w.config.storage.clone();
+    let store = easel_worker::storage::open(&backend, &bucket).unwrap();
+    let key = format!("u/{id}/0.thumb.webp");
+    let link = store
+        .link(&key, Duration::from_secs(600))
+        .await
+        .unwrap()
+        .expect("a link");
+    assert!(link.contains("X-Amz-Signature="), "{link}");
+    let got = reqwest::get(&link).await.unwrap();
+    assert_eq!(got.status(), 200, "{link}");
+    assert_eq!(&got.bytes().await.unwrap()[..4], b"RIFF", "a WebP");
     w.stop().await.unwrap();
 }

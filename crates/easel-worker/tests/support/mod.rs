@@ -78,6 +78,8 @@ struct StubState {
     storage_failures: Mutex<u32>,
     storage_down_until: Mutex<Option<Instant>>,
     callbacks: Mutex<Vec<Callback>>,
+    /// Signed-URL tokens: token → (`bucket/path`, expiry).
+    signed: Mutex<BTreeMap<String, (String, Instant)>>,
     callback_failures: Mutex<u32>,
     callback_attempts: Mutex<u32>,
     images: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -101,6 +103,7 @@ impl SupabaseStub {
         });
         let app = Router::new()
             .route("/storage/v1/object/{bucket}/{*path}", post(upload))
+            .route("/storage/v1/object/sign/{bucket}/{*path}", post(sign).get(signed))
             .route("/functions/v1/job-callback", post(callback))
             .route("/images/{name}", get(image))
             .with_state(state.clone());
@@ -237,6 +240,54 @@ async fn upload(
     drop(objects);
     s.changed.notify_waiters();
     Json(json!({"Id": format!("{:032x}", rand::random::<u128>()), "Key": key})).into_response()
+}
+
+/// `POST /storage/v1/object/sign/{bucket}/{path}` with `{"expiresIn": seconds}`: Supabase's
+/// signed URL (service key required; the object must exist).
+async fn sign(
+    State(s): State<Arc<StubState>>,
+    Path((bucket, path)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return storage_error(StatusCode::UNAUTHORIZED, "Unauthorized", "Invalid JWT");
+    }
+    let expires = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["expiresIn"].as_u64())
+        .filter(|e| *e > 0);
+    let Some(expires) = expires else {
+        return storage_error(StatusCode::BAD_REQUEST, "Invalid Input", "expiresIn is required");
+    };
+    let key = format!("{bucket}/{path}");
+    if !s.objects.lock().unwrap().contains_key(&key) {
+        return storage_error(StatusCode::BAD_REQUEST, "not_found", "Object not found");
+    }
+    let token = format!("{:032x}", rand::random::<u128>());
+    let until = Instant::now() + Duration::from_secs(expires);
+    s.signed.lock().unwrap().insert(token.clone(), (key, until));
+    Json(json!({"signedURL": format!("/object/sign/{bucket}/{path}?token={token}")})).into_response()
+}
+
+/// `GET /storage/v1/object/sign/{bucket}/{path}?token=...`: the object, for a live token of it.
+async fn signed(
+    State(s): State<Arc<StubState>>,
+    Path((bucket, path)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let key = format!("{bucket}/{path}");
+    let live = q
+        .get("token")
+        .and_then(|t| s.signed.lock().unwrap().get(t).cloned())
+        .is_some_and(|(k, until)| k == key && Instant::now() < until);
+    if !live {
+        return storage_error(StatusCode::BAD_REQUEST, "InvalidJWT", "invalid signature");
+    }
+    match s.objects.lock().unwrap().get(&key) {
+        Some(o) => ([("content-type", o.content_type.clone())], o.bytes.clone()).into_response(),
+        None => storage_error(StatusCode::BAD_REQUEST, "not_found", "Object not found"),
+    }
 }
 
 async fn callback(State(s): State<Arc<StubState>>, headers: HeaderMap, body: Bytes) -> Response {
