@@ -92,6 +92,28 @@ pub struct DbError {
 }
 
 /// The shared embedded database.
+/// WAL, then the schema and its column additions in one write transaction.
+fn initialise(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = conn.execute_batch(SCHEMA).and_then(|()| add_missing_columns(conn));
+    match done {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Whether `e` is SQLite's "busy" or "locked".
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
@@ -114,10 +136,20 @@ impl Db {
         }
         let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail(e.to_string()))?;
-        conn.execute_batch(SCHEMA).map_err(|e| fail(e.to_string()))?;
-        add_missing_columns(&conn).map_err(|e| fail(e.to_string()))?;
+        // Processes opening a fresh database together (a worker starting while `easel submit`
+        // pushes) can meet SQLITE_BUSY where SQLite does not wait: switching to WAL, or a
+        // read lock upgraded to a write. The schema goes in one BEGIN IMMEDIATE (the write
+        // lock taken up front, waiting), and a busy start is tried again within the timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match initialise(&conn) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(20 + u64::from(rand::random::<u8>() % 30)));
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
@@ -186,4 +218,33 @@ pub fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker starting while `easel submit` pushes: many connections open one fresh
+    /// database at the same moment, and every one of them gets it.
+    #[test]
+    fn connections_opening_a_fresh_database_together_all_succeed() {
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("easel.db");
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let opens: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Db::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for open in opens {
+                let result = open.join().unwrap();
+                assert!(result.is_ok(), "round {round}: {:?}", result.err());
+            }
+        }
+    }
 }
