@@ -484,9 +484,11 @@ def cmd_runpod(path):
     if env.get("WORKER_PORT") != str(WORKER_PORT):
         problems.add(path, f"env WORKER_PORT must be \"{WORKER_PORT}\"")
     mount = t.get("volumeMountPath", "")
-    for key in ("EASEL_MODEL", "EASEL_DATA_DIR"):
-        if not env.get(key, "").startswith(mount.rstrip("/") + "/"):
-            problems.add(path, f"env {key} must lie on the volume ({mount})")
+    if not env.get("EASEL_MODEL", "").startswith(mount.rstrip("/") + "/"):
+        problems.add(path, f"env EASEL_MODEL must lie on the volume ({mount})")
+    # The volume is mounted owned by root; the image's user (10001) cannot write there.
+    if not env.get("EASEL_DATA_DIR", "").startswith("/home/easel/"):
+        problems.add(path, "env EASEL_DATA_DIR must be under /home/easel (the image's user cannot write the volume)")
     return problems.done("RunPod template")
 
 
