@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
 KEDA_KINDS = {"ScaledObject", "ScaledJob", "TriggerAuthentication", "ClusterTriggerAuthentication"}
 WORKER_PORT = 7859
+DOCKER_DIR = ROOT / "deploy/docker"
 # What the worker needs after its shutdown grace to flush callbacks and exit.
 FLUSH_MARGIN_SECS = 20
 MIN_STARTUP_BUDGET_SECS = 600
@@ -289,6 +290,11 @@ def check_deployment(dep, worker, secret_keys, problems):
     sc = pod.get("securityContext", {})
     if sc.get("runAsNonRoot") is not True or not sc.get("runAsUser"):
         problems.add(where, "the pod must run as a non-root user (runAsNonRoot, runAsUser)")
+    for dockerfile in sorted(DOCKER_DIR.glob("Dockerfile*")):
+        users = [rest for k, rest in instructions(dockerfile) if k == "USER"]
+        uid = users[-1].split(":")[0] if users else None
+        if uid != str(sc.get("runAsUser")) or uid != str(sc.get("fsGroup")):
+            problems.add(where, f"runAsUser and fsGroup must be the uid {uid} of {dockerfile.name}'s USER, so the data volume is writable")
 
 
 def check_probes(where, c, problems):
@@ -486,9 +492,10 @@ def cmd_runpod(path):
     mount = t.get("volumeMountPath", "")
     if not env.get("EASEL_MODEL", "").startswith(mount.rstrip("/") + "/"):
         problems.add(path, f"env EASEL_MODEL must lie on the volume ({mount})")
-    # The volume is mounted owned by root; the image's user (10001) cannot write there.
+    # RunPod mounts the volume with ownership of its own, which the image's user (10001) may
+    # not be allowed to write; the data home stays on the container disk, in its home.
     if not env.get("EASEL_DATA_DIR", "").startswith("/home/easel/"):
-        problems.add(path, "env EASEL_DATA_DIR must be under /home/easel (the image's user cannot write the volume)")
+        problems.add(path, "env EASEL_DATA_DIR must be under /home/easel, which the image's user owns")
     return problems.done("RunPod template")
 
 
