@@ -56,5 +56,11 @@ for crate in easel-config easel-jobs easel-orchestrator; do
   fi
 done
 
+echo "== deployment files (Dockerfiles, Kubernetes and KEDA manifests, RunPod template, entry point)"
+scripts/check-deploy.sh
+
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== deployment files against the easel binary the tests built"
+scripts/check-deploy.sh --live-only target/debug/easel
