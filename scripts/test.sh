@@ -49,8 +49,8 @@ cargo fmt --all -- --check
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== the job store, the settings and the orchestrator link no engine"
-for crate in easel-config easel-jobs easel-orchestrator; do
+echo "== the job store, the settings, the console and the orchestrator link no engine"
+for crate in easel-config easel-jobs easel-console easel-orchestrator; do
   if cargo tree --locked -p "$crate" -e normal,build | grep -E 'candle|easel-sdxl'; then
     echo "$crate depends on the engine (see above)" >&2; exit 1
   fi
