@@ -97,6 +97,11 @@ pub struct SupabaseStub {
 impl SupabaseStub {
     /// Starts the stub on a loopback port; `key` is the service key it accepts.
     pub async fn start(key: &str) -> Self {
+        Self::start_at(key, std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Starts the stub on a free port of `ip`.
+    pub async fn start_at(key: &str, ip: std::net::IpAddr) -> Self {
         let state = Arc::new(StubState {
             key: key.to_string(),
             ..Default::default()
@@ -107,7 +112,7 @@ impl SupabaseStub {
             .route("/functions/v1/job-callback", post(callback))
             .route("/images/{name}", get(image))
             .with_state(state.clone());
-        let url = serve(app).await;
+        let url = serve_at(app, ip).await;
         Self {
             url,
             key: key.to_string(),
@@ -324,9 +329,12 @@ async fn image(State(s): State<Arc<StubState>>, Path(name): Path<String>) -> Res
 
 /// Serves `app` on a free loopback port; returns its base URL.
 pub async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
+    serve_at(app, std::net::Ipv4Addr::LOCALHOST.into()).await
+}
+
+/// Serves `app` on a free port of `ip` (loopback, or a test's own network-namespace bridge).
+pub async fn serve_at(app: Router, ip: std::net::IpAddr) -> String {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind a port");
     let addr: SocketAddr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
