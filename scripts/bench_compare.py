@@ -71,15 +71,33 @@ def main():
     if args.device != "cpu":
         rows.append(("peak device memory (GiB)", gib(easel.get("peak_device_bytes")), gib(diff.get("peak_device_bytes"))))
     print()
+    print(f"machine: {easel.get('cpu', '?')}")
     print(
-        f"{args.width}x{args.height}, {args.steps} steps, batch {args.batch}, {args.dtype} on {args.device}"
-        f" (easel {easel['threads']} threads, torch {diff['threads']} threads, diffusers {diff['version']})"
+        f"easel: kernels {easel.get('isa', {}).get('kernels', '?')}, GEMM {easel.get('isa', {}).get('gemm', '?')},"
+        f" {easel['threads']} threads; torch {diff.get('torch', '?')}: CPU capability"
+        f" {diff.get('isa', {}).get('torch', '?')}, {diff['threads']} threads; diffusers {diff['version']}"
     )
-    print(f"{'phase':28} {'easel':>10} {'diffusers':>10} {'ratio':>6}")
+    print(
+        f"{args.width}x{args.height}, {args.steps} steps, batch {args.batch}, {args.dtype} on {args.device},"
+        f" median of {args.repeat} run(s) each (spread: min-max)"
+    )
+    spreads = {
+        "text encoding (s)": "text_s",
+        "UNet step, mean (s)": "step_mean_s",
+        "VAE decode (s)": "vae_s",
+        "total (s)": "total_s",
+    }
+
+    def spread(result, name):
+        key = spreads.get(name)
+        lo_hi = result.get("spread", {}).get(key) if key else None
+        return f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}" if lo_hi else ""
+
+    print(f"{'phase':28} {'easel':>10} {'diffusers':>10} {'ratio':>6}   {'easel spread':>13} {'diffusers spread':>16}")
     for name, a, b in rows:
         fa = f"{a:10.3f}" if a is not None else f"{'-':>10}"
         fb = f"{b:10.3f}" if b is not None else f"{'-':>10}"
-        print(f"{name:28} {fa} {fb} {ratio(a, b):>6}")
+        print(f"{name:28} {fa} {fb} {ratio(a, b):>6}   {spread(easel, name):>13} {spread(diff, name):>16}")
     print(f"{'(load, not in total) (s)':28} {easel['load_s']:10.3f} {diff['load_s']:10.3f} {ratio(easel['load_s'], diff['load_s']):>6}")
     if args.json:
         with open(args.json, "w") as f:

@@ -31,7 +31,8 @@ SHARED = [
     ("--guidance", float, 5.0, "classifier-free guidance scale"),
     ("--dtype", str, "f32", "f32, f16 or bf16"),
     ("--device", str, "cpu", "cpu or cuda"),
-    ("--warmup", int, 0, "untimed runs before the timed one"),
+    ("--warmup", int, 0, "untimed runs before the timed ones"),
+    ("--repeat", int, 3, "timed runs; every phase reports their median, with its spread"),
 ]
 
 
@@ -149,7 +150,8 @@ def main():
         once()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    r = once()
+    runs = [once() for _ in range(max(1, args.repeat))]
+    r = summarise(runs)
     out = dict(
         impl="diffusers",
         version=diffusers.__version__,
@@ -161,6 +163,9 @@ def main():
         steps=args.steps,
         batch=args.batch,
         threads=torch.get_num_threads(),
+        cpu=cpu_model(),
+        isa=dict(torch=torch.backends.cpu.get_cpu_capability()),
+        repeat=len(runs),
         load_s=load_s,
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         **r,
@@ -172,6 +177,38 @@ def main():
         out["gpu"] = torch.cuda.get_device_name()
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
+
+
+def median(xs):
+    v = sorted(xs)
+    n = len(v)
+    return 0.0 if n == 0 else (v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2)
+
+
+def summarise(runs):
+    """Each phase's median over the runs (steps by position), and [min, max] spreads."""
+    mean_step = lambda r: sum(r["steps_s"]) / max(1, len(r["steps_s"]))
+    n_steps = len(runs[0]["steps_s"])
+    out = {k: median([r[k] for r in runs]) for k in ("text_s", "other_s", "vae_s", "total_s")}
+    out["steps_s"] = [median([r["steps_s"][i] for r in runs]) for i in range(n_steps)]
+    out["image_mean"] = runs[-1]["image_mean"]
+    spread = {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in ("text_s", "vae_s", "total_s")}
+    spread["step_mean_s"] = [min(map(mean_step, runs)), max(map(mean_step, runs))]
+    out["spread"] = spread
+    return out
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -73,6 +73,86 @@ pub fn time_request(model: &SdxlModel, req: &GenerateRequest, seed: u64) -> Resu
     })
 }
 
+/// The median of `xs` (the mean of the middle two for an even count); 0 for none.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Several timed runs of one request: each phase's median (what is reported) and spread.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Medians: text, each step (by position), other, VAE, total; the last run's image mean.
+    pub median: RunTimes,
+    /// `[min, max]` of text, mean step, VAE and total over the runs.
+    pub spread: serde_json::Value,
+    pub runs: usize,
+}
+
+/// The medians and spreads of `runs` (at least one).
+pub fn summarise(runs: &[RunTimes]) -> Summary {
+    let of = |f: &dyn Fn(&RunTimes) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
+    let mean_step = |r: &RunTimes| r.steps_s.iter().sum::<f64>() / r.steps_s.len().max(1) as f64;
+    let range = |xs: Vec<f64>| {
+        let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        serde_json::json!([lo, hi])
+    };
+    let steps = runs.first().map_or(0, |r| r.steps_s.len());
+    let median_steps = (0..steps)
+        .map(|i| median(&of(&|r| r.steps_s.get(i).copied().unwrap_or(0.0))))
+        .collect();
+    Summary {
+        median: RunTimes {
+            text_s: median(&of(&|r| r.text_s)),
+            steps_s: median_steps,
+            other_s: median(&of(&|r| r.other_s)),
+            vae_s: median(&of(&|r| r.vae_s)),
+            total_s: median(&of(&|r| r.total_s)),
+            image_mean: runs.last().map_or(0.0, |r| r.image_mean),
+        },
+        spread: serde_json::json!({
+            "text_s": range(of(&|r| r.text_s)),
+            "step_mean_s": range(of(&mean_step)),
+            "vae_s": range(of(&|r| r.vae_s)),
+            "total_s": range(of(&|r| r.total_s)),
+        }),
+        runs: runs.len(),
+    }
+}
+
+/// The machine a benchmark ran on: CPU model, the instruction set Easel's kernels selected,
+/// the one the GEMMs use (the `gemm` crate picks at run time), and the threads.
+pub fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let best = crate::kernels::isa::best();
+    // gemm 0.19 with `x86-v4` runs AVX-512 when the CPU has avx512f, else AVX2+FMA if present.
+    let gemm = match best {
+        crate::kernels::isa::Isa::Avx512 => "avx512",
+        crate::kernels::isa::Isa::Avx2 => "avx2",
+        crate::kernels::isa::Isa::Baseline => "baseline",
+    };
+    serde_json::json!({
+        "cpu": cpu,
+        "kernels_isa": crate::kernels::isa::selected().name(),
+        "gemm_isa": gemm,
+        "threads": candle_core::utils::get_num_threads(),
+    })
+}
+
 /// Peak resident set size of this process in bytes (`VmHWM`), `None` where /proc is absent.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -186,5 +266,39 @@ mod cuda_mem {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: f64, steps: &[f64], vae: f64) -> RunTimes {
+        RunTimes {
+            text_s: text,
+            steps_s: steps.to_vec(),
+            other_s: 0.0,
+            vae_s: vae,
+            total_s: text + steps.iter().sum::<f64>() + vae,
+            image_mean: 0.5,
+        }
+    }
+
+    #[test]
+    fn a_summary_reports_medians_by_phase_and_step_with_their_spread() {
+        let runs = [
+            run(1.0, &[1.0, 2.0], 3.0),
+            run(3.0, &[3.0, 4.0], 1.0),
+            run(2.0, &[2.0, 3.0], 2.0),
+        ];
+        let s = summarise(&runs);
+        assert_eq!(s.runs, 3);
+        assert_eq!(s.median.text_s, 2.0);
+        assert_eq!(s.median.steps_s, vec![2.0, 3.0]);
+        assert_eq!(s.median.vae_s, 2.0);
+        assert_eq!(s.spread["text_s"], serde_json::json!([1.0, 3.0]));
+        assert_eq!(s.spread["step_mean_s"], serde_json::json!([1.5, 3.5]));
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
     }
 }

@@ -49,6 +49,8 @@ pub(crate) mod vae;
 pub(crate) mod weights;
 
 pub use error::{Error, Result};
+/// Which CPU instruction set the kernels run (chosen at run time; `EASEL_CPU_ISA` overrides).
+pub use kernels::isa;
 
 pub use lora::{LoraFile, LoraReport};
 pub use model::{LoadOptions, SdxlModel};

@@ -1,7 +1,9 @@
 //! Why this exists: `easel bench` — times each phase of a generation (text encoding, every
 //! UNet step, VAE decode, total) and the peak memory for a model, size, step count, batch,
 //! dtype and device. `scripts/bench_compare.py` runs it beside `scripts/bench_diffusers.py`
-//! and prints the ratios; `--json` gives the same keys as that script.
+//! and prints the ratios; `--json` gives the same keys as that script. Every phase is the
+//! median of `--repeat` runs, printed with its spread and the machine line (CPU model, the
+//! instruction sets the kernels and the GEMMs use, threads).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -65,6 +67,14 @@ pub struct BenchArgs {
     /// Untimed runs before the timed one (kernel loading, cuDNN algorithm choice).
     #[arg(long, default_value_t = 0)]
     warmup: usize,
+    /// Run the CPU kernels with this instruction set (avx512, avx2, baseline; capped at what
+    /// the CPU has); default: EASEL_CPU_ISA, else the best the CPU has. The GEMMs always use
+    /// the best.
+    #[arg(long, value_parser = |s: &str| easel_sdxl::isa::Isa::from_name(s).ok_or_else(|| format!("{s:?}: use avx512, avx2 or baseline")))]
+    isa: Option<easel_sdxl::isa::Isa>,
+    /// Timed runs; every phase reports the median of these, with its spread.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
     /// Seed of image 0 (image i uses seed + i), the same for every run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -83,6 +93,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         guidance: args.guidance,
         strength: None,
     })?;
+    if let Some(isa) = args.isa {
+        let got = easel_sdxl::isa::force(Some(isa));
+        if got != isa {
+            eprintln!("this CPU has no {}: using {}", isa.name(), got.name());
+        }
+    }
     let chosen = model_settings(args.model.as_deref(), args.device.as_ref(), args.dtype, None)?;
     let opts = chosen.load;
     let (device, dtype) = (opts.device.clone(), opts.dtype);
@@ -110,7 +126,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bench::time_request(&model, &req, args.seed)?;
     }
     memory.reset_peak();
-    let t = bench::time_request(&model, &req, args.seed)?;
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat {
+        runs.push(bench::time_request(&model, &req, args.seed)?);
+    }
+    let summary = bench::summarise(&runs);
+    let t = summary.median.clone();
+    let machine = bench::machine();
     let report = serde_json::json!({
         "impl": "easel",
         "version": env!("CARGO_PKG_VERSION"),
@@ -122,6 +144,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "steps": req.steps,
         "batch": req.num_images,
         "threads": candle_core::utils::get_num_threads(),
+        "cpu": machine["cpu"],
+        "isa": {"kernels": machine["kernels_isa"], "gemm": machine["gemm_isa"]},
+        "repeat": summary.runs,
+        "spread": summary.spread,
         "load_s": load_s,
         "text_s": t.text_s,
         "steps_s": t.steps_s,
@@ -160,6 +186,14 @@ fn print_table(t: &RunTimes, load_s: f64, report: &serde_json::Value) {
         report["dtype"].as_str().unwrap_or("?"),
         report["device"].as_str().unwrap_or("?"),
     );
+    println!(
+        "  on {} · kernels {} · GEMM {} · {} threads · median of {} run(s)",
+        report["cpu"].as_str().unwrap_or("?"),
+        report["isa"]["kernels"].as_str().unwrap_or("?"),
+        report["isa"]["gemm"].as_str().unwrap_or("?"),
+        report["threads"],
+        report["repeat"],
+    );
     println!("  load         {load_s:8.3} s (not in total)");
     println!("  text         {:8.3} s", t.text_s);
     for (i, s) in t.steps_s.iter().enumerate() {
@@ -169,8 +203,16 @@ fn print_table(t: &RunTimes, load_s: f64, report: &serde_json::Value) {
         let mean = t.steps_s.iter().sum::<f64>() / t.steps_s.len() as f64;
         println!("  step mean    {mean:8.3} s");
     }
-    println!("  vae decode   {:8.3} s", t.vae_s);
-    println!("  total        {:8.3} s", t.total_s);
+    let spread = |k: &str| {
+        let r = &report["spread"][k];
+        format!(
+            "  ({:.3}–{:.3})",
+            r[0].as_f64().unwrap_or(0.0),
+            r[1].as_f64().unwrap_or(0.0)
+        )
+    };
+    println!("  vae decode   {:8.3} s{}", t.vae_s, spread("vae_s"));
+    println!("  total        {:8.3} s{}", t.total_s, spread("total_s"));
     if let Some(r) = gib(&report["peak_rss_bytes"]) {
         println!("  peak RSS     {r}");
     }

@@ -6,14 +6,15 @@
 //! kernels for them; every other device and dtype goes through candle unchanged.
 //!
 //! Each kernel is a candle custom op, so it composes with ordinary tensors. The hot loops
-//! are written once as plain Rust and compiled twice, for the baseline target and with
-//! AVX2+FMA selected at run time (`simd!`), so a generic x86-64 binary still uses the
-//! vector units.
+//! are written once as plain Rust and compiled three times — for the baseline target, with
+//! AVX2+FMA and with AVX-512 — and the best the CPU has is selected at run time (`simd!`,
+//! [`isa`]), so one generic x86-64 binary uses the vector units of every machine.
 
 pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod group_norm;
+pub mod isa;
 pub mod linear;
 pub(crate) mod math;
 mod padded;
@@ -114,21 +115,26 @@ pub(crate) unsafe fn gemm(
     }
 }
 
-/// Runs `$body` (an expression using only `#[inline(always)]` helpers) compiled with
-/// AVX2+FMA when the CPU has them, else for the baseline target.
+/// Runs `$body` (an expression using only `#[inline(always)]` helpers) compiled for the
+/// instruction set [`isa`] selects: AVX-512, AVX2+FMA, or the baseline target.
 macro_rules! simd {
     ($body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast<R>(f: impl FnOnce() -> R) -> R {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports the features enabled on `fast`.
-                unsafe { fast(|| $body) }
-            } else {
-                $body
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            match $crate::kernels::isa::selected() {
+                // SAFETY: `selected` only names instruction sets this CPU has.
+                $crate::kernels::isa::Isa::Avx512 => unsafe { avx512(|| $body) },
+                // SAFETY: as above.
+                $crate::kernels::isa::Isa::Avx2 => unsafe { avx2(|| $body) },
+                $crate::kernels::isa::Isa::Baseline => $body,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

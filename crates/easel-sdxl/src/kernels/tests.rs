@@ -1,6 +1,6 @@
 //! Why this exists: Easel's CPU kernels must agree with candle's own ops on the same random
 //! inputs — shapes that are not multiples of any block size, batches, one and many heads,
-//! large magnitudes — or the images drift.
+//! large magnitudes — or the images drift; on every instruction set the CPU has.
 
 use crate::kernels;
 use candle_core::{DType, Device, Result, Tensor, D};
@@ -24,6 +24,20 @@ fn randn(shape: &[usize], scale: f64, seed: u64) -> Result<Tensor> {
     Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
+/// Runs `check` once on every instruction set this CPU has (AVX-512, AVX2, baseline), with
+/// the process's kernels forced to it; checks that force the ISA run one at a time.
+fn each_isa(check: fn() -> Result<()>) -> Result<()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for isa in kernels::isa::available() {
+        assert_eq!(kernels::isa::force(Some(isa)), isa);
+        let result = check();
+        kernels::isa::force(None);
+        result.map_err(|e| candle_core::Error::Msg(format!("on {}: {e}", isa.name())))?;
+    }
+    Ok(())
+}
+
 /// Largest |a − b| relative to max(1, max |b|).
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     assert_eq!(a.dims(), b.dims());
@@ -32,8 +46,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     Ok(diff / scale)
 }
 
-#[test]
-fn conv3x3_matches_candle() -> Result<()> {
+fn conv3x3_matches_candle_once() -> Result<()> {
     // Small channel counts take the shifted-GEMM path, 32 and more Winograd (odd sides
     // leave partial tiles); every case is also run on the shifted-GEMM path.
     let cases = [
@@ -61,8 +74,7 @@ fn conv3x3_matches_candle() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn conv1x1_matches_candle_and_strided_inputs_are_accepted() -> Result<()> {
+fn conv1x1_matches_candle_and_strided_inputs_are_accepted_once() -> Result<()> {
     let x = randn(&[2, 12, 10, 7], 1.0, 1)?;
     let wt = randn(&[20, 12, 1, 1], 0.3, 2)?;
     let bias = randn(&[20], 1.0, 3)?;
@@ -89,8 +101,7 @@ fn unsupported_convolutions_are_refused_by_supported() {
     assert!(!kernels::conv::supported(5, 1, 2));
 }
 
-#[test]
-fn group_norm_and_silu_match_candle() -> Result<()> {
+fn group_norm_and_silu_match_candle_once() -> Result<()> {
     for (i, &(b, c, g, h, w, shift)) in [(1, 32, 32, 5, 7, 0.0), (2, 64, 32, 9, 9, 50.0), (1, 6, 3, 1, 1, -3.0)]
         .iter()
         .enumerate()
@@ -127,8 +138,7 @@ fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64)
     out.transpose(1, 2)?.reshape((b, n, h * d))
 }
 
-#[test]
-fn attention_matches_candle_for_self_and_cross_attention() -> Result<()> {
+fn attention_matches_candle_for_self_and_cross_attention_once() -> Result<()> {
     // (batch, queries, keys, heads, head dim): a partial query block, 77 text tokens, one head of 40.
     for (i, &(b, n, m, h, d)) in [
         (2, 100, 100, 2, 8),
@@ -152,8 +162,7 @@ fn attention_matches_candle_for_self_and_cross_attention() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn gelu_and_geglu_match_candle() -> Result<()> {
+fn gelu_and_geglu_match_candle_once() -> Result<()> {
     let x = randn(&[3, 7, 40], 3.0, 5)?;
     let want = x.gelu_erf()?;
     assert!(rel_err(&kernels::activation::gelu(&x)?, &want)? < 1e-5);
@@ -166,8 +175,7 @@ fn gelu_and_geglu_match_candle() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn upsampling_convolution_matches_upsample_then_convolve() -> Result<()> {
+fn upsampling_convolution_matches_upsample_then_convolve_once() -> Result<()> {
     // Winograd (32+ channels, odd input sides) and shifted-GEMM (few channels) paths.
     for (i, &(b, cin, cout, h, w)) in [(2, 32, 40, 5, 3), (1, 4, 6, 3, 4)].iter().enumerate() {
         let x = randn(&[b, cin, h, w], 1.0, i as u64)?;
@@ -186,8 +194,7 @@ fn upsampling_convolution_matches_upsample_then_convolve() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn banded_convolution_is_exactly_the_whole_convolution() -> Result<()> {
+fn banded_convolution_is_exactly_the_whole_convolution_once() -> Result<()> {
     let x = randn(&[2, 5, 11, 7], 1.0, 3)?;
     let wt = randn(&[4, 5, 3, 3], 0.3, 4)?;
     let want = x.conv2d(&wt, 1, 1, 1, 1)?;
@@ -198,8 +205,7 @@ fn banded_convolution_is_exactly_the_whole_convolution() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn convolution_after_norm_and_silu_matches_the_separate_ops() -> Result<()> {
+fn convolution_after_norm_and_silu_matches_the_separate_ops_once() -> Result<()> {
     for (i, &(b, cin, cout, h, w, winograd)) in [
         (2, 64, 32, 7, 5, true),
         (2, 64, 32, 7, 5, false),
@@ -224,4 +230,46 @@ fn convolution_after_norm_and_silu_matches_the_separate_ops() -> Result<()> {
         assert!(e < 1e-5, "case {i}: error {e}");
     }
     Ok(())
+}
+
+// Every check above, on every instruction set the CPU has.
+
+#[test]
+fn conv3x3_matches_candle() -> Result<()> {
+    each_isa(conv3x3_matches_candle_once)
+}
+
+#[test]
+fn conv1x1_matches_candle_and_strided_inputs_are_accepted() -> Result<()> {
+    each_isa(conv1x1_matches_candle_and_strided_inputs_are_accepted_once)
+}
+
+#[test]
+fn group_norm_and_silu_match_candle() -> Result<()> {
+    each_isa(group_norm_and_silu_match_candle_once)
+}
+
+#[test]
+fn attention_matches_candle_for_self_and_cross_attention() -> Result<()> {
+    each_isa(attention_matches_candle_for_self_and_cross_attention_once)
+}
+
+#[test]
+fn gelu_and_geglu_match_candle() -> Result<()> {
+    each_isa(gelu_and_geglu_match_candle_once)
+}
+
+#[test]
+fn upsampling_convolution_matches_upsample_then_convolve() -> Result<()> {
+    each_isa(upsampling_convolution_matches_upsample_then_convolve_once)
+}
+
+#[test]
+fn banded_convolution_is_exactly_the_whole_convolution() -> Result<()> {
+    each_isa(banded_convolution_is_exactly_the_whole_convolution_once)
+}
+
+#[test]
+fn convolution_after_norm_and_silu_matches_the_separate_ops() -> Result<()> {
+    each_isa(convolution_after_norm_and_silu_matches_the_separate_ops_once)
 }
