@@ -4,10 +4,12 @@
 
 use std::fmt::Write as _;
 
+use serde::Deserialize;
+
 use crate::duration::Human;
 use crate::error::Source;
 use crate::file::ConfigFile;
-use crate::house::{Config, WorkerSpec};
+use crate::house::{Config, GpuSelection, WorkerSpec};
 use crate::layers::Layers;
 
 /// One effective value.
@@ -116,7 +118,8 @@ fn gpus_origin(file: Option<&ConfigFile>, index: usize) -> String {
         .and_then(|f| f.raw.get("workers"))
         .and_then(|w| w.as_array())
         .and_then(|a| a.get(index))
-        .and_then(|e| e.get("gpus"));
+        .and_then(|e| e.get("gpus"))
+        .and_then(|gpus| GpuSelection::deserialize(gpus.clone()).ok());
     match written {
         Some(gpus) => format!("{} gpus = {gpus}", written_in_worker(file, index, &["gpus"])),
         None => written_in_worker(file, index, &["gpus"]),

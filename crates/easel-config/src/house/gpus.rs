@@ -229,6 +229,7 @@ mod tests {
 
     use super::super::{parse_schema, Config, Origin, ReadyCheck};
     use super::*;
+    use crate::error::ConfigError;
 
     /// Parses `text` as `easel.toml`, with `count` GPUs if a table asks for "all".
     fn load(text: &str, count: u32) -> Result<Config, ConfigError> {
