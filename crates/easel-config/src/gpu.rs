@@ -148,11 +148,7 @@ pub fn discover(root: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Gpu
         Some(list) => listed.min(visible_entries(list)),
         None => listed,
     };
-    Ok(Gpus {
-        count,
-        source,
-        visible,
-    })
+    Ok(Gpus { count, source, visible })
 }
 
 /// How many devices `CUDA_VISIBLE_DEVICES` lists: entries up to the first empty or negative
@@ -220,7 +216,13 @@ mod tests {
         let gpus = found(root.path(), &[]);
         assert_eq!(gpus.count, 2);
         let dir = root.path().join(PROC_GPUS);
-        assert_eq!(gpus.source, Found::Proc { dir: dir.clone(), listed: 2 });
+        assert_eq!(
+            gpus.source,
+            Found::Proc {
+                dir: dir.clone(),
+                listed: 2
+            }
+        );
         assert_eq!(gpus.to_string(), format!("found 2 NVIDIA GPU(s) ({})", dir.display()));
     }
 
@@ -240,7 +242,10 @@ mod tests {
         assert_eq!(gpus.count, 0);
         let text = gpus.to_string();
         assert!(text.starts_with("no NVIDIA GPU found (looked in "), "{text}");
-        assert!(text.contains("proc/driver/nvidia/gpus") && text.contains("nvidia[0-9]*"), "{text}");
+        assert!(
+            text.contains("proc/driver/nvidia/gpus") && text.contains("nvidia[0-9]*"),
+            "{text}"
+        );
         let missing = tempfile::tempdir().unwrap();
         assert_eq!(found(&missing.path().join("absent"), &[]).count, 0);
     }
@@ -252,7 +257,10 @@ mod tests {
         assert_eq!(gpus, Gpus::fixed(2));
         assert_eq!(gpus.to_string(), "found 2 NVIDIA GPU(s) (EASEL_GPUS=2)");
         let root = host(4, 4);
-        assert_eq!(found(root.path(), &[(GPUS_ENV, "0")]).to_string(), "no NVIDIA GPU (EASEL_GPUS=0)");
+        assert_eq!(
+            found(root.path(), &[(GPUS_ENV, "0")]).to_string(),
+            "no NVIDIA GPU (EASEL_GPUS=0)"
+        );
         assert_eq!(found(root.path(), &[(GPUS_ENV, " ")]).count, 4);
         let err = discover(root.path(), &|name| (name == GPUS_ENV).then(|| "two".to_owned())).unwrap_err();
         assert!(err.to_string().contains("EASEL_GPUS = \"two\""), "{err}");
@@ -269,7 +277,8 @@ mod tests {
         assert_eq!(count("0,1,2,3,4,5"), 4);
         let text = found(root.path(), &[(CUDA_VISIBLE_DEVICES, "3")]).to_string();
         assert!(
-            text.starts_with("found 1 NVIDIA GPU(s) (") && text.ends_with("lists 4, narrowed by CUDA_VISIBLE_DEVICES=\"3\")"),
+            text.starts_with("found 1 NVIDIA GPU(s) (")
+                && text.ends_with("lists 4, narrowed by CUDA_VISIBLE_DEVICES=\"3\")"),
             "{text}"
         );
         let text = found(root.path(), &[(CUDA_VISIBLE_DEVICES, "-1")]).to_string();

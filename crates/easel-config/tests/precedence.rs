@@ -203,5 +203,8 @@ fn config_show_lists_each_worker_of_a_gpus_table_with_its_device_and_port() {
         "the table's own values are traced to the table"
     );
     assert!(rows.iter().all(|r| r.section != "workers.video" || r.key != "device"));
-    assert!(rows.iter().all(|r| r.section != "workers.sdxl"), "the table itself is not a worker");
+    assert!(
+        rows.iter().all(|r| r.section != "workers.sdxl"),
+        "the table itself is not a worker"
+    );
 }

@@ -310,7 +310,10 @@ kind = "sdxl"
         };
         assert!(check_gpu(&slot(1), Ok(Gpus::fixed(2))).is_ok());
         let err = check_gpu(&slot(2), Ok(Gpus::fixed(2))).unwrap_err().to_string();
-        assert_eq!(err, "its GPU cuda:2 is not on this host: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)");
+        assert_eq!(
+            err,
+            "its GPU cuda:2 is not on this host: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)"
+        );
         let none = easel_config::gpu::discover(std::path::Path::new("/no/such/root"), &|_| None).unwrap();
         let err = check_gpu(&slot(0), Ok(none)).unwrap_err().to_string();
         assert!(

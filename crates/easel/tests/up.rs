@@ -105,7 +105,9 @@ fn the_default_config_is_printed_and_passes_its_check() {
     assert!(text(&out.stdout).contains(&line), "{line}{}", text(&out.stdout));
     if host.count == 0 {
         assert!(
-            line.starts_with("gpus: no NVIDIA GPU found (looked in /proc/driver/nvidia/gpus and for /dev/nvidia[0-9]*)"),
+            line.starts_with(
+                "gpus: no NVIDIA GPU found (looked in /proc/driver/nvidia/gpus and for /dev/nvidia[0-9]*)"
+            ),
             "{line}"
         );
     }
@@ -190,16 +192,17 @@ fn two_free_ports() -> u16 {
     }
 }
 
-/// The consumer ids that ran job `id` (its `running` entries), from `easel jobs show --json`.
-fn ran_on(dir: &Path, id: &str) -> Vec<String> {
-    let out = run(dir, &["jobs", "show", id, "--json"]);
-    let detail: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let history = detail["history"].as_array().cloned().unwrap_or_default();
-    history
-        .iter()
-        .filter(|e| e["state"] == "running")
-        .filter_map(|e| e["by"].as_str().map(str::to_owned))
-        .collect()
+/// The body of `GET http://127.0.0.1:<port><path>` (HTTP/1.0: the server closes).
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -215,7 +218,11 @@ fn a_gpus_table_runs_one_worker_per_gpu_each_taking_jobs_from_the_shared_queue()
     std::fs::write(dir.path().join("easel.toml"), config).unwrap();
 
     // No GPU: `gpus = "all"` is refused, saying so and how to run on the CPU.
-    let out = easel(dir.path()).args(["up", "--check"]).env("EASEL_GPUS", "0").output().unwrap();
+    let out = easel(dir.path())
+        .args(["up", "--check"])
+        .env("EASEL_GPUS", "0")
+        .output()
+        .unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
@@ -224,10 +231,17 @@ fn a_gpus_table_runs_one_worker_per_gpu_each_taking_jobs_from_the_shared_queue()
         "{stderr}"
     );
     // Two: both workers pass preflight, and the count is reported with where it came from.
-    let out = easel(dir.path()).args(["up", "--check"]).env("EASEL_GPUS", "2").output().unwrap();
+    let out = easel(dir.path())
+        .args(["up", "--check"])
+        .env("EASEL_GPUS", "2")
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("gpus: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)"), "{stdout}");
+    assert!(
+        stdout.contains("gpus: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ok      sdxl-gpu0\nok      sdxl-gpu1\n"), "{stdout}");
 
     let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
@@ -241,6 +255,7 @@ fn a_gpus_table_runs_one_worker_per_gpu_each_taking_jobs_from_the_shared_queue()
     let mut orchestrator = Orchestrator(child);
     let up_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
 
+    // `easel status` reads only [orchestrator]: it runs without EASEL_GPUS, as on a CPU host.
     let end = Instant::now() + DEADLINE;
     let status = loop {
         let out = run(dir.path(), &["status", "--json"]);
@@ -265,7 +280,11 @@ fn a_gpus_table_runs_one_worker_per_gpu_each_taking_jobs_from_the_shared_queue()
             "{command}"
         );
     }
-    assert!(up_log().contains("gpus: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)"), "{}", up_log());
+    assert!(
+        up_log().contains("gpus: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)"),
+        "{}",
+        up_log()
+    );
 
     // Two jobs at once: the first worker is busy with one for 3s, so the other takes the second.
     let submit = || {
@@ -277,22 +296,28 @@ fn a_gpus_table_runs_one_worker_per_gpu_each_taking_jobs_from_the_shared_queue()
             .unwrap()
     };
     let jobs = [submit(), submit()];
-    let mut ran = Vec::new();
     for job in jobs {
         let out = job.wait_with_output().unwrap();
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}{}\n{}", text(&out.stderr), up_log());
         assert!(stdout.contains("\"completed\""), "{stdout}");
-        let id = stdout.lines().next().unwrap_or_default().trim().to_owned();
-        ran.extend(ran_on(dir.path(), &id));
     }
-    ran.sort();
-    assert_eq!(ran.len(), 2, "{ran:?}");
-    assert!(
-        ran[0].starts_with("sdxl-gpu0-") && ran[1].starts_with("sdxl-gpu1-"),
-        "each worker took one job under its own name: {ran:?}\n{}",
-        up_log()
-    );
+    for offset in 0..2 {
+        let metrics = get(base + offset, "/metrics");
+        assert!(
+            metrics.contains("easel_jobs_total{outcome=\"completed\"} 1\n"),
+            "the worker on port {} completed one job:\n{metrics}\n{}",
+            base + offset,
+            up_log()
+        );
+    }
+    let log = up_log();
+    for name in ["sdxl-gpu0", "sdxl-gpu1"] {
+        assert!(
+            log.contains(&format!("worker starting worker.name={name} consumer=\"{name}-")),
+            "each worker runs under its own name and consumer id:\n{log}"
+        );
+    }
 
     let sent = Command::new("kill")
         .args(["-TERM", &orchestrator.0.id().to_string()])

@@ -98,9 +98,11 @@ pub struct GpuSlot {
 /// Checks a table with `gpus` (the rest of the table is checked as any other).
 pub(super) fn validate(spec: &WorkerSpec, selection: &GpuSelection) -> Result<(), String> {
     if spec.command.is_some() {
-        return Err("`gpus` runs one built-in worker per GPU and needs `kind = \"sdxl\"`; an external `command` \
+        return Err(
+            "`gpus` runs one built-in worker per GPU and needs `kind = \"sdxl\"`; an external `command` \
                     picks its GPU itself (in its arguments, or CUDA_VISIBLE_DEVICES in `env`)"
-            .into());
+                .into(),
+        );
     }
     indices(selection)?;
     if let Some(arg) = spec
@@ -147,9 +149,11 @@ fn indices(selection: &GpuSelection) -> Result<Option<Vec<u32>>, String> {
         GpuSelection::Indices(list) => list,
     };
     if list.is_empty() {
-        return Err("gpus = [] names no GPU: list at least one, e.g. gpus = [0], or write gpus = \"all\"; \
+        return Err(
+            "gpus = [] names no GPU: list at least one, e.g. gpus = [0], or write gpus = \"all\"; \
                     to run on the CPU remove `gpus`"
-            .into());
+                .into(),
+        );
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
@@ -234,7 +238,9 @@ mod tests {
     /// Parses `text` as `easel.toml`, with `count` GPUs if a table asks for "all".
     fn load(text: &str, count: u32) -> Result<Config, ConfigError> {
         let schema = parse_schema(text, "easel.toml")?;
-        Config::from_schema_with(schema, Origin::File("easel.toml".into()), &mut || Ok(Gpus::fixed(count)))
+        Config::from_schema_with(schema, Origin::File("easel.toml".into()), &mut || {
+            Ok(Gpus::fixed(count))
+        })
     }
 
     fn err(text: &str) -> String {
@@ -300,7 +306,9 @@ mod tests {
     #[test]
     fn all_runs_one_worker_per_gpu_found_and_counts_them_once() {
         let calls = Cell::new(0);
-        let text = format!("{SDXL}gpus = \"all\"\n[[workers]]\nname = \"other\"\nkind = \"sdxl\"\nport = 8000\ngpus = \"all\"\n");
+        let text = format!(
+            "{SDXL}gpus = \"all\"\n[[workers]]\nname = \"other\"\nkind = \"sdxl\"\nport = 8000\ngpus = \"all\"\n"
+        );
         let schema = parse_schema(&text, "easel.toml").unwrap();
         let config = Config::from_schema_with(schema, Origin::Embedded, &mut || {
             calls.set(calls.get() + 1);
@@ -327,9 +335,15 @@ mod tests {
         .to_string();
         assert!(message.starts_with("invalid config easel.toml: [[workers]] #1 (name = \"sdxl\"): gpus = \"all\", but no NVIDIA GPU found (looked in "), "{message}");
         assert!(message.contains("/proc/driver/nvidia/gpus and for "), "{message}");
-        assert!(message.contains("to run on the CPU instead, remove `gpus`") && message.contains("EASEL_GPUS=N"), "{message}");
+        assert!(
+            message.contains("to run on the CPU instead, remove `gpus`") && message.contains("EASEL_GPUS=N"),
+            "{message}"
+        );
         let disabled = load(&format!("{SDXL}gpus = \"all\"\nenabled = false\n"), 0).unwrap();
-        assert!(disabled.workers.is_empty(), "a disabled table without GPUs runs nothing and is no error");
+        assert!(
+            disabled.workers.is_empty(),
+            "a disabled table without GPUs runs nothing and is no error"
+        );
         let bad_count = parse_schema(&text, "easel.toml").unwrap();
         let message = Config::from_schema_with(bad_count, Origin::Embedded, &mut || {
             crate::gpu::discover(root.path(), &|name| (name == "EASEL_GPUS").then(|| "lots".into()))
@@ -341,60 +355,110 @@ mod tests {
 
     #[test]
     fn bad_gpus_values_are_refused_naming_the_table() {
-        let table = |rest: &str| err(&format!("[[workers]]\nname = \"v\"\ncommand = [\"x\"]\nport = 1\n[[workers]]\nname = \"gpu\"\nkind = \"sdxl\"\n{rest}"));
+        let table = |rest: &str| {
+            err(&format!("[[workers]]\nname = \"v\"\ncommand = [\"x\"]\nport = 1\n[[workers]]\nname = \"gpu\"\nkind = \"sdxl\"\n{rest}"))
+        };
         let cases = [
             ("gpus = []", "gpus = [] names no GPU"),
             ("gpus = [0, 1, 0]", "gpus = [0, 1, 0] lists GPU 0 twice"),
             ("gpus = [0, -1]", "gpus = [0, -1]: -1 is not a GPU index"),
             ("gpus = [4294967296]", "4294967296 is not a GPU index"),
-            ("gpus = \"every\"", "gpus = \"every\" is not a GPU selection: write gpus = \"all\""),
-            ("gpus = [0]\nargs = [\"--device\", \"cuda:1\"]", "`args` sets \"--device\" too"),
-            ("gpus = [0]\nargs = [\"--device=cpu\"]", "`args` sets \"--device=cpu\" too"),
+            (
+                "gpus = \"every\"",
+                "gpus = \"every\" is not a GPU selection: write gpus = \"all\"",
+            ),
+            (
+                "gpus = [0]\nargs = [\"--device\", \"cuda:1\"]",
+                "`args` sets \"--device\" too",
+            ),
+            (
+                "gpus = [0]\nargs = [\"--device=cpu\"]",
+                "`args` sets \"--device=cpu\" too",
+            ),
             ("gpus = [0]\nenv = { EASEL_DEVICE = \"cuda\" }", "env sets EASEL_DEVICE"),
-            ("gpus = [0]\nenv = { EASEL_WORKER_NAME = \"w\" }", "env sets EASEL_WORKER_NAME, but gpus = [0] names each worker"),
-            ("gpus = [0]\nenv = { CUDA_VISIBLE_DEVICES = \"1\" }", "set it in the environment of `easel up` instead"),
+            (
+                "gpus = [0]\nenv = { EASEL_WORKER_NAME = \"w\" }",
+                "env sets EASEL_WORKER_NAME, but gpus = [0] names each worker",
+            ),
+            (
+                "gpus = [0]\nenv = { CUDA_VISIBLE_DEVICES = \"1\" }",
+                "set it in the environment of `easel up` instead",
+            ),
         ];
         for (rest, expected) in cases {
             let message = table(rest);
-            assert!(message.starts_with("invalid config easel.toml: [[workers]] #2 (name = \"gpu\"): "), "{rest}: {message}");
+            assert!(
+                message.starts_with("invalid config easel.toml: [[workers]] #2 (name = \"gpu\"): "),
+                "{rest}: {message}"
+            );
             assert!(message.contains(expected), "{rest}: {message}");
         }
         let message = err("[[workers]]\nname = \"v\"\ncommand = [\"python3\", \"v.py\"]\nport = 7000\ngpus = [0]\n");
-        assert!(message.contains("#1 (name = \"v\"): `gpus` runs one built-in worker per GPU and needs `kind = \"sdxl\"`"), "{message}");
-        for (rest, expected) in [("gpus = 2", "expected \"all\" or a list of GPU indices"), ("gpus = [\"0\"]", "invalid type")] {
+        assert!(
+            message.contains("#1 (name = \"v\"): `gpus` runs one built-in worker per GPU and needs `kind = \"sdxl\"`"),
+            "{message}"
+        );
+        for (rest, expected) in [
+            ("gpus = 2", "expected \"all\" or a list of GPU indices"),
+            ("gpus = [\"0\"]", "invalid type"),
+        ] {
             let message = err(&format!("{SDXL}{rest}\n"));
-            assert!(message.contains("line 4") && message.contains(expected), "{rest}: {message}");
+            assert!(
+                message.contains("line 4") && message.contains(expected),
+                "{rest}: {message}"
+            );
         }
     }
 
     #[test]
     fn expanded_ports_that_collide_are_refused_naming_the_table() {
-        let message = err(&format!("[[workers]]\nname = \"video\"\ncommand = [\"v\"]\nport = 7860\n{SDXL}gpus = [0, 1]\n"));
+        let message = err(&format!(
+            "[[workers]]\nname = \"video\"\ncommand = [\"v\"]\nport = 7860\n{SDXL}gpus = [0, 1]\n"
+        ));
         assert!(
             message.contains("[[workers]] #2 (name = \"sdxl\", its worker \"sdxl-gpu1\" for cuda:1): port = 7860 is already used by worker \"video\" (the workers of a `gpus` table take consecutive ports from `port`: this one port + 1)"),
             "{message}"
         );
-        let message = err(&format!("{SDXL}gpus = [0, 1]\n[[workers]]\nname = \"video\"\ncommand = [\"v\"]\nport = 7860\n"));
+        let message = err(&format!(
+            "{SDXL}gpus = [0, 1]\n[[workers]]\nname = \"video\"\ncommand = [\"v\"]\nport = 7860\n"
+        ));
         assert!(
             message.contains("[[workers]] #2 (name = \"video\"): port = 7860 is already used by worker \"sdxl-gpu1\" (of [[workers]] #1, gpus)"),
             "{message}"
         );
         let message = err(&format!("{SDXL}port = 65535\ngpus = [0, 1]\n"));
-        assert!(message.contains("#1 (name = \"sdxl\"): gpus = [0, 1] gives its workers consecutive ports from port = 65535, past 65535"), "{message}");
-        let message = err(&format!("[orchestrator]\nlisten = \"127.0.0.1:7860\"\n{SDXL}gpus = \"all\"\n"));
-        assert!(message.contains("port = 7860 is already used by [orchestrator] listen"), "{message}");
+        assert!(
+            message.contains(
+                "#1 (name = \"sdxl\"): gpus = [0, 1] gives its workers consecutive ports from port = 65535, past 65535"
+            ),
+            "{message}"
+        );
+        let message = err(&format!(
+            "[orchestrator]\nlisten = \"127.0.0.1:7860\"\n{SDXL}gpus = \"all\"\n"
+        ));
+        assert!(
+            message.contains("port = 7860 is already used by [orchestrator] listen"),
+            "{message}"
+        );
     }
 
     #[test]
     fn expanded_names_must_not_collide_or_grow_too_long() {
-        let message = err(&format!("[[workers]]\nname = \"sdxl-gpu1\"\ncommand = [\"v\"]\nport = 7000\n{SDXL}gpus = [1]\n"));
+        let message = err(&format!(
+            "[[workers]]\nname = \"sdxl-gpu1\"\ncommand = [\"v\"]\nport = 7000\n{SDXL}gpus = [1]\n"
+        ));
         assert!(
             message.contains("#2 (name = \"sdxl\", its worker \"sdxl-gpu1\" for cuda:1): the name \"sdxl-gpu1\" is already used by [[workers]] #1"),
             "{message}"
         );
         let long = "n".repeat(60);
-        let message = err(&format!("[[workers]]\nname = \"{long}\"\nkind = \"sdxl\"\ngpus = [10]\n"));
-        assert!(message.contains(&format!("name \"{long}-gpu10\" must be 1-64")), "{message}");
+        let message = err(&format!(
+            "[[workers]]\nname = \"{long}\"\nkind = \"sdxl\"\ngpus = [10]\n"
+        ));
+        assert!(
+            message.contains(&format!("name \"{long}-gpu10\" must be 1-64")),
+            "{message}"
+        );
     }
 
     #[test]
@@ -407,6 +471,9 @@ mod tests {
         std::fs::write(&path, format!("{SDXL}gpus = [0, 2]\n")).unwrap();
         let reloaded = config.reload().unwrap();
         assert_eq!(names(&reloaded), ["sdxl-gpu0", "sdxl-gpu2"]);
-        assert_eq!(reloaded.workers[0], config.workers[0], "an unchanged GPU's worker is unchanged: it keeps running");
+        assert_eq!(
+            reloaded.workers[0], config.workers[0],
+            "an unchanged GPU's worker is unchanged: it keeps running"
+        );
     }
 }

@@ -162,6 +162,20 @@ impl Config {
         }
     }
 
+    /// The `[orchestrator]` table alone, found as [`Config::discover`] finds the file, for
+    /// commands that only need its address (`easel status`): the workers are neither checked
+    /// nor expanded, so a `gpus = "all"` table needs no GPU where the command runs.
+    pub fn discover_orchestrator(explicit: Option<&Path>) -> Result<OrchestratorConfig> {
+        let Some(path) = home::config_file(explicit, &home::process_env) else {
+            return Ok(OrchestratorConfig::default());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(parse_schema(&text, &path.display().to_string())?.orchestrator)
+    }
+
     /// Reads the config again from where this one came from (for SIGHUP).
     pub fn reload(&self) -> Result<Self> {
         match &self.origin {
@@ -230,7 +244,10 @@ impl Config {
         for worker in &self.workers {
             let table = worker.gpu.as_ref().map(|slot| slot.table.as_str());
             let same = table.is_some() && table == previous;
-            let number = tables.last().copied().map_or(0, |n: usize| if same { n } else { n + 1 });
+            let number = tables
+                .last()
+                .copied()
+                .map_or(0, |n: usize| if same { n } else { n + 1 });
             tables.push(number);
             previous = table;
         }
@@ -265,7 +282,11 @@ impl Config {
     /// its table in the file.
     fn expand_gpus(&mut self, discover: &mut dyn FnMut() -> Result<Gpus, ConfigError>) -> Result<Vec<usize>> {
         let mut found: Option<std::result::Result<Gpus, String>> = None;
-        let mut count = || found.get_or_insert_with(|| discover().map_err(|e| e.to_string())).clone();
+        let mut count = || {
+            found
+                .get_or_insert_with(|| discover().map_err(|e| e.to_string()))
+                .clone()
+        };
         let mut workers = Vec::with_capacity(self.workers.len());
         let mut tables = Vec::with_capacity(self.workers.len());
         for (index, worker) in std::mem::take(&mut self.workers).into_iter().enumerate() {
@@ -274,9 +295,8 @@ impl Config {
                 tables.push(index);
                 continue;
             };
-            let expanded = gpus::expand(&worker, &selection, &mut count).map_err(|m| {
-                self.invalid(format!("[[workers]] #{} (name = {:?}): {m}", index + 1, worker.name))
-            })?;
+            let expanded = gpus::expand(&worker, &selection, &mut count)
+                .map_err(|m| self.invalid(format!("[[workers]] #{} (name = {:?}): {m}", index + 1, worker.name)))?;
             tables.extend(std::iter::repeat_n(index, expanded.len()));
             workers.extend(expanded);
         }
@@ -537,6 +557,20 @@ mod tests {
         );
         assert_eq!(config.workers[0].stop_grace, DEFAULT_STOP_GRACE);
         assert_eq!(config.workers[1].restart, RestartConfig::default());
+    }
+
+    #[test]
+    fn the_orchestrator_table_alone_needs_no_gpu_discovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easel.toml");
+        let text =
+            "[orchestrator]\nlisten = \"127.0.0.1:9100\"\n[[workers]]\nname = \"s\"\nkind = \"sdxl\"\ngpus = \"all\"\n";
+        std::fs::write(&path, text).unwrap();
+        let orchestrator = Config::discover_orchestrator(Some(&path)).unwrap();
+        assert_eq!(orchestrator.listen.port(), 9100);
+        std::fs::write(&path, "[orchestrator]\nlissen = 1\n").unwrap();
+        let message = Config::discover_orchestrator(Some(&path)).unwrap_err().to_string();
+        assert!(message.contains("lissen"), "{message}");
     }
 
     #[test]
