@@ -100,7 +100,7 @@ pub(super) fn validate(spec: &WorkerSpec, selection: &GpuSelection) -> Result<()
     if spec.command.is_some() {
         return Err(
             "`gpus` runs one built-in worker per GPU and needs `kind = \"sdxl\"`; an external `command` \
-                    picks its GPU itself (in its arguments, or CUDA_VISIBLE_DEVICES in `env`)"
+             picks its GPU itself (in its arguments, or CUDA_VISIBLE_DEVICES in `env`)"
                 .into(),
         );
     }
@@ -151,7 +151,7 @@ fn indices(selection: &GpuSelection) -> Result<Option<Vec<u32>>, String> {
     if list.is_empty() {
         return Err(
             "gpus = [] names no GPU: list at least one, e.g. gpus = [0], or write gpus = \"all\"; \
-                    to run on the CPU remove `gpus`"
+             to run on the CPU remove `gpus`"
                 .into(),
         );
     }
