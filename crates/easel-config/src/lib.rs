@@ -13,6 +13,7 @@
 //! - [`file`]: reading `easel.toml` against the one schema.
 //! - [`worker`]: the worker runtime's settings as types ([`WorkerConfig`]).
 //! - [`house`]: what the orchestrator runs (`[orchestrator]`, `[[workers]]`).
+//! - [`gpu`]: how many NVIDIA GPUs this host has (for `gpus = "all"`), without CUDA.
 //! - [`show`]: every effective value with its origin, for `easel config show`.
 //! - [`secret`], [`error`]: secrets that never print; the one configuration error.
 
@@ -20,6 +21,7 @@ pub mod consts;
 pub mod duration;
 pub mod error;
 pub mod file;
+pub mod gpu;
 pub mod home;
 pub mod house;
 pub mod layers;

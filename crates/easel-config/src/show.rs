@@ -4,10 +4,12 @@
 
 use std::fmt::Write as _;
 
+use serde::Deserialize;
+
 use crate::duration::Human;
 use crate::error::Source;
 use crate::file::ConfigFile;
-use crate::house::{Config, WorkerSpec};
+use crate::house::{Config, GpuSelection, WorkerSpec};
 use crate::layers::Layers;
 
 /// One effective value.
@@ -50,19 +52,35 @@ pub fn rows(layers: &Layers, house: &Config) -> Vec<Row> {
         out.push(row("orchestrator", key, value, origin));
     }
     for (i, w) in house.workers.iter().enumerate() {
-        out.extend(worker_rows(file, i, w));
+        out.extend(worker_rows(file, table_index(file, w).unwrap_or(i), w));
     }
     out
 }
 
+/// The index in the file of the `[[workers]]` table `w` is (or, for the worker of one GPU,
+/// was expanded from).
+fn table_index(file: Option<&ConfigFile>, w: &WorkerSpec) -> Option<usize> {
+    let name = w.gpu.as_ref().map_or(w.name.as_str(), |slot| slot.table.as_str());
+    file?
+        .raw
+        .get("workers")?
+        .as_array()?
+        .iter()
+        .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+}
+
+/// The rows of one worker. One expanded from a `gpus` table also shows its `device`, and
+/// its port as the table's plus its offset.
 fn worker_rows(file: Option<&ConfigFile>, index: usize, w: &WorkerSpec) -> Vec<Row> {
     let section = format!("workers.{}", w.name);
     let launch = match (&w.kind, &w.command) {
         (Some(k), _) => ("kind", Some(k.clone())),
         (None, c) => ("command", c.as_ref().map(|c| c.join(" "))),
     };
+    let device = w.gpu.as_ref().map(|slot| format!("cuda:{}", slot.gpu));
     let values = [
         launch,
+        ("device", device),
         ("port", w.port.map(|p| p.to_string())),
         ("priority", Some(w.priority.to_string())),
         ("enabled", Some(w.enabled.to_string())),
@@ -75,16 +93,37 @@ fn worker_rows(file: Option<&ConfigFile>, index: usize, w: &WorkerSpec) -> Vec<R
     let from_file = file.is_some_and(|f| f.schema.workers.is_some());
     values
         .into_iter()
+        .filter(|(key, value)| *key != "device" || value.is_some())
         .map(|(key, value)| {
             let origin = if from_file {
                 let path: Vec<&str> = key.split('.').collect();
-                written_in_worker(file, index, &path)
+                match (key, &w.gpu) {
+                    ("device", Some(_)) => gpus_origin(file, index),
+                    ("port", Some(slot)) if slot.offset > 0 => {
+                        format!("{} + {} (gpus)", written_in_worker(file, index, &path), slot.offset)
+                    }
+                    _ => written_in_worker(file, index, &path),
+                }
             } else {
                 "the embedded default [[workers]]".to_string()
             };
             row(&section, key, value, origin)
         })
         .collect()
+}
+
+/// "<file> [[workers]] #n gpus = [0, 1]": where the device of an expanded worker came from.
+fn gpus_origin(file: Option<&ConfigFile>, index: usize) -> String {
+    let written = file
+        .and_then(|f| f.raw.get("workers"))
+        .and_then(|w| w.as_array())
+        .and_then(|a| a.get(index))
+        .and_then(|e| e.get("gpus"))
+        .and_then(|gpus| GpuSelection::deserialize(gpus.clone()).ok());
+    match written {
+        Some(gpus) => format!("{} gpus = {gpus}", written_in_worker(file, index, &["gpus"])),
+        None => written_in_worker(file, index, &["gpus"]),
+    }
 }
 
 fn row(section: &str, key: &str, value: Option<String>, origin: String) -> Row {

@@ -172,3 +172,39 @@ fn config_show_names_every_value_with_its_origin_and_masks_secrets() {
         easel_config::settings::SETTINGS.len()
     );
 }
+
+#[test]
+fn config_show_lists_each_worker_of_a_gpus_table_with_its_device_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[[workers]]\nname = \"video\"\ncommand = [\"v\"]\nport = 7000\n\n[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\ngpus = [0, 2]\nstop_grace = \"2m\"\n";
+    let f = file(dir.path(), text);
+    let house = f.orchestrator().unwrap();
+    let l = Layers::resolve(&[], &env(&[("HOME", "/home/u")]), Some(f)).unwrap();
+    let rows = show::rows(&l, &house);
+    let find = |section: &str, key: &str| {
+        rows.iter()
+            .find(|r| r.section == section && r.key == key)
+            .unwrap_or_else(|| panic!("no {section} {key} in {rows:#?}"))
+    };
+    let path = dir.path().join("easel.toml").display().to_string();
+    assert_eq!(find("workers.sdxl-gpu0", "device").value.as_deref(), Some("cuda:0"));
+    assert_eq!(find("workers.sdxl-gpu2", "device").value.as_deref(), Some("cuda:2"));
+    assert_eq!(
+        find("workers.sdxl-gpu2", "device").origin,
+        format!("{path} [[workers]] #2 gpus = [0, 2]")
+    );
+    assert_eq!(find("workers.sdxl-gpu0", "port").value.as_deref(), Some("7859"));
+    assert_eq!(find("workers.sdxl-gpu0", "port").origin, "the default");
+    assert_eq!(find("workers.sdxl-gpu2", "port").value.as_deref(), Some("7860"));
+    assert_eq!(find("workers.sdxl-gpu2", "port").origin, "the default + 1 (gpus)");
+    assert_eq!(
+        find("workers.sdxl-gpu2", "stop_grace").origin,
+        format!("{path} [[workers]] #2"),
+        "the table's own values are traced to the table"
+    );
+    assert!(rows.iter().all(|r| r.section != "workers.video" || r.key != "device"));
+    assert!(
+        rows.iter().all(|r| r.section != "workers.sdxl"),
+        "the table itself is not a worker"
+    );
+}

@@ -16,6 +16,10 @@ pub const WORKER_BIN_ENV: &str = "EASEL_WORKER_BIN";
 /// Python buffers stdout in blocks when it is a pipe: a crash would lose its last lines.
 const UNBUFFERED_PYTHON: (&str, &str) = ("PYTHONUNBUFFERED", "1");
 
+/// For a worker of a `gpus` table: number devices as `nvidia-smi` and the driver do (by PCI
+/// bus), not CUDA's default fastest-first, so that `--device cuda:N` is the driver's GPU N.
+const PCI_DEVICE_ORDER: (&str, &str) = ("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+
 /// The executable of built-in workers: `EASEL_WORKER_BIN`, else `[orchestrator]
 /// worker_bin`, else the running executable (`easel` itself).
 pub fn resolve_worker_bin(configured: Option<&Path>) -> PathBuf {
@@ -96,11 +100,18 @@ pub(crate) fn aux_command(worker: &WorkerSpec, argv: &[String]) -> Option<tokio:
     Some(configured(process::command(Path::new(program), args), worker))
 }
 
-/// The worker's environment as a list: its `env`, `WORKER_PORT`, unbuffered Python.
+/// The worker's environment as a list: its `env`, `WORKER_PORT`, unbuffered Python, and for
+/// the worker of one GPU its device order; ours is inherited, and what it sets wins.
 pub(crate) fn environment(worker: &WorkerSpec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
-    if std::env::var_os(UNBUFFERED_PYTHON.0).is_none() && !worker.env.contains_key(UNBUFFERED_PYTHON.0) {
-        env.push((UNBUFFERED_PYTHON.0.to_owned(), UNBUFFERED_PYTHON.1.to_owned()));
+    let mut defaults = vec![UNBUFFERED_PYTHON];
+    if worker.gpu.is_some() {
+        defaults.push(PCI_DEVICE_ORDER);
+    }
+    for (key, value) in defaults {
+        if std::env::var_os(key).is_none() && !worker.env.contains_key(key) {
+            env.push((key.to_owned(), value.to_owned()));
+        }
     }
     env.extend(worker.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(port) = worker.port {
@@ -158,5 +169,37 @@ mod tests {
         let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         assert_eq!(get("A"), Some("1"));
         assert_eq!(get("WORKER_PORT"), Some("7001"));
+        assert_eq!(get("CUDA_DEVICE_ORDER"), None, "only the workers of a gpus table");
+    }
+
+    #[test]
+    fn the_workers_of_a_gpus_table_run_their_own_device_port_and_name() {
+        let config = Config::from_toml(
+            "[[workers]]\nname = \"sdxl\"\nkind = \"sdxl\"\nport = 7001\ngpus = [0, 3]\nargs = [\"--model\", \"/m\"]\n",
+            Origin::Embedded,
+        )
+        .unwrap();
+        let lines: Vec<String> = config
+            .workers
+            .iter()
+            .map(|w| {
+                let (program, args) = run_line(w, Path::new("/opt/easel"));
+                display_line(&program, &args)
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "/opt/easel worker sdxl run --model /m --device cuda:0",
+                "/opt/easel worker sdxl run --model /m --device cuda:3"
+            ]
+        );
+        let env = environment(&config.workers[1]);
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("WORKER_PORT"), Some("7002"));
+        assert_eq!(get("EASEL_WORKER_NAME"), Some("sdxl-gpu3"));
+        if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+            assert_eq!(get("CUDA_DEVICE_ORDER"), Some("PCI_BUS_ID"));
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Why this exists: the whole of `easel up` as a library call, [`Orchestrator::run`],
 //! with shutdown passed in as a token so tests and the binary drive it the same way.
 //!
-//! Flow: start the watchdog → listen for `/status` → preflight every enabled worker
-//! (failures are recorded, not fatal) → event loop, a `select!` with one handler each:
+//! Flow: start the watchdog → listen for `/status` → log the GPUs found → preflight every
+//! enabled worker (failures are recorded, not fatal) → event loop, a `select!` with one handler each:
 //! - shutdown cancelled → leave the loop;
 //! - a reloaded config → `Runner::on_reload` (stop removed and changed workers, preflight
 //!   and queue added and changed ones);
@@ -138,6 +138,7 @@ impl Orchestrator {
         let routes = self.routes.unwrap_or_default();
         let server = tokio::spawn(crate::server::serve(listener, source, routes, server_stop.clone()));
         tracing::info!("orchestrator listening on http://{addr} (/status, /metrics, /livez, /readyz)");
+        tracing::info!("gpus: {}", preflight::gpu_summary());
 
         let mut runner = Runner::new(self.config, self.sink, Arc::clone(&watchdog), Arc::clone(&self.shared));
         let workers: Vec<WorkerSpec> = runner.config.start_order().into_iter().cloned().collect();

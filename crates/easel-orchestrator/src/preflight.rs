@@ -2,16 +2,19 @@
 //! starts, with the reason, instead of crash-looping. The Python orchestrator pinned
 //! torch versions and grepped worker source; Easel asks the worker itself.
 //!
-//! Checks, in order (the first failure is the reason): the working directory exists; a
+//! Checks, in order (the first failure is the reason): the working directory exists; the
+//! worker of a `gpus` table has its GPU on this host ([`easel_config::gpu`]); a
 //! built-in kind is known, its executable exists and `worker <kind> describe --json` lists
 //! the kind, all four entry points and its job types; an external program is found; the
 //! optional `check` command exits 0. Each command runs within the preflight timeout.
 
 use std::time::Duration;
 
+use easel_config::gpu::{self, Gpus};
+use easel_config::ConfigError;
 use serde::Deserialize;
 
-use crate::config::{Config, Launch, WorkerSpec, BUILTIN_KINDS};
+use crate::config::{Config, GpuSlot, Launch, WorkerSpec, BUILTIN_KINDS};
 use crate::error::Chain;
 use crate::launch::{self, Launcher};
 use crate::process;
@@ -47,12 +50,24 @@ pub async fn check_all(config: &Config) -> Vec<(String, Result<(), Chain<Preflig
     results
 }
 
+/// What `easel up` says about this host's GPUs before it starts anything, e.g. `found 2
+/// NVIDIA GPU(s) (/proc/driver/nvidia/gpus)` or `no NVIDIA GPU found (looked in ...)`.
+pub fn gpu_summary() -> String {
+    match gpu::discover_host() {
+        Ok(gpus) => gpus.to_string(),
+        Err(e) => format!("cannot count them: {e}"),
+    }
+}
+
 /// Runs every check for `worker`; `Err` is the first that failed.
 pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Duration) -> Result<(), PreflightError> {
     if let Some(cwd) = &worker.cwd {
         if !cwd.is_dir() {
             return Err(PreflightError::CwdNotADirectory { cwd: cwd.clone() });
         }
+    }
+    if let Some(slot) = &worker.gpu {
+        check_gpu(slot, gpu::discover_host())?;
     }
     match worker.launch() {
         Launch::Builtin { kind, .. } => check_builtin(worker, &kind, launcher, timeout).await?,
@@ -64,6 +79,15 @@ pub(crate) async fn check(worker: &WorkerSpec, launcher: &Launcher, timeout: Dur
         check_command(worker, argv, timeout).await?;
     }
     Ok(())
+}
+
+/// The GPU of a `gpus` worker must be among those found (`cuda:0` to `cuda:{count - 1}`).
+fn check_gpu(slot: &GpuSlot, found: Result<Gpus, ConfigError>) -> Result<(), PreflightError> {
+    let found = found.map_err(|source| PreflightError::GpuDiscovery { source })?;
+    if slot.gpu < found.count {
+        return Ok(());
+    }
+    Err(PreflightError::NoSuchGpu { gpu: slot.gpu, found })
 }
 
 /// The `PATH` a worker's commands are looked up in: its own `env`, else ours.
@@ -275,6 +299,28 @@ kind = "sdxl"
             matches!(source, crate::process::ProgramError::Missing { .. }),
             "{source:?}"
         );
+    }
+
+    #[test]
+    fn the_worker_of_a_gpu_the_host_lacks_fails_and_says_what_was_found() {
+        let slot = |gpu| GpuSlot {
+            table: "sdxl".into(),
+            gpu,
+            offset: 0,
+        };
+        assert!(check_gpu(&slot(1), Ok(Gpus::fixed(2))).is_ok());
+        let err = check_gpu(&slot(2), Ok(Gpus::fixed(2))).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "its GPU cuda:2 is not on this host: found 2 NVIDIA GPU(s) (EASEL_GPUS=2)"
+        );
+        let none = easel_config::gpu::discover(std::path::Path::new("/no/such/root"), &|_| None).unwrap();
+        let err = check_gpu(&slot(0), Ok(none)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("its GPU cuda:0 is not on this host: no NVIDIA GPU found (looked in /no/such/root/proc"),
+            "{err}"
+        );
+        assert!(err.contains("to run on the CPU instead, remove `gpus`"), "{err}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> Result<()> {
     let addr = match args.addr {
         Some(addr) => addr,
-        None => connect_addr(Config::discover(args.config.as_deref())?.orchestrator.listen),
+        None => connect_addr(Config::discover_orchestrator(args.config.as_deref())?.listen),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -63,6 +63,7 @@ pub fn run(args: UpArgs) -> Result<()> {
 
 async fn check(config: &Config) -> Result<()> {
     println!("config {}: valid", config.origin);
+    println!("gpus: {}", easel_orchestrator::preflight::gpu_summary());
     let results = easel_orchestrator::preflight::check_all(config).await;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     for (name, result) in &results {

@@ -2,8 +2,10 @@
 //! `easel.toml` (read through the one file schema in [`crate::file`]), with defaults filled in
 //! and [`Config::validate`] checking what serde cannot (names, ports, conflicting keys), so
 //! the accessors ([`WorkerSpec::launch`], [`WorkerSpec::ready_check`]) can no longer fail.
-//! Without a file, [`DEFAULT_CONFIG_TOML`] goes through the same path.
+//! A table with `gpus` is expanded into one worker per GPU on the way ([`gpus`]). Without a
+//! file, [`DEFAULT_CONFIG_TOML`] goes through the same path.
 
+mod gpus;
 mod restart;
 mod spec;
 
@@ -15,12 +17,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use gpus::{GpuSelection, GpuSlot, WORKER_NAME_ENV};
 pub use restart::{RestartConfig, RestartPolicy};
 pub use spec::{Launch, ReadinessConfig, ReadyCheck, WorkerSpec, BUILTIN_KINDS};
 
 use crate::consts::{DEFAULT_ORCHESTRATOR_LISTEN, DEFAULT_WORKER_PORT};
 use crate::duration;
 use crate::error::ConfigError;
+use crate::gpu::{self, Gpus};
 use crate::home;
 use crate::settings;
 
@@ -93,8 +97,9 @@ pub fn parse_schema(text: &str, origin: &str) -> Result<Schema> {
 pub struct Config {
     /// Settings of the orchestrator itself.
     pub orchestrator: OrchestratorConfig,
-    /// The supervised workers, as `[[workers]]` tables. A file without any runs the
-    /// embedded default (one SDXL worker); `workers = []` runs none.
+    /// The supervised workers, as `[[workers]]` tables, a table with `gpus` replaced by its
+    /// workers (one per GPU, in the table's place). A file without any runs the embedded
+    /// default (one SDXL worker); `workers = []` runs none.
     pub workers: Vec<WorkerSpec>,
     /// `[worker]`: settings of the worker runtime itself (queue, storage, model), read by
     /// `easel worker` from the same file; the orchestrator only notices when they change.
@@ -157,6 +162,20 @@ impl Config {
         }
     }
 
+    /// The `[orchestrator]` table alone, found as [`Config::discover`] finds the file, for
+    /// commands that only need its address (`easel status`): the workers are neither checked
+    /// nor expanded, so a `gpus = "all"` table needs no GPU where the command runs.
+    pub fn discover_orchestrator(explicit: Option<&Path>) -> Result<OrchestratorConfig> {
+        let Some(path) = home::config_file(explicit, &home::process_env) else {
+            return Ok(OrchestratorConfig::default());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(parse_schema(&text, &path.display().to_string())?.orchestrator)
+    }
+
     /// Reads the config again from where this one came from (for SIGHUP).
     pub fn reload(&self) -> Result<Self> {
         match &self.origin {
@@ -171,8 +190,19 @@ impl Config {
         Self::from_schema(schema, origin)
     }
 
-    /// Fills in defaults and validates a parsed file.
+    /// Fills in defaults, validates a parsed file and expands its `gpus` tables, counting
+    /// this host's GPUs ([`gpu::discover_host`]) if a table says `gpus = "all"`.
     pub fn from_schema(schema: Schema, origin: Origin) -> Result<Self> {
+        Self::from_schema_with(schema, origin, &mut gpu::discover_host)
+    }
+
+    /// [`Config::from_schema`] with `discover` counting the GPUs (called at most once, and
+    /// only for `gpus = "all"`).
+    pub fn from_schema_with(
+        schema: Schema,
+        origin: Origin,
+        discover: &mut dyn FnMut() -> Result<Gpus, ConfigError>,
+    ) -> Result<Self> {
         let workers = match schema.workers {
             Some(w) => w,
             None => embedded_workers()?,
@@ -185,7 +215,9 @@ impl Config {
             origin,
         };
         config.fill_defaults();
-        config.validate()?;
+        config.validate_tables()?;
+        let tables = config.expand_gpus(discover)?;
+        config.check(&tables)?;
         Ok(config)
     }
 
@@ -204,29 +236,111 @@ impl Config {
         }
     }
 
-    /// Checks what serde cannot: uniqueness, exclusive keys, ranges.
+    /// Checks what serde cannot: uniqueness, exclusive keys, ranges. Workers expanded from
+    /// one `gpus` table are named after it.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |message: String| ConfigError::Schema {
+        let mut tables = Vec::with_capacity(self.workers.len());
+        let mut previous: Option<&str> = None;
+        for worker in &self.workers {
+            let table = worker.gpu.as_ref().map(|slot| slot.table.as_str());
+            let same = table.is_some() && table == previous;
+            let number = tables
+                .last()
+                .copied()
+                .map_or(0, |n: usize| if same { n } else { n + 1 });
+            tables.push(number);
+            previous = table;
+        }
+        self.check(&tables)
+    }
+
+    fn invalid(&self, message: String) -> ConfigError {
+        ConfigError::Schema {
             origin: self.origin.to_string(),
             message,
-        };
+        }
+    }
+
+    /// Each table on its own, before `gpus` tables are expanded, and their names unique.
+    fn validate_tables(&self) -> Result<()> {
         let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut ports: HashMap<u16, String> = HashMap::new();
-        ports.insert(self.orchestrator.listen.port(), "[orchestrator] listen".to_owned());
         for (index, worker) in self.workers.iter().enumerate() {
             let at = format!("[[workers]] #{} (name = {:?})", index + 1, worker.name);
-            worker.validate().map_err(|m| invalid(format!("{at}: {m}")))?;
+            worker.validate().map_err(|m| self.invalid(format!("{at}: {m}")))?;
             if let Some(first) = names.insert(&worker.name, index) {
-                return Err(invalid(format!(
+                return Err(self.invalid(format!(
                     "{at}: the name {:?} is already used by [[workers]] #{}; give each worker its own name",
                     worker.name,
                     first + 1
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Replaces each table with `gpus` by its workers; returns, for each worker, the index of
+    /// its table in the file.
+    fn expand_gpus(&mut self, discover: &mut dyn FnMut() -> Result<Gpus, ConfigError>) -> Result<Vec<usize>> {
+        let mut found: Option<std::result::Result<Gpus, String>> = None;
+        let mut count = || {
+            found
+                .get_or_insert_with(|| discover().map_err(|e| e.to_string()))
+                .clone()
+        };
+        let mut workers = Vec::with_capacity(self.workers.len());
+        let mut tables = Vec::with_capacity(self.workers.len());
+        for (index, worker) in std::mem::take(&mut self.workers).into_iter().enumerate() {
+            let Some(selection) = worker.gpus.clone() else {
+                workers.push(worker);
+                tables.push(index);
+                continue;
+            };
+            let expanded = gpus::expand(&worker, &selection, &mut count)
+                .map_err(|m| self.invalid(format!("[[workers]] #{} (name = {:?}): {m}", index + 1, worker.name)))?;
+            tables.extend(std::iter::repeat_n(index, expanded.len()));
+            workers.extend(expanded);
+        }
+        self.workers = workers;
+        Ok(tables)
+    }
+
+    /// Every worker, with `tables[i]` the file index of the table worker `i` came from:
+    /// uniqueness of names and ports across all of them.
+    fn check(&self, tables: &[usize]) -> Result<()> {
+        let mut names: HashMap<&str, String> = HashMap::new();
+        let mut ports: HashMap<u16, String> = HashMap::new();
+        ports.insert(self.orchestrator.listen.port(), "[orchestrator] listen".to_owned());
+        for (index, worker) in self.workers.iter().enumerate() {
+            let table = tables.get(index).copied().unwrap_or(index) + 1;
+            let at = match &worker.gpu {
+                Some(slot) => format!(
+                    "[[workers]] #{table} (name = {:?}, its worker {:?} for cuda:{})",
+                    slot.table, worker.name, slot.gpu
+                ),
+                None => format!("[[workers]] #{table} (name = {:?})", worker.name),
+            };
+            worker.validate().map_err(|m| self.invalid(format!("{at}: {m}")))?;
+            if let Some(first) = names.insert(&worker.name, format!("[[workers]] #{table}")) {
+                return Err(self.invalid(format!(
+                    "{at}: the name {:?} is already used by {first}; give each worker its own name",
+                    worker.name
+                )));
+            }
             if let (Some(port), true) = (worker.port, worker.enabled) {
-                if let Some(owner) = ports.insert(port, format!("worker {:?}", worker.name)) {
-                    return Err(invalid(format!(
-                        "{at}: port = {port} is already used by {owner}; give each worker its own port"
+                let owner = match &worker.gpu {
+                    Some(_) => format!("worker {:?} (of [[workers]] #{table}, gpus)", worker.name),
+                    None => format!("worker {:?}", worker.name),
+                };
+                if let Some(owner) = ports.insert(port, owner) {
+                    let why = match &worker.gpu {
+                        Some(slot) => format!(
+                            " (the workers of a `gpus` table take consecutive ports from `port`: this one port + {})",
+                            slot.offset
+                        ),
+                        None => String::new(),
+                    };
+                    return Err(self.invalid(format!(
+                        "{at}: port = {port} is already used by {owner}{why}; give each worker its own port"
                     )));
                 }
             }
@@ -443,6 +557,20 @@ mod tests {
         );
         assert_eq!(config.workers[0].stop_grace, DEFAULT_STOP_GRACE);
         assert_eq!(config.workers[1].restart, RestartConfig::default());
+    }
+
+    #[test]
+    fn the_orchestrator_table_alone_needs_no_gpu_discovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easel.toml");
+        let text =
+            "[orchestrator]\nlisten = \"127.0.0.1:9100\"\n[[workers]]\nname = \"s\"\nkind = \"sdxl\"\ngpus = \"all\"\n";
+        std::fs::write(&path, text).unwrap();
+        let orchestrator = Config::discover_orchestrator(Some(&path)).unwrap();
+        assert_eq!(orchestrator.listen.port(), 9100);
+        std::fs::write(&path, "[orchestrator]\nlissen = 1\n").unwrap();
+        let message = Config::discover_orchestrator(Some(&path)).unwrap_err().to_string();
+        assert!(message.contains("lissen"), "{message}");
     }
 
     #[test]

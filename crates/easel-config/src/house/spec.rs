@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::gpus::{self, GpuSelection, GpuSlot};
 use super::restart::RestartConfig;
 use crate::duration;
 
@@ -58,6 +59,12 @@ pub struct WorkerSpec {
     pub stop_grace: Duration,
     /// When and how fast to restart.
     pub restart: RestartConfig,
+    /// `"all"` or `[0, 1, ...]`: one worker per GPU (built-in kinds only). Tables with it are
+    /// expanded when the config loads; an expanded worker has `gpus = None` and its `gpu`.
+    pub gpus: Option<GpuSelection>,
+    /// The GPU of a worker expanded from a `gpus` table (never written in a file).
+    #[serde(skip)]
+    pub gpu: Option<GpuSlot>,
 }
 
 /// `[workers.readiness]`: exactly one of `http`, `command`, `alive_for` (or none: `/readyz`).
@@ -104,6 +111,8 @@ impl Default for WorkerSpec {
             start_timeout: DEFAULT_START_TIMEOUT,
             stop_grace: DEFAULT_STOP_GRACE,
             restart: RestartConfig::default(),
+            gpus: None,
+            gpu: None,
         }
     }
 }
@@ -147,6 +156,9 @@ impl WorkerSpec {
     pub(crate) fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
         self.validate_launch()?;
+        if let Some(selection) = &self.gpus {
+            gpus::validate(self, selection)?;
+        }
         self.validate_readiness()?;
         self.restart.validate()?;
         if self.port == Some(0) {

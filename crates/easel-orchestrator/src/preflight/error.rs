@@ -6,6 +6,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use easel_config::gpu::Gpus;
+use easel_config::ConfigError;
+
 use super::REQUIRED_ENTRY_POINTS;
 use crate::config::BUILTIN_KINDS;
 use crate::launch::WORKER_BIN_ENV;
@@ -79,6 +82,23 @@ pub enum PreflightError {
         describe: DescribeLine,
         /// What does not fit.
         problem: DescriptionError,
+    },
+
+    /// The worker of a `gpus` table names a GPU this host does not show.
+    #[error("its GPU cuda:{gpu} is not on this host: {found}{}", NoGpuHint(.found))]
+    NoSuchGpu {
+        /// The GPU it would run on.
+        gpu: u32,
+        /// What discovery found.
+        found: Gpus,
+    },
+
+    /// The GPUs could not be counted (`EASEL_GPUS` is not a number).
+    #[error("cannot count this host's GPUs")]
+    GpuDiscovery {
+        /// Why.
+        #[source]
+        source: ConfigError,
     },
 
     /// The `check` command line is empty.
@@ -165,6 +185,18 @@ impl fmt::Display for DescribeLine {
             self.worker_bin.display(),
             self.kind
         )
+    }
+}
+
+/// How to run on the CPU instead, when no GPU was found at all.
+struct NoGpuHint<'a>(&'a Gpus);
+
+impl fmt::Display for NoGpuHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.count {
+            0 => write!(f, "; {}", Gpus::hint()),
+            _ => Ok(()),
+        }
     }
 }
 
