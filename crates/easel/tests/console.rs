@@ -369,6 +369,23 @@ fn actions_are_refused_without_the_token_and_from_other_sites() {
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
+        // Purging dead letters: a bad duration is refused, a good request answers how many.
+        let r = post("/console/api/dead/purge")
+            .header("cookie", &session)
+            .body(r#"{"older_than": "soon"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = post("/console/api/dead/purge")
+            .header("cookie", &session)
+            .body(r#"{"older_than": "7d"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["message"], "0 dead letter(s) purged", "{v}");
         // A lone worker cannot restart itself, and says so.
         let r = post("/console/api/workers/sdxl/restart")
             .header("cookie", &session)
