@@ -5,6 +5,7 @@
 //! A table with `gpus` is expanded into one worker per GPU on the way ([`gpus`]). Without a
 //! file, [`DEFAULT_CONFIG_TOML`] goes through the same path.
 
+mod gpu_key;
 mod gpus;
 mod restart;
 mod spec;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use gpus::{GpuSelection, GpuSlot, WORKER_NAME_ENV};
+pub use gpu_key::{GpuSelection, GpuSlot, WORKER_NAME_ENV};
 pub use restart::{RestartConfig, RestartPolicy};
 pub use spec::{Launch, ReadinessConfig, ReadyCheck, WorkerSpec, BUILTIN_KINDS};
 

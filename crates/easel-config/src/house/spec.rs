@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::gpus::{self, GpuSelection, GpuSlot};
+use super::gpu_key::{self, GpuSelection, GpuSlot};
 use super::restart::RestartConfig;
 use crate::duration;
 
@@ -157,7 +157,7 @@ impl WorkerSpec {
         validate_name(&self.name)?;
         self.validate_launch()?;
         if let Some(selection) = &self.gpus {
-            gpus::validate(self, selection)?;
+            gpu_key::validate(self.command.is_some(), &self.args, &self.env, selection)?;
         }
         self.validate_readiness()?;
         self.restart.validate()?;
