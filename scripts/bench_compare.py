@@ -5,7 +5,8 @@ settings, one after the other, and print each phase as a ratio Easel / diffusers
     python scripts/bench_compare.py --model DIR --device cuda --dtype bf16 \\
         --width 1024 --height 1024 --steps 25 --batch 6 --warmup 1
 
-A ratio below 1.00 means Easel is faster (or uses less memory). Needs the reference venv
+A ratio below 1.00 means Easel is faster (or uses less memory). The model's files are read
+once first, so both sides load from a warm page cache. Needs the reference venv
 (scripts/requirements-ref.txt) as its interpreter, and an `easel` binary: --easel, or
 target/release/easel (build it with `cargo build --release -p easel`).
 """
@@ -50,6 +51,9 @@ def main():
         common += [flag, str(getattr(args, flag[2:]))]
     if not os.path.exists(args.easel):
         sys.exit(f"no easel binary at {args.easel}: cargo build --release -p easel, or pass --easel")
+    # Both sides load from a warm page cache: whichever ran first would otherwise read
+    # the files from disk and the other from memory.
+    print(f"warming the page cache: {warm_page_cache(args.model) / (1 << 30):.2f} GiB read", file=sys.stderr)
     easel = run_json([args.easel, "bench", "--json"] + common)
     py = [sys.executable, os.path.join(ROOT, "scripts", "bench_diffusers.py")] + common
     if args.variant:
@@ -102,6 +106,17 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"easel": easel, "diffusers": diff}, f, indent=1)
+
+
+def warm_page_cache(root):
+    """Reads every file under `root` once; returns the bytes read."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                while chunk := f.read(16 << 20):
+                    total += len(chunk)
+    return total
 
 
 def gib(b):

@@ -13,7 +13,7 @@ use crate::weights::{self, ComponentWeights, Variant};
 use crate::Result;
 
 /// Where a model's configs, weights and tokenizers come from.
-pub(crate) trait Components {
+pub(crate) trait Components: Sync {
     /// The files: configs, tokenizer files and (by default) weights.
     fn files(&self) -> &dyn ModelSource;
 

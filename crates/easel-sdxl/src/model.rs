@@ -132,16 +132,42 @@ impl SdxlModel {
         } else {
             dt
         };
-        let w = parts.weights("vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
-        let vae = Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))?;
-        let w = parts.weights("unet", "diffusion_pytorch_model", &opts.variant, dt)?;
         let recorded: [Recorded; 3] = Default::default();
-        let unet = UNet::new(&unet_config, recorded[0].wrap(w.var_builder(dt, dev)?)).map_err(|e| w.error(e))?;
-        let (text_encoder, te1_config) = load_clip(parts, "text_encoder", false, opts, &recorded[1])?;
-        let (text_encoder_2, te2_config) = load_clip(parts, "text_encoder_2", true, opts, &recorded[2])?;
+        // CLIP-G is about two thirds of the weights: it loads on a thread of its own while
+        // this one loads the rest (reading and converting weights is CPU-bound once the
+        // files are in the page cache). Each thread holds one tensor in flight at most, so
+        // the peak memory is the same.
+        let (vae, unet, (text_encoder, te1_config), (text_encoder_2, te2_config), (tokenizer, tokenizer_2)) =
+            std::thread::scope(|scope| -> Result<_> {
+                let clip_g = scope.spawn(|| {
+                    timed("text_encoder_2", || {
+                        load_clip(parts, "text_encoder_2", true, opts, &recorded[2])
+                    })
+                });
+                let rest = (|| -> Result<_> {
+                    let vae = timed("vae", || {
+                        let w = parts.weights("vae", "diffusion_pytorch_model", &opts.variant, vae_dtype)?;
+                        Vae::new(&vae_config, w.var_builder(vae_dtype, dev)?).map_err(|e| w.error(e))
+                    })?;
+                    let unet = timed("unet", || {
+                        let w = parts.weights("unet", "diffusion_pytorch_model", &opts.variant, dt)?;
+                        UNet::new(&unet_config, recorded[0].wrap(w.var_builder(dt, dev)?)).map_err(|e| w.error(e))
+                    })?;
+                    let te1 = timed("text_encoder", || {
+                        load_clip(parts, "text_encoder", false, opts, &recorded[1])
+                    })?;
+                    let tokenizers = timed("tokenizers", || {
+                        Ok((parts.tokenizer("tokenizer")?, parts.tokenizer("tokenizer_2")?))
+                    })?;
+                    Ok((vae, unet, te1, tokenizers))
+                })();
+                let te2 = clip_g.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                let (vae, unet, te1, tokenizers) = rest?;
+                Ok((vae, unet, te1, te2?, tokenizers))
+            })?;
         Ok(Self {
-            tokenizer: parts.tokenizer("tokenizer")?,
-            tokenizer_2: parts.tokenizer("tokenizer_2")?,
+            tokenizer,
+            tokenizer_2,
             text_encoder,
             text_encoder_2,
             unet,
@@ -220,6 +246,14 @@ impl SdxlModel {
     pub fn latent_channels(&self) -> usize {
         self.unet_config.in_channels
     }
+}
+
+/// Runs `f`, logging how long component `what` took to load (debug level).
+fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = std::time::Instant::now();
+    let out = f();
+    tracing::debug!(component = what, secs = start.elapsed().as_secs_f64(), "loaded");
+    out
 }
 
 fn load_clip(

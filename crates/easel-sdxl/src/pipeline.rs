@@ -216,6 +216,30 @@ impl SdxlModel {
         Ok((Tensor::cat(&[o1.penultimate, o2.penultimate], 2)?, pooled))
     }
 
+    /// Two texts encoded as one batch of two (each encoder runs once, its GEMMs on twice
+    /// the rows): the same as [`Self::encode_text`] on each, in half the passes.
+    pub fn encode_text_pair(&self, a: &str, b: &str) -> Result<[(Tensor, Tensor); 2]> {
+        let dev = &self.device;
+        let ids = |t: &crate::tokenizer::ClipTokenizer| -> Result<Tensor> {
+            let (ra, rb) = (t.encode_padded(a), t.encode_padded(b));
+            let n = ra.len();
+            if rb.len() != n {
+                return Err(Error::Unsupported(
+                    "the two texts tokenized to different lengths".into(),
+                ));
+            }
+            Ok(Tensor::from_vec([ra, rb].concat(), (2, n), dev)?)
+        };
+        let o1 = self.text_encoder.forward(&ids(&self.tokenizer)?)?;
+        let o2 = self.text_encoder_2.forward(&ids(&self.tokenizer_2)?)?;
+        let pooled = o2
+            .text_embeds
+            .ok_or_else(|| Error::Unsupported("text_encoder_2 has no projection".into()))?;
+        let ctx = Tensor::cat(&[o1.penultimate, o2.penultimate], 2)?;
+        let row = |i: usize| -> Result<(Tensor, Tensor)> { Ok((ctx.narrow(0, i, 1)?, pooled.narrow(0, i, 1)?)) };
+        Ok([row(0)?, row(1)?])
+    }
+
     /// SDXL's `time_ids` for a size: (h, w, 0, 0, h, w), one row per batch element.
     pub fn time_ids(&self, req: &GenerateRequest, rows: usize) -> Result<Tensor> {
         let (h, w) = (req.height as f32, req.width as f32);

@@ -84,10 +84,52 @@ impl FileTensors {
         Ok((buf, dtype, info.shape.clone()))
     }
 
+    /// Tensor `name` in the file's dtype on the CPU, read straight into the tensor's own
+    /// buffer (no second copy).
+    fn read_tensor(&self, name: &str) -> candle_core::Result<Tensor> {
+        let Some(&i) = self.index.get(name) else {
+            return Err(candle_core::Error::CannotFindTensor { path: name.to_string() }.bt());
+        };
+        let info = &self.files[i].1.tensors[name];
+        match file_dtype(info, name)? {
+            DType::F32 => self.read_as::<f32>(i, name),
+            DType::F16 => self.read_as::<half::f16>(i, name),
+            DType::BF16 => self.read_as::<half::bf16>(i, name),
+            _ => {
+                let (bytes, dtype, shape) = self.raw(name)?;
+                Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)
+            }
+        }
+    }
+
+    /// Reads tensor `name` of file `i` as elements of `T` (its stored dtype).
+    fn read_as<T: candle_core::WithDType>(&self, i: usize, name: &str) -> candle_core::Result<Tensor> {
+        let (file, header) = &self.files[i];
+        let info = &header.tensors[name];
+        let n = info.numel() as usize;
+        let [a, b] = info.data_offsets;
+        let bytes = n * std::mem::size_of::<T>();
+        if b < a || (b - a) as usize != bytes {
+            candle_core::bail!(
+                "tensor {name} in {}: {} bytes for shape {:?} {}: the file is corrupt",
+                header.path.display(),
+                b.saturating_sub(a),
+                info.shape,
+                info.dtype
+            );
+        }
+        let mut data = vec![T::from_f64(0.0); n];
+        // SAFETY: `data` is `bytes` long and every bit pattern is a valid f32, f16 or bf16;
+        // safetensors stores little-endian, as the CPUs this runs on are.
+        let raw = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), bytes) };
+        file.read_exact_at(raw, header.data_start + a)
+            .map_err(|e| candle_core::Error::Msg(format!("reading {name} from {}: {e}", header.path.display())))?;
+        Tensor::from_vec(data, info.shape.as_slice(), &Device::Cpu)
+    }
+
     /// Tensor `name` in the file's dtype, on `dev`.
     pub fn load(&self, name: &str, dev: &Device) -> candle_core::Result<Tensor> {
-        let (bytes, dtype, shape) = self.raw(name)?;
-        Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)?.to_device(dev)
+        self.read_tensor(name)?.to_device(dev)
     }
 }
 
@@ -125,10 +167,7 @@ impl SimpleBackend for FileTensors {
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         // Convert on the CPU, then move: one device copy, in the final dtype.
-        let (bytes, file_dtype, shape) = self.raw(name)?;
-        Tensor::from_raw_buffer(&bytes, file_dtype, &shape, &Device::Cpu)?
-            .to_dtype(dtype)?
-            .to_device(dev)
+        self.read_tensor(name)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {

@@ -47,6 +47,21 @@ fn check_prompt_encoding(m: &SdxlModel, r: &Refs) {
     assert_close("te.pooled", &pooled, &r.get("te.pooled"), LAYER_TOL);
 }
 
+/// A prompt and its negative encoded as one batch of two give, row by row, what each
+/// gives alone (and so diffusers' `encode_prompt` values).
+#[test]
+fn a_prompt_and_its_negative_encoded_together_equal_each_encoded_alone() {
+    let (m, r) = (tiny(), tiny_refs());
+    let prompt = r.json["te_prompt"].as_str().unwrap();
+    let negative = "blurry, low quality";
+    let [(nctx, npooled), (ctx, pooled)] = m.encode_text_pair(negative, prompt).unwrap();
+    assert_close("pair.prompt_embeds", &ctx, &r.get("te.prompt_embeds"), LAYER_TOL);
+    assert_close("pair.pooled", &pooled, &r.get("te.pooled"), LAYER_TOL);
+    let (alone_ctx, alone_pooled) = m.encode_text(negative).unwrap();
+    assert_close("pair.negative_embeds", &nctx, &alone_ctx, 1e-6);
+    assert_close("pair.negative_pooled", &npooled, &alone_pooled, 1e-6);
+}
+
 fn unet_case(m: &SdxlModel, r: &Refs, prefix: &str) {
     let t = r.json["unet_forwards"][prefix]["timestep"].as_f64().unwrap();
     let ctx = r.get(&format!("{prefix}.encoder_hidden_states"));

@@ -29,16 +29,26 @@ impl SdxlModel {
             PromptMode::Plain => self.encode_text(text),
             PromptMode::A1111 => self.encode_text_a1111(text),
         };
-        let (ctx, pooled) = encode(prompt)?;
         let repeat = |c: &Tensor, p: &Tensor| -> Result<(Tensor, Tensor)> {
             Ok((c.repeat((batch, 1, 1))?, p.repeat((batch, 1))?))
         };
+        let zeros = guided && negative.is_none() && self.pipeline_config.force_zeros_for_empty_prompt;
+        if guided && !zeros && mode == PromptMode::Plain {
+            // Both texts have one 77-token chunk: one batched pass of each encoder.
+            let [(nctx, npooled), (ctx, pooled)] = self.encode_text_pair(negative.unwrap_or(""), prompt)?;
+            let ((c, p), (nc, np)) = (repeat(&ctx, &pooled)?, repeat(&nctx, &npooled)?);
+            return Ok(PromptEmbeds {
+                context: Tensor::cat(&[nc, c], 0)?,
+                pooled: Tensor::cat(&[np, p], 0)?,
+            });
+        }
+        let (ctx, pooled) = encode(prompt)?;
         if !guided {
             let (context, pooled) = repeat(&ctx, &pooled)?;
             return Ok(PromptEmbeds { context, pooled });
         }
         let (nctx, npooled) = match negative {
-            None if self.pipeline_config.force_zeros_for_empty_prompt => (ctx.zeros_like()?, pooled.zeros_like()?),
+            None if zeros => (ctx.zeros_like()?, pooled.zeros_like()?),
             other => encode(other.unwrap_or(""))?,
         };
         let (ctx, nctx) = self.same_length(ctx, nctx)?;
