@@ -2,7 +2,8 @@
 //! jobs with their progress, dead letters, recent jobs, the headline numbers — and the job
 //! store should be asked once a second however many pages are open. A picture is rebuilt at
 //! most every half [`REFRESH`](crate::REFRESH) and shared; what a job was asked for (prompt,
-//! seed, size) and how it ended never change, so they are read once per job and kept.
+//! seed, size) and how it ended never change, so they are read once per job and kept; the
+//! finished jobs are listed again only when the queued or running jobs change, or every 10 s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ const LISTED: usize = 50;
 const RECENT: usize = 100;
 /// Recent jobs the page shows.
 const SHOWN: usize = 24;
+/// The finished jobs are listed again at least this often.
+const DONE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Kept facts beyond this are dropped (and read again when needed).
 const FACTS_KEPT: usize = 4096;
 
@@ -33,6 +36,18 @@ pub struct Pictures {
     facts: Mutex<HashMap<String, Facts>>,
     /// Links to remote images: key → (URL, when to sign again).
     pub links: Mutex<HashMap<String, (String, Instant)>>,
+    done: Mutex<Option<DoneList>>,
+}
+
+/// The finished jobs as last listed. Listing them is the costly part on Redis (one read per
+/// job; on Upstash each is a billed command), and a job only finishes by leaving the queued
+/// or running list: they are listed again when those change, and every [`DONE_EVERY`].
+#[derive(Clone)]
+struct DoneList {
+    rows: Vec<JobRow>,
+    /// The queued and running ids they were listed beside.
+    seen: (Vec<Option<String>>, Vec<Option<String>>),
+    at: Instant,
 }
 
 /// What a job asked for and, once finished, how it ended.
@@ -88,7 +103,21 @@ async fn build(app: &App) -> Value {
     let queued = list(JobState::Queued, LISTED, q.list(Some(JobState::Queued), LISTED).await);
     let running = list(JobState::Running, LISTED, q.list(Some(JobState::Running), LISTED).await);
     let dead = list(JobState::Dead, LISTED, q.list(Some(JobState::Dead), LISTED).await);
-    let done = list(JobState::Done, RECENT, q.list(Some(JobState::Done), RECENT).await);
+    let ids = |rows: &[JobRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let seen = (ids(&queued), ids(&running));
+    let kept = app.pictures.done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let done = match kept.filter(|d| d.seen == seen && d.at.elapsed() < DONE_EVERY) {
+        Some(d) => d.rows,
+        None => {
+            let rows = list(JobState::Done, RECENT, q.list(Some(JobState::Done), RECENT).await);
+            *app.pictures.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(DoneList {
+                rows: rows.clone(),
+                seen,
+                at: Instant::now(),
+            });
+            rows
+        }
+    };
     let depth = match q.depth().await {
         Ok(d) => json!({"queued": d.queued, "running": d.in_flight, "dead": d.dead}),
         Err(e) => {
