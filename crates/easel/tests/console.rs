@@ -163,8 +163,12 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
 
     // The worker is listed as running.
     let first_pid = b.wait("the worker to be running", LONG, worker_pid);
-    assert_eq!(b.text("#live").as_deref(), Some("live"));
-    assert_eq!(b.eval("return document.body.dataset.session", json!([])), "read-only");
+    b.wait("the event stream to be live", LONG, |b| {
+        (b.text("#live").as_deref() == Some("live")).then_some(())
+    });
+    b.wait("the read-only session", LONG, |b| {
+        (b.eval("return document.body.dataset.session", json!([])) == "read-only").then_some(())
+    });
 
     // A submitted job appears, its progress advances without a reload, it finishes with its thumbnail.
     let a = unique("a");
@@ -230,7 +234,10 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     b.type_into("#token", TOKEN);
     b.click("#login button");
     message_with(&b, "Logged in");
-    assert_eq!(b.eval("return document.body.dataset.session", json!([])), "admin");
+    // The page says so at once, and asks the server for its session right after.
+    b.wait("the page to hold an admin session", LONG, |b| {
+        (b.eval("return document.body.dataset.session", json!([])) == "admin").then_some(())
+    });
     let cookie = b.eval("return document.cookie", json!([]));
     assert_eq!(cookie, "", "the session cookie is HttpOnly: {cookie}");
     b.click(&cancel);
