@@ -59,8 +59,9 @@ impl FileTensors {
         self.index.contains_key(name)
     }
 
-    /// The bytes, dtype and shape of tensor `name`, as stored.
-    pub fn raw(&self, name: &str) -> candle_core::Result<(Vec<u8>, DType, Vec<usize>)> {
+    /// Where tensor `name` is stored: its file and header entry, its dtype, and its byte
+    /// range in the file (checked against its shape).
+    fn locate(&self, name: &str) -> candle_core::Result<Stored<'_>> {
         let Some(&i) = self.index.get(name) else {
             return Err(candle_core::Error::CannotFindTensor { path: name.to_string() }.bt());
         };
@@ -68,8 +69,8 @@ impl FileTensors {
         let info = &header.tensors[name];
         let dtype = file_dtype(info, name)?;
         let [a, b] = info.data_offsets;
-        let want = info.numel() as usize * dtype.size_in_bytes();
-        if b < a || (b - a) as usize != want {
+        let len = info.numel() as usize * dtype.size_in_bytes();
+        if b < a || (b - a) as usize != len {
             candle_core::bail!(
                 "tensor {name} in {}: {} bytes for shape {:?} {}: the file is corrupt",
                 header.path.display(),
@@ -78,58 +79,73 @@ impl FileTensors {
                 info.dtype
             );
         }
-        let mut buf = vec![0u8; want];
-        file.read_exact_at(&mut buf, header.data_start + a)
-            .map_err(|e| candle_core::Error::Msg(format!("reading {name} from {}: {e}", header.path.display())))?;
-        Ok((buf, dtype, info.shape.clone()))
+        Ok(Stored {
+            file,
+            header,
+            info,
+            dtype,
+            at: header.data_start + a,
+            len,
+        })
+    }
+
+    /// The bytes, dtype and shape of tensor `name`, as stored.
+    pub fn raw(&self, name: &str) -> candle_core::Result<(Vec<u8>, DType, Vec<usize>)> {
+        let s = self.locate(name)?;
+        let mut buf = vec![0u8; s.len];
+        s.read_into(&mut buf, name)?;
+        Ok((buf, s.dtype, s.info.shape.clone()))
     }
 
     /// Tensor `name` in the file's dtype on the CPU, read straight into the tensor's own
     /// buffer (no second copy).
     fn read_tensor(&self, name: &str) -> candle_core::Result<Tensor> {
-        let Some(&i) = self.index.get(name) else {
-            return Err(candle_core::Error::CannotFindTensor { path: name.to_string() }.bt());
-        };
-        let info = &self.files[i].1.tensors[name];
-        match file_dtype(info, name)? {
-            DType::F32 => self.read_as::<f32>(i, name),
-            DType::F16 => self.read_as::<half::f16>(i, name),
-            DType::BF16 => self.read_as::<half::bf16>(i, name),
+        let s = self.locate(name)?;
+        match s.dtype {
+            DType::F32 => s.read_as::<f32>(name),
+            DType::F16 => s.read_as::<half::f16>(name),
+            DType::BF16 => s.read_as::<half::bf16>(name),
             _ => {
-                let (bytes, dtype, shape) = self.raw(name)?;
-                Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)
+                let mut buf = vec![0u8; s.len];
+                s.read_into(&mut buf, name)?;
+                Tensor::from_raw_buffer(&buf, s.dtype, &s.info.shape, &Device::Cpu)
             }
         }
-    }
-
-    /// Reads tensor `name` of file `i` as elements of `T` (its stored dtype).
-    fn read_as<T: candle_core::WithDType>(&self, i: usize, name: &str) -> candle_core::Result<Tensor> {
-        let (file, header) = &self.files[i];
-        let info = &header.tensors[name];
-        let n = info.numel() as usize;
-        let [a, b] = info.data_offsets;
-        let bytes = n * std::mem::size_of::<T>();
-        if b < a || (b - a) as usize != bytes {
-            candle_core::bail!(
-                "tensor {name} in {}: {} bytes for shape {:?} {}: the file is corrupt",
-                header.path.display(),
-                b.saturating_sub(a),
-                info.shape,
-                info.dtype
-            );
-        }
-        let mut data = vec![T::from_f64(0.0); n];
-        // SAFETY: `data` is `bytes` long and every bit pattern is a valid f32, f16 or bf16;
-        // safetensors stores little-endian, as the CPUs this runs on are.
-        let raw = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), bytes) };
-        file.read_exact_at(raw, header.data_start + a)
-            .map_err(|e| candle_core::Error::Msg(format!("reading {name} from {}: {e}", header.path.display())))?;
-        Tensor::from_vec(data, info.shape.as_slice(), &Device::Cpu)
     }
 
     /// Tensor `name` in the file's dtype, on `dev`.
     pub fn load(&self, name: &str, dev: &Device) -> candle_core::Result<Tensor> {
         self.read_tensor(name)?.to_device(dev)
+    }
+}
+
+/// A tensor's place in its file, as [`FileTensors::locate`] found it.
+struct Stored<'a> {
+    file: &'a File,
+    header: &'a Header,
+    info: &'a TensorInfo,
+    dtype: DType,
+    /// Byte offset in the file, and length.
+    at: u64,
+    len: usize,
+}
+
+impl Stored<'_> {
+    fn read_into(&self, buf: &mut [u8], name: &str) -> candle_core::Result<()> {
+        self.file
+            .read_exact_at(buf, self.at)
+            .map_err(|e| candle_core::Error::Msg(format!("reading {name} from {}: {e}", self.header.path.display())))
+    }
+
+    /// The tensor as elements of `T`, its stored dtype.
+    fn read_as<T: candle_core::WithDType>(&self, name: &str) -> candle_core::Result<Tensor> {
+        let n = self.len / std::mem::size_of::<T>();
+        let mut data = vec![T::from_f64(0.0); n];
+        // SAFETY: `data` is `len` bytes long and every bit pattern is a valid f32, f16 or
+        // bf16; safetensors stores little-endian, as the CPUs this runs on are.
+        let raw = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), self.len) };
+        self.read_into(raw, name)?;
+        Tensor::from_vec(data, self.info.shape.as_slice(), &Device::Cpu)
     }
 }
 

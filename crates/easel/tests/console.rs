@@ -8,6 +8,7 @@
 //! A lone `easel worker` serves the same page for itself (checked over HTTP).
 
 mod browser;
+mod procs;
 #[path = "../../easel-worker/tests/support/mod.rs"]
 mod support;
 
@@ -19,40 +20,17 @@ use browser::Browser;
 use serde_json::{json, Value};
 use support::{free_port, unique};
 
-const EASEL: &str = env!("CARGO_BIN_EXE_easel");
 const TOKEN: &str = "console-test-token";
 /// Generous: a debug build on two busy cores.
 const LONG: Duration = Duration::from_secs(120);
 
-/// Variables that would point the workers at real services or another config.
-const SERVICE_VARS: &[&str] = &[
-    "EASEL_CONFIG",
-    "EASEL_MODEL",
-    "EASEL_DATA_DIR",
-    "EASEL_QUEUE_URL",
-    "EASEL_STORAGE",
-    "EASEL_ADMIN_TOKEN",
-    "WORKER_PORT",
-    "SUPABASE_URL",
-    "SUPABASE_SERVICE_KEY",
-    "UPSTASH_REDIS_REST_URL",
-    "UPSTASH_REDIS_REST_TOKEN",
-];
-
-fn easel(dir: &Path) -> Command {
-    let mut cmd = Command::new(EASEL);
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .env("XDG_DATA_HOME", dir.join("xdg"))
-        .env("EASEL_ADMIN_TOKEN", TOKEN);
-    for var in SERVICE_VARS.iter().filter(|v| **v != "EASEL_ADMIN_TOKEN") {
-        cmd.env_remove(var);
-    }
-    cmd
+/// The admin token every process of these tests gets.
+fn token() -> Vec<(&'static str, String)> {
+    vec![("EASEL_ADMIN_TOKEN", TOKEN.into())]
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    easel(dir).args(args).output().expect("easel runs")
+    procs::easel(dir, args, &token()).output().expect("easel runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -141,8 +119,8 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
     );
     std::fs::write(d.join("easel.toml"), config).unwrap();
     let log = std::fs::File::create(d.join("up.log")).unwrap();
-    let up = easel(d)
-        .arg("up")
+    let up = procs::easel(d, &["up"], &token())
+        .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -295,17 +273,10 @@ fn the_console_shows_and_controls_jobs_in_a_real_browser() {
 fn actions_are_refused_without_the_token_and_from_other_sites() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let log = std::fs::File::create(d.join("worker.log")).unwrap();
-    let worker = easel(d)
-        .args(["worker", "sdxl", "run"])
-        .env("WORKER_PORT", port.to_string())
-        .env("EASEL_POLL", "100ms")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _worker = Guard(worker);
+    let mut env = token();
+    env.push(("EASEL_POLL", "100ms".into()));
+    let worker = procs::Proc::spawn(d, "worker", &["worker", "sdxl", "run"], &env);
+    let port = worker.port;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -424,19 +395,14 @@ fn with_remote_storage_the_console_links_thumbnails_by_signed_url() {
         .build()
         .unwrap();
     let stub = rt.block_on(support::SupabaseStub::start("service-key"));
-    let port = free_port();
-    let log = std::fs::File::create(d.join("worker.log")).unwrap();
-    let worker = easel(d)
-        .args(["worker", "sdxl", "run"])
-        .env("WORKER_PORT", port.to_string())
-        .env("EASEL_POLL", "100ms")
-        .env("SUPABASE_URL", &stub.url)
-        .env("SUPABASE_SERVICE_KEY", "service-key")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _worker = Guard(worker);
+    let mut env = token();
+    env.extend([
+        ("EASEL_POLL", "100ms".into()),
+        ("SUPABASE_URL", stub.url.clone()),
+        ("SUPABASE_SERVICE_KEY", "service-key".into()),
+    ]);
+    let worker = procs::Proc::spawn(d, "worker", &["worker", "sdxl", "run"], &env);
+    let port = worker.port;
     let id = unique("remote");
     submit(d, &id, "stored far away", 4, 64);
     let http = reqwest::Client::new();
@@ -454,8 +420,7 @@ fn with_remote_storage_the_console_links_thumbnails_by_signed_url() {
                     break job;
                 }
             }
-            let log = std::fs::read_to_string(d.join("worker.log")).unwrap_or_default();
-            assert!(Instant::now() < end, "the job never finished\n{log}");
+            assert!(Instant::now() < end, "the job never finished\n{}", worker.log());
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert_eq!(job["status"], "completed", "{job}");

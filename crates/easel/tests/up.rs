@@ -62,6 +62,25 @@ fn text(bytes: &[u8]) -> String {
 /// Kills the orchestrator if a test fails half-way.
 struct Orchestrator(Child);
 
+impl Orchestrator {
+    /// SIGTERM, then its exit status once it has stopped (bounded by [`DEADLINE`]).
+    fn terminate(&mut self, log: &dyn Fn() -> String) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(exit) = self.0.try_wait().unwrap() {
+                return exit;
+            }
+            assert!(Instant::now() < end, "easel up did not stop\n{}", log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Orchestrator {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
@@ -163,20 +182,7 @@ fn orchestrate_runs_the_sdxl_worker_which_serves_submit_and_stops_on_sigterm() {
     assert!(out.status.success(), "{stdout}{}\n{}", text(&out.stderr), up_log());
     assert!(stdout.contains("\"completed\"") && stdout.contains("0.png"), "{stdout}");
 
-    let sent = Command::new("kill")
-        .args(["-TERM", &orchestrator.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let end = Instant::now() + DEADLINE;
-    let exit = loop {
-        if let Some(exit) = orchestrator.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < end, "easel up did not stop\n{}", up_log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.code(), Some(0), "{}", up_log());
+    assert_eq!(orchestrator.terminate(&up_log).code(), Some(0), "{}", up_log());
     let stat = std::fs::read_to_string(format!("/proc/{worker_pid}/stat")).unwrap_or_default();
     assert!(stat.is_empty() || stat.contains(") Z "), "the worker exited: {stat}");
     assert!(up_log().contains("[sdxl] "), "worker output is prefixed:\n{}", up_log());
@@ -319,20 +325,7 @@ fn a_gpus_table_runs_one_worker_per_gpu_each_taking_jobs_from_the_shared_queue()
         );
     }
 
-    let sent = Command::new("kill")
-        .args(["-TERM", &orchestrator.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let end = Instant::now() + DEADLINE;
-    let exit = loop {
-        if let Some(exit) = orchestrator.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < end, "easel up did not stop\n{}", up_log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.code(), Some(0), "{}", up_log());
+    assert_eq!(orchestrator.terminate(&up_log).code(), Some(0), "{}", up_log());
     assert!(
         up_log().contains("[sdxl-gpu0] ") && up_log().contains("[sdxl-gpu1] "),
         "{}",

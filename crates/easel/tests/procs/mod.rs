@@ -1,4 +1,4 @@
-//! Why this exists: the CLI process tests (`worker.rs`, `jobs.rs`) start `easel` the same
+//! Why this exists: the CLI process tests (`worker.rs`, `jobs.rs`, `console.rs`) start `easel` the same
 //! way — in a temporary directory, with a clean worker environment and the data home under it
 //! — and keep each worker's log for the failure message.
 // Each test binary that includes this module uses only part of it.
@@ -13,7 +13,7 @@ use crate::support::{free_port, DEADLINE};
 const EASEL: &str = env!("CARGO_BIN_EXE_easel");
 
 /// Variables of the parent environment that would change what a worker connects to.
-const INHERITED: [&str; 9] = [
+const INHERITED: [&str; 11] = [
     "SUPABASE_URL",
     "SUPABASE_SERVICE_KEY",
     "UPSTASH_REDIS_REST_URL",
@@ -23,6 +23,8 @@ const INHERITED: [&str; 9] = [
     "EASEL_DATA_DIR",
     "EASEL_CONFIG",
     "EASEL_MODEL",
+    "EASEL_STORAGE",
+    "EASEL_ADMIN_TOKEN",
 ];
 
 /// `easel <args>` in `dir` with a clean worker environment plus `env`.
