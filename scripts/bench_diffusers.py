@@ -82,6 +82,10 @@ def main():
     pipe.set_progress_bar_config(disable=True)
     # Same scheduler as Easel's default (`euler`): Euler discrete from the model's config.
     pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    # An f16 VAE that asks for it decodes in f32, as the pipeline's own decode does
+    # (diffusers' upcast_vae is deprecated for this call).
+    if pipe.vae.dtype == torch.float16 and pipe.vae.config.force_upcast:
+        pipe.vae.to(torch.float32)
     if args.vae_slicing:
         pipe.enable_vae_slicing()
     if args.compile:
@@ -126,11 +130,10 @@ def main():
             ).images
             sync()
             steps_end = time.perf_counter()
-            # The decode exactly as the pipeline does it (upcast when the VAE asks for it).
+            # The decode as the pipeline does it: in the VAE's dtype (f32 when it asked
+            # for the upcast, done once after loading).
             vae = pipe.vae
-            if vae.dtype == torch.float16 and vae.config.force_upcast:
-                pipe.upcast_vae()
-                latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
+            latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
             image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
             image = (image / 2 + 0.5).clamp(0, 1).float().cpu()
             sync()

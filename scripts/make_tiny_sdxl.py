@@ -314,13 +314,14 @@ SDXL_BASE_PARAMS = dict(unet=2567463684, vae=83653863, text_encoder=123060480, t
 # Deterministic re-initialisation of every parameter
 
 
-def reinit_(model, seed, emb_std):
+def reinit_(model, seed, emb_std, device="cpu"):
     """Every parameter gets fresh random values so no path is trivially zero.
 
     Linear/Conv weights ~ N(0, 1/fan_in) (activations stay O(1)), biases ~ N(0, 0.05^2),
     norm weights ~ 1 + N(0, 0.1^2), norm biases ~ N(0, 0.05^2), embeddings ~ N(0, emb_std^2).
+    Drawn on `device` (a CUDA generator gives other values than the CPU one, seeded alike).
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device=device).manual_seed(seed)
     done = 0
     with torch.no_grad():
         for mname, m in model.named_modules():
@@ -336,7 +337,7 @@ def reinit_(model, seed, emb_std):
                     std, mean = emb_std, 0.0
                 else:
                     raise RuntimeError(f"unhandled parameter {mname}.{pname} of {type(m).__name__}")
-                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * std + mean)
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32, device=device) * std + mean)
                 done += p.numel()
     assert done == sum(p.numel() for p in model.parameters())
 
@@ -353,14 +354,17 @@ def round_to_fp16_(m):
     m.to(torch.float16)
 
 
-def build_pipeline(spec, fp16=False, seed=1234):
+def build_pipeline(spec, fp16=False, seed=1234, device="cpu"):
+    """The pipeline with random weights; `device="cuda"` builds and draws them on the GPU
+    (seconds instead of minutes for the full-size model), and leaves them there."""
     tok1, tok2, vocab, merges = build_tokenizers(spec["vocab_size"])
-    te1 = CLIPTextModel(CLIPTextConfig(**spec["te1"])).float()
-    te2 = CLIPTextModelWithProjection(CLIPTextConfig(**spec["te2"])).float()
-    unet = UNet2DConditionModel(**spec["unet"]).float()
-    vae = AutoencoderKL(**spec["vae"]).float()
+    with torch.device(device):
+        te1 = CLIPTextModel(CLIPTextConfig(**spec["te1"])).float()
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**spec["te2"])).float()
+        unet = UNet2DConditionModel(**spec["unet"]).float()
+        vae = AutoencoderKL(**spec["vae"]).float()
     for i, (m, emb) in enumerate([(te1, 0.5), (te2, 0.5), (unet, 0.0), (vae, 0.0)]):
-        reinit_(m, seed + i, emb)
+        reinit_(m, seed + i, emb, device)
         if fp16:  # convert each component right away: lower peak memory for the full-size model
             round_to_fp16_(m)
     sched = EulerDiscreteScheduler.from_config(SDXL_SCHEDULER)  # keeps the DDIM-style extra keys

@@ -96,6 +96,11 @@ pub struct GenerateArgs {
     /// A safetensors file with a tensor `latents` [B, 4, h, w] used as the initial latents.
     #[arg(long)]
     latents: Option<PathBuf>,
+    /// Also write the final latents (after the last step, before the VAE) to this
+    /// safetensors file, as an f32 tensor `latents` [B, 4, h, w]: for comparing runs
+    /// number by number (another device or dtype, diffusers' `output_type="latent"`).
+    #[arg(long, value_name = "FILE")]
+    save_latents: Option<PathBuf>,
     /// Where to write the PNGs (created if needed; checked before the model loads).
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -144,7 +149,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     tracing::info!(model = %model.name(), secs = t.load_s, "model loaded");
     let req = build_request(&args, inputs, &model)?;
     model.validate(&req).map_err(checks::refusal)?;
-    let images = run_phases(&model, &req, &mut t)?;
+    let images = run_phases(&model, &req, args.save_latents.as_deref(), &mut t)?;
     let writing = Instant::now();
     let paths = write_pngs(&args.out, &images, &req, model.name())?;
     t.write_s = writing.elapsed().as_secs_f64();
@@ -171,6 +176,13 @@ fn before_load(args: &GenerateArgs) -> Result<Inputs> {
         strength: args.init_image.as_ref().map(|_| args.strength),
     })?;
     checks::writable_dir("--out", &args.out)?;
+    if let Some(path) = &args.save_latents {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        checks::writable_dir("--save-latents", parent)?;
+    }
     let cut = easel_sdxl::prompt::plain_truncation(&args.prompt)?;
     if args.prompt_mode == easel_sdxl::PromptMode::Plain && cut.dropped > 0 {
         let (n, kept, dropped) = (cut.tokens, cut.kept, cut.dropped);
@@ -196,8 +208,14 @@ fn before_load(args: &GenerateArgs) -> Result<Inputs> {
     })
 }
 
-/// Encode, denoise (progress bar on a terminal), decode; each phase timed into `t`.
-fn run_phases(model: &SdxlModel, req: &GenerateRequest, t: &mut Timings) -> Result<Tensor> {
+/// Encode, denoise (progress bar on a terminal), save the final latents when asked,
+/// decode; each phase timed into `t`.
+fn run_phases(
+    model: &SdxlModel,
+    req: &GenerateRequest,
+    save_latents: Option<&Path>,
+    t: &mut Timings,
+) -> Result<Tensor> {
     let mut noise = SeededNoise::new(req.seed, req.num_images);
     let bar = progress_bar(req);
     let phase = Instant::now();
@@ -214,6 +232,11 @@ fn run_phases(model: &SdxlModel, req: &GenerateRequest, t: &mut Timings) -> Resu
         b.finish_and_clear();
     }
     t.denoise_s = phase.elapsed().as_secs_f64();
+    if let Some(path) = save_latents {
+        let f32_latents = latents.to_dtype(DType::F32)?;
+        candle_core::safetensors::save(&std::collections::HashMap::from([("latents", f32_latents)]), path)
+            .with_context(|| format!("writing latents to {}", path.display()))?;
+    }
     let phase = Instant::now();
     let images = model.decode(&latents)?;
     t.decode_s = phase.elapsed().as_secs_f64();

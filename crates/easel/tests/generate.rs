@@ -149,6 +149,51 @@ fn a_latents_file_sets_the_batch_and_size() {
 }
 
 #[test]
+fn save_latents_writes_the_final_latents_of_every_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |name: &str| {
+        let file = dir.path().join(name);
+        let mut t = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+        t.remove("latents").expect("a tensor named latents")
+    };
+    let run = |seed: &str, name: &str| {
+        let file = dir.path().join(name);
+        let args = [
+            "--num-images",
+            "2",
+            "--seed",
+            seed,
+            "--save-latents",
+            file.to_str().unwrap(),
+        ];
+        generate(&dir.path().join("out"), &args)
+    };
+    let paths = run("7", "a.safetensors");
+    assert_eq!(paths.len(), 2);
+    let a = read("a.safetensors");
+    // The bundled tiny model draws 64x64: latents are an eighth of that, 4 channels, f32.
+    assert_eq!(a.dims(), &[2, 4, 8, 8]);
+    assert_eq!(a.dtype(), candle_core::DType::F32);
+    let values = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(values.iter().all(|v| v.is_finite()));
+    // The same seed gives the same latents; another seed other latents.
+    run("7", "b.safetensors");
+    run("8", "c.safetensors");
+    let diff = |x: &candle_core::Tensor, y: &candle_core::Tensor| {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert!(diff(&a, &read("b.safetensors")) < 1e-5);
+    assert!(diff(&a, &read("c.safetensors")) > 1e-2);
+}
+
+#[test]
 fn bad_input_exits_non_zero_with_a_message_that_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
@@ -169,6 +214,10 @@ fn bad_input_exits_non_zero_with_a_message_that_says_what_to_do() {
         (&["--dtype", "bf16"], "bf16 is not supported on CPU"),
         (&["--device", "tpu"], "use `cpu`, `cuda` or `cuda:N`"),
         (&["--latents", "/nonexistent.safetensors"], "reading latents file"),
+        (
+            &["--save-latents", "/proc/easel/final.safetensors"],
+            "invalid value '/proc/easel' for '--save-latents': cannot create the folder",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["generate", "x", "--out", out];
