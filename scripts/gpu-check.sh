@@ -25,7 +25,6 @@ if [ "${1:-}" = "pack" ]; then
     BIN="${EASEL:-target/cuda/release/easel}"
     [ -x "$BIN" ] || { echo "error: no CUDA build at $BIN (run scripts/build-cuda.sh first)" >&2; exit 1; }
     rm -rf "$PACK" && mkdir -p "$PACK/wheels"
-    grep -qxF "/$PACK/" .git/info/exclude 2>/dev/null || echo "/$PACK/" >> .git/info/exclude
     xz -T0 -6 -c "$BIN" > "$PACK/easel.xz"
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform any --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

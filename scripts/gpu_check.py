@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -60,6 +61,7 @@ def parse():
     ap.add_argument("--budget-s", type=float, default=470.0, help="stop starting stages after this")
     ap.add_argument("--check-side", type=int, default=256)
     ap.add_argument("--check-steps", type=int, default=4)
+    ap.add_argument("--no-half-check", action="store_true", help="check f32 only (a CPU dry run at full size: half precision is slow there)")
     ap.add_argument("--side", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--batches", default="1,6")
@@ -204,8 +206,9 @@ def easel_generate(args, model_dir, latents_file, device, dtype, name, timeout):
     return (load_file(lat_out)["latents"], torch.from_numpy(img.copy()), round(secs, 1)), None
 
 
-def diffusers_runs(args, model_dir, latents, dtypes, timeout_at):
-    """diffusers on the device, once per dtype, from the same latents."""
+def diffusers_runs(args, model_dir, latents, dtypes, deadline):
+    """diffusers on the device, once per dtype, from the same latents; yields
+    (dtype, (latents, image, seconds) or None when past the deadline) as each ends."""
     import torch
     import diffusers
 
@@ -218,10 +221,9 @@ def diffusers_runs(args, model_dir, latents, dtypes, timeout_at):
     ).to(dev)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    results = {}
     for name in dtypes:
-        if time.monotonic() > timeout_at:
-            results[name] = None
+        if time.monotonic() > deadline:
+            yield name, None
             continue
         dt = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[name]
         pipe.to(dtype=dt)
@@ -239,11 +241,25 @@ def diffusers_runs(args, model_dir, latents, dtypes, timeout_at):
             ).images
             image = pipe.vae.decode(lat / pipe.vae.config.scaling_factor, return_dict=False)[0]
             image = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-        results[name] = (lat.float().cpu(), image[0].permute(1, 2, 0).cpu(), round(time.monotonic() - t, 1))
+        yield name, (lat.float().cpu(), image[0].permute(1, 2, 0).cpu(), round(time.monotonic() - t, 1))
     del pipe
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
-    return results
+
+
+def verdicts_of(args, rows):
+    """Each device run's error against the reference and its limit (module docstring)."""
+    verdicts = {}
+    for name in ("easel-device-f32", "diffusers-device-f32"):
+        if name in rows:
+            e = rows[name]["latents_rel_l2"]
+            verdicts[name] = dict(error=e, limit=F32_TOL, ok=rows[name]["finite"] and e <= F32_TOL)
+    half_e, half_d = f"easel-device-{args.dtype}", f"diffusers-device-{args.dtype}"
+    if half_e in rows and half_d in rows:
+        limit = max(HALF_FACTOR * rows[half_d]["latents_rel_l2"], HALF_FLOOR)
+        e = rows[half_e]["latents_rel_l2"]
+        verdicts[half_e] = dict(error=e, limit=limit, ok=rows[half_e]["finite"] and e <= limit)
+    return verdicts
 
 
 def check(args, rep, model_dir):
@@ -255,53 +271,49 @@ def check(args, rep, model_dir):
     latents = torch.randn((1, 4, side // 8, side // 8), generator=torch.Generator().manual_seed(0))
     latents_file = os.path.join(args.work, "check", "initial.safetensors")
     save_file({"latents": latents}, latents_file)
+    half = [] if args.no_half_check else [args.dtype]
+    rows, errors, ref = {}, {}, None
 
-    runs, errors = {}, {}
+    def record(name, got, err):
+        """Compares a finished run with the reference and saves the stage so far."""
+        nonlocal ref
+        if err:
+            errors[name] = err
+        elif name == "easel-cpu-f32":
+            ref = got
+            rows[name] = dict(seconds=got[2], latents_abs_mean=float(got[0].abs().mean()))
+        elif ref is not None:
+            rows[name] = dict(compare(got[0], got[1], ref[0], ref[1]), seconds=got[2])
+        else:
+            errors[name] = "no reference to compare with"
+        verdicts = verdicts_of(args, rows)
+        ok = bool(verdicts) and all(v["ok"] for v in verdicts.values()) and not errors
+        rep.stage(
+            "check",
+            side=side,
+            steps=args.check_steps,
+            tolerances=dict(f32=F32_TOL, half_factor=HALF_FACTOR, half_floor=HALF_FLOOR),
+            runs=rows,
+            verdicts=verdicts,
+            errors=errors,
+            ok=ok,
+            complete=False,
+        )
+
     # The reference: Easel on the CPU in f32 (equal to diffusers on the CPU: the parity tests).
     plan = [("easel-cpu-f32", "cpu", "f32")]
     if args.device != "cpu":
         plan.append(("easel-device-f32", args.device, "f32"))
-    plan.append((f"easel-device-{args.dtype}", args.device, args.dtype))
+    plan += [(f"easel-device-{dt}", args.device, dt) for dt in half]
     for name, dev, dt in plan:
         got, err = easel_generate(args, model_dir, latents_file, dev, dt, name, rep.left())
-        if err:
-            errors[name] = err
-        else:
-            runs[name] = got
-    for name, got in diffusers_runs(args, model_dir, latents, ["f32", args.dtype], time.monotonic() + rep.left()).items():
-        if got is None:
-            errors[f"diffusers-device-{name}"] = "skipped: budget"
-        else:
-            runs[f"diffusers-device-{name}"] = got
-
-    ref = runs.get("easel-cpu-f32")
-    rows, verdicts = {}, {}
-    if ref is not None:
-        for name, (lat, img, secs) in runs.items():
-            if name != "easel-cpu-f32":
-                rows[name] = dict(compare(lat, img, ref[0], ref[1]), seconds=secs)
-        rows["easel-cpu-f32"] = dict(seconds=ref[2], latents_abs_mean=float(ref[0].abs().mean()))
-        for name in ("easel-device-f32", "diffusers-device-f32"):
-            if name in rows:
-                e = rows[name]["latents_rel_l2"]
-                verdicts[name] = dict(error=e, limit=F32_TOL, ok=rows[name]["finite"] and e <= F32_TOL)
-        half_e, half_d = f"easel-device-{args.dtype}", f"diffusers-device-{args.dtype}"
-        if half_e in rows and half_d in rows:
-            limit = max(HALF_FACTOR * rows[half_d]["latents_rel_l2"], HALF_FLOOR)
-            e = rows[half_e]["latents_rel_l2"]
-            verdicts[half_e] = dict(error=e, limit=limit, ok=rows[half_e]["finite"] and e <= limit)
-    ok = bool(verdicts) and all(v["ok"] for v in verdicts.values()) and not errors
-    rep.stage(
-        "check",
-        side=side,
-        steps=args.check_steps,
-        tolerances=dict(f32=F32_TOL, half_factor=HALF_FACTOR, half_floor=HALF_FLOOR),
-        runs=rows,
-        verdicts=verdicts,
-        errors=errors,
-        ok=ok,
-    )
-    return ok
+        record(name, got, err)
+    for dt, got in diffusers_runs(args, model_dir, latents, ["f32"] + half, time.monotonic() + rep.left()):
+        record(f"diffusers-device-{dt}", got, None if got else "skipped: budget")
+    st = rep.data["stages"]["check"]
+    st["complete"] = True
+    rep.save()
+    return st["ok"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -407,12 +419,16 @@ def summary(rep):
     st = d["stages"]
     if "weights" in st:
         w = st["weights"]
-        lines.append(f"## weights: {w.get('seconds')} s, {w.get('bytes', 0) / 1e9:.2f} GB, params {w.get('params', w.get('reused'))}")
+        if "reused" in w:
+            lines.append(f"## weights: reused {w['reused']}")
+        else:
+            lines.append(f"## weights: {w['seconds']} s, {w['bytes'] / 1e9:.2f} GB, drawn on {w['drawn_on']}, params {w['params']}")
         lines.append("")
     if "check" in st:
         c = st["check"]
         lines += [
-            f"## check at {c['side']}², {c['steps']} steps (reference: Easel CPU f32): {'PASS' if c['ok'] else 'FAIL'}",
+            f"## check at {c['side']}², {c['steps']} steps (reference: Easel CPU f32): {'PASS' if c['ok'] else 'FAIL'}"
+            + ("" if c.get("complete") else " (cut short)"),
             "",
             "| run | latents rel-L2 | latents max abs | image mean abs (of 255) | image max abs | finite | limit | ok | s |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -431,7 +447,7 @@ def summary(rep):
         for name, e in c["errors"].items():
             lines.append(f"| {name} | {e} |")
         lines.append("")
-    if "timing" in st:
+    if st.get("timing", {}).get("results") or st.get("timing", {}).get("skipped"):
         t = st["timing"]
         lines.append(f"## timing at {t['side']}², {t['steps']} steps, {t['dtype']} (ratio = Easel / diffusers)")
         lines.append("")
@@ -475,6 +491,8 @@ def summary(rep):
 
 def main():
     args = parse()
+    # A stop from outside (a time limit) still writes the summary of what finished.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rep = Report(args)
     ok = True

@@ -141,7 +141,8 @@ pub fn machine() -> serde_json::Value {
     let best = crate::kernels::isa::best();
     // gemm 0.19 with `x86-v4` runs AVX-512 when the CPU has avx512f, else AVX2+FMA if present.
     let gemm = match best {
-        crate::kernels::isa::Isa::Avx512 => "avx512",
+        crate::kernels::isa::Isa::Avx512 if cfg!(feature = "gemm-avx512") => "avx512",
+        crate::kernels::isa::Isa::Avx512 => "avx2",
         crate::kernels::isa::Isa::Avx2 => "avx2",
         crate::kernels::isa::Isa::Baseline => "baseline",
     };

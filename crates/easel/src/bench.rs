@@ -68,8 +68,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     warmup: usize,
     /// Run the CPU kernels with this instruction set (avx512, avx2, baseline; capped at what
-    /// the CPU has); default: EASEL_CPU_ISA, else the best the CPU has. The GEMMs always use
-    /// the best.
+    /// the CPU has); default: EASEL_CPU_ISA, else the best the CPU has. The GEMMs use the
+    /// best the CPU and the build have (a build with `--no-default-features` has no AVX-512
+    /// GEMMs).
     #[arg(long, value_parser = |s: &str| easel_sdxl::isa::Isa::from_name(s).ok_or_else(|| format!("{s:?}: use avx512, avx2 or baseline")))]
     isa: Option<easel_sdxl::isa::Isa>,
     /// Timed runs; every phase reports the median of these, with its spread.

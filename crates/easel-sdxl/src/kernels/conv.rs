@@ -43,6 +43,19 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     )
 }
 
+/// `conv2d(x) + residual` for a 1×1 kernel (a ResNet block's shortcut and its sum): the
+/// output starts as residual + bias and the GEMM accumulates onto it, so the shortcut's
+/// own output never exists. residual: [B, Cout, H, W].
+pub fn conv1x1_add(x: &Tensor, w: &Tensor, bias: &Tensor, residual: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &bias.contiguous()?,
+        &PointwiseAdd {
+            residual: residual.contiguous()?,
+        },
+    )
+}
+
 /// `conv2d(upsample_nearest_2x(x))` for a 3×3 kernel, without materialising the upsampled input.
 pub fn conv2d_upsampled(x: &Tensor, w: &Tensor, bias: &Tensor, winograd: bool) -> Result<Tensor> {
     x.contiguous()?.apply_op3_no_bwd(
@@ -135,7 +148,7 @@ impl CustomOp3 for ConvOp {
             norm_silu: self.norm_silu.as_deref(),
         };
         let out = if kh == 1 {
-            pointwise(x, w, bias, b, cin, cout, h * wd)
+            pointwise(x, w, bias, None, b, cin, cout, h * wd)
         } else if self.winograd && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS {
             super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd, pre)
         } else {
@@ -145,13 +158,73 @@ impl CustomOp3 for ConvOp {
     }
 }
 
-/// 1×1: out[b] = W · x[b] + bias, one GEMM per batch element.
-fn pointwise(x: &[f32], w: &[f32], bias: &[f32], b: usize, cin: usize, cout: usize, hw: usize) -> Vec<f32> {
-    let mut out = vec![0f32; b * cout * hw];
+/// The 1×1 convolution whose output starts as `residual` (see [`conv1x1_add`]).
+struct PointwiseAdd {
+    residual: Tensor,
+}
+
+impl CustomOp3 for PointwiseAdd {
+    fn name(&self) -> &'static str {
+        "easel-conv1x1-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, bias) = (
+            contiguous(s1, l1, "conv1x1_add")?,
+            contiguous(s2, l2, "conv1x1_add")?,
+            contiguous(s3, l3, "conv1x1_add")?,
+        );
+        let (b, cin, h, wd) = l1.shape().dims4()?;
+        let (cout, cin_w, kh, kw) = l2.shape().dims4()?;
+        if cin != cin_w || kh != 1 || kw != 1 || bias.len() != cout || self.residual.dims() != [b, cout, h, wd] {
+            candle_core::bail!(
+                "conv1x1_add: unsupported shapes {:?} * {:?} + {:?}",
+                l1.dims(),
+                l2.dims(),
+                self.residual.dims()
+            );
+        }
+        let (storage, layout) = self.residual.storage_and_layout();
+        let candle_core::Storage::Cpu(r) = &*storage else {
+            candle_core::bail!("conv1x1_add: the residual is not on the CPU");
+        };
+        let residual = contiguous(r, layout, "conv1x1_add")?;
+        let out = pointwise(x, w, bias, Some(residual), b, cin, cout, h * wd);
+        Ok((CpuStorage::F32(out), Shape::from((b, cout, h, wd))))
+    }
+}
+
+/// 1×1: out[b] = W · x[b] + bias (+ residual[b]), one GEMM per batch element.
+#[allow(clippy::too_many_arguments)]
+fn pointwise(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    b: usize,
+    cin: usize,
+    cout: usize,
+    hw: usize,
+) -> Vec<f32> {
+    let mut out = match residual {
+        Some(r) => r.to_vec(),
+        None => vec![0f32; b * cout * hw],
+    };
     for bi in 0..b {
         let o = &mut out[bi * cout * hw..(bi + 1) * cout * hw];
         for (co, row) in o.chunks_mut(hw).enumerate() {
-            row.fill(bias[co]);
+            match residual {
+                Some(_) => row.iter_mut().for_each(|v| *v += bias[co]),
+                None => row.fill(bias[co]),
+            }
         }
         // SAFETY: dims and strides describe the slices above.
         unsafe {

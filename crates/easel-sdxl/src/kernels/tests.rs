@@ -89,6 +89,17 @@ fn conv1x1_matches_candle_and_strided_inputs_are_accepted_once() -> Result<()> {
         .conv2d(&wt, 0, 1, 1, 1)?
         .broadcast_add(&bias.reshape((1, 20, 1, 1))?)?;
     assert!(rel_err(&kernels::conv::conv2d(&xt, &wt, &bias)?, &want)? < 1e-5);
+    // With the residual folded in (a ResNet shortcut and its sum), residual given as a view.
+    let residual = randn(&[2, 20, 10, 7], 1.0, 5)?;
+    let want = (x
+        .conv2d(&wt, 0, 1, 1, 1)?
+        .broadcast_add(&bias.reshape((1, 20, 1, 1))?)?
+        + &residual)?;
+    assert!(rel_err(&kernels::conv::conv1x1_add(&x, &wt, &bias, &residual)?, &want)? < 1e-5);
+    let rt = residual.transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
+    assert!(rel_err(&kernels::conv::conv1x1_add(&x, &wt, &bias, &rt)?, &want)? < 1e-5);
+    let wrong = randn(&[2, 20, 7, 10], 1.0, 6)?;
+    assert!(kernels::conv::conv1x1_add(&x, &wt, &bias, &wrong).is_err());
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::padded::{fill_padded, Pre};
+use super::padded::{fill_padded_band, Pre};
 use super::{Operand, SendPtr};
 
 /// Transformed-input bytes per band we aim for (16 positions × channels × tiles × 4).
@@ -62,9 +62,9 @@ pub fn conv3x3(
     pre: Pre,
 ) -> Vec<f32> {
     let (th, tw) = (h.div_ceil(2), wd.div_ceil(2));
-    // Padded input: one zero row/column before, enough after for whole tiles.
-    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
-    let plane = ph * pw;
+    // Padded input: one zero row/column before, enough after for whole tiles. Each band
+    // pads its own rows (and the two-row halo), so no padded copy of the whole input exists.
+    let pw = 2 * tw + 2;
     let u = transform_weights(w, cout, cin);
     let mut out = vec![0f32; b * cout * h * wd];
     let dst = SendPtr(out.as_mut_ptr());
@@ -75,24 +75,26 @@ pub fn conv3x3(
         .max(1)
         .min(th.div_ceil(2 * threads).max(1));
     let bands = th.div_ceil(rows_per_band);
-    let mut padded = vec![0f32; cin * plane];
     for bi in 0..b {
-        fill_padded(&mut padded, plane, pw, x, bi, cin, h, wd, pre);
-        let (padded, u) = (&padded, &u);
+        let u = &u;
         (0..bands)
             .into_par_iter()
             .for_each_init(Bufs::default, |bufs: &mut Bufs, band| {
                 let ty0 = band * rows_per_band;
                 let rows = rows_per_band.min(th - ty0);
                 let n = rows * tw;
-                let Bufs { v, m, scratch } = bufs;
+                let Bufs { pad, v, m, scratch } = bufs;
+                // Padded rows 2·ty0 .. 2·(ty0 + rows) + 2: each tile row reads four.
+                let pad_rows = 2 * rows + 2;
+                pad.resize(cin * pad_rows * pw, 0.0);
+                fill_padded_band(pad, 2 * ty0, pad_rows, pw, x, bi, cin, h, wd, pre);
                 v.resize(16 * cin * n, 0.0);
                 m.resize(16 * cout * n, 0.0);
                 scratch.resize(4 * (tw + 1) + 2 * tw, 0.0);
                 for ci in 0..cin {
-                    let p = &padded[ci * plane..(ci + 1) * plane];
+                    let p = &pad[ci * pad_rows * pw..(ci + 1) * pad_rows * pw];
                     for k in 0..rows {
-                        let top = 2 * (ty0 + k) * pw;
+                        let top = 2 * k * pw;
                         let at = ci * n + k * tw;
                         super::simd!(input_row(
                             &p[top..top + 4 * pw],
@@ -142,6 +144,8 @@ pub fn conv3x3(
 /// Per-thread buffers: transformed input, GEMM output, and rows for the transforms.
 #[derive(Default)]
 struct Bufs {
+    /// This band's padded input rows, every channel.
+    pad: Vec<f32>,
     v: Vec<f32>,
     m: Vec<f32>,
     scratch: Vec<f32>,

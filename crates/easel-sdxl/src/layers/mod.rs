@@ -145,6 +145,20 @@ impl Conv2d {
 }
 
 impl Conv2d {
+    /// `self.forward(xs) + residual`; a 1×1 layer on the CPU writes the sum in one pass.
+    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if kernels::enabled()
+            && kernels::cpu_f32(xs)
+            && kernels::cpu_f32(residual)
+            && self.kernel == 1
+            && self.cfg.stride == 1
+            && self.cfg.padding == 0
+        {
+            return kernels::conv::conv1x1_add(xs, &self.weight, &self.bias, residual);
+        }
+        self.forward(xs)? + residual
+    }
+
     /// `forward(silu(norm(xs)))`; on the CPU in f32 the normalisation is applied while the
     /// convolution reads its input, so the normalised tensor never exists.
     pub fn forward_after_norm_silu(&self, norm: &GroupNorm, xs: &Tensor) -> Result<Tensor> {

@@ -58,20 +58,24 @@ impl ResnetBlock {
 
     /// `xs`: [B, C, H, W]; `temb`: [B, T] or `None`.
     pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward_after_norm_silu(&self.norm1, xs)?;
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => {
-                let t = proj.forward(&candle_nn::ops::silu(t)?)?;
-                h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
-            }
-            _ => h,
+        // The first conv's output is dropped as soon as the second has read it, before the
+        // shortcut and the sum allocate: at the VAE's 512² levels each such tensor is
+        // 128-268 MB, and this is where a decode's peak memory is.
+        let h = {
+            let h = self.conv1.forward_after_norm_silu(&self.norm1, xs)?;
+            let h = match (&self.time_emb_proj, temb) {
+                (Some(proj), Some(t)) => {
+                    let t = proj.forward(&candle_nn::ops::silu(t)?)?;
+                    h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
+                }
+                _ => h,
+            };
+            self.conv2.forward_after_norm_silu(&self.norm2, &h)?
         };
-        let h = self.conv2.forward_after_norm_silu(&self.norm2, &h)?;
-        let skip = match &self.shortcut {
-            Some(conv) => conv.forward(xs)?,
-            None => xs.clone(),
+        let out = match &self.shortcut {
+            Some(conv) => conv.forward_add(xs, &h)?,
+            None => (xs + h)?,
         };
-        let out = (skip + h)?;
         if self.output_scale == 1.0 {
             Ok(out)
         } else {
