@@ -74,6 +74,32 @@ fn conv3x3_matches_candle_once() -> Result<()> {
     Ok(())
 }
 
+/// Wide layers with many channels give one-tile-row bands, padded in groups of bands: with
+/// the work split for one thread the groups hold several bands (the last group and band
+/// partial); with 64 threads each group holds one. Both equal candle's convolution.
+fn winograd_band_groups_match_candle_once() -> Result<()> {
+    let (cin, cout, h, w) = (256, 256, 49, 129);
+    let x = randn(&[1, cin, h, w], 1.0, 7)?;
+    let wt = randn(&[cout, cin, 3, 3], 0.05, 8)?;
+    let bias = randn(&[cout], 1.0, 9)?;
+    let want = x
+        .conv2d(&wt, 1, 1, 1, 1)?
+        .broadcast_add(&bias.reshape((1, cout, 1, 1))?)?;
+    let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+    let (xs, ws, bs) = (flat(&x)?, flat(&wt)?, flat(&bias)?);
+    let pre = super::padded::Pre {
+        up: false,
+        norm_silu: None,
+    };
+    for threads in [1, 64] {
+        let got = kernels::winograd::conv3x3_split(&xs, &ws, &bs, 1, cin, cout, h, w, pre, threads);
+        let got = Tensor::from_vec(got, (1, cout, h, w), &candle_core::Device::Cpu)?;
+        let e = rel_err(&got, &want)?;
+        assert!(e < 1e-5, "split for {threads} threads: error {e}");
+    }
+    Ok(())
+}
+
 fn conv1x1_matches_candle_and_strided_inputs_are_accepted_once() -> Result<()> {
     let x = randn(&[2, 12, 10, 7], 1.0, 1)?;
     let wt = randn(&[20, 12, 1, 1], 0.3, 2)?;
@@ -248,6 +274,11 @@ fn convolution_after_norm_and_silu_matches_the_separate_ops_once() -> Result<()>
 #[test]
 fn conv3x3_matches_candle() -> Result<()> {
     each_isa(conv3x3_matches_candle_once)
+}
+
+#[test]
+fn winograd_band_groups_match_candle() -> Result<()> {
+    each_isa(winograd_band_groups_match_candle_once)
 }
 
 #[test]

@@ -18,6 +18,9 @@ use super::{Operand, SendPtr};
 /// Transformed-input bytes per band we aim for (16 positions × channels × tiles × 4).
 const BAND_BYTES: usize = 4 << 20;
 
+/// Fewest tile rows padded at once (see `conv3x3`): the halo then adds at most 1/16.
+const GROUP_TILE_ROWS: usize = 16;
+
 /// `U[ξ][co][ci] = (G g Gᵀ)[ξ]` for every (co, ci); w: [cout, cin, 3, 3].
 fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let mut u = vec![0f32; 16 * cout * cin];
@@ -61,6 +64,23 @@ pub fn conv3x3(
     wd: usize,
     pre: Pre,
 ) -> Vec<f32> {
+    conv3x3_split(x, w, bias, b, cin, cout, h, wd, pre, super::threads())
+}
+
+/// [`conv3x3`] with the work split for `threads` threads (tests pick the split).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv3x3_split(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    b: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    wd: usize,
+    pre: Pre,
+    threads: usize,
+) -> Vec<f32> {
     let (th, tw) = (h.div_ceil(2), wd.div_ceil(2));
     // Padded input: one zero row/column before, enough after for whole tiles. Each band
     // pads its own rows (and the two-row halo), so no padded copy of the whole input exists.
@@ -68,71 +88,81 @@ pub fn conv3x3(
     let u = transform_weights(w, cout, cin);
     let mut out = vec![0f32; b * cout * h * wd];
     let dst = SendPtr(out.as_mut_ptr());
-    let threads = super::threads();
+    let threads = threads.max(1);
     // Bands of whole tile rows: about BAND_BYTES of transformed input each, and at least
     // two bands per thread when the image allows.
     let rows_per_band = (BAND_BYTES / (64 * cin.max(cout) * tw))
         .max(1)
         .min(th.div_ceil(2 * threads).max(1));
     let bands = th.div_ceil(rows_per_band);
+    // Bands are padded in groups of at least GROUP_TILE_ROWS tile rows: a group's padded
+    // rows carry a two-row halo, which one-tile-row bands (wide images) would fill twice.
+    let per_group = GROUP_TILE_ROWS
+        .div_ceil(rows_per_band)
+        .min(bands.div_ceil(2 * threads))
+        .max(1);
+    let groups = bands.div_ceil(per_group);
     for bi in 0..b {
         let u = &u;
-        (0..bands)
+        (0..groups)
             .into_par_iter()
-            .for_each_init(Bufs::default, |bufs: &mut Bufs, band| {
-                let ty0 = band * rows_per_band;
-                let rows = rows_per_band.min(th - ty0);
-                let n = rows * tw;
+            .for_each_init(Bufs::default, |bufs: &mut Bufs, g| {
                 let Bufs { pad, v, m, scratch } = bufs;
-                // Padded rows 2·ty0 .. 2·(ty0 + rows) + 2: each tile row reads four.
-                let pad_rows = 2 * rows + 2;
+                let gy0 = g * per_group * rows_per_band;
+                let gy1 = ((g + 1) * per_group * rows_per_band).min(th);
+                // Padded rows 2·gy0 .. 2·gy1 + 2: each tile row reads four.
+                let pad_rows = 2 * (gy1 - gy0) + 2;
                 pad.resize(cin * pad_rows * pw, 0.0);
-                fill_padded_band(pad, 2 * ty0, pad_rows, pw, x, bi, cin, h, wd, pre);
-                v.resize(16 * cin * n, 0.0);
-                m.resize(16 * cout * n, 0.0);
-                scratch.resize(4 * (tw + 1) + 2 * tw, 0.0);
-                for ci in 0..cin {
-                    let p = &pad[ci * pad_rows * pw..(ci + 1) * pad_rows * pw];
-                    for k in 0..rows {
-                        let top = 2 * k * pw;
-                        let at = ci * n + k * tw;
-                        super::simd!(input_row(
-                            &p[top..top + 4 * pw],
-                            pw,
-                            tw,
-                            &mut v[..],
-                            at,
-                            cin * n,
-                            &mut scratch[..]
-                        ));
+                fill_padded_band(pad, 2 * gy0, pad_rows, pw, x, bi, cin, h, wd, pre);
+                for ty0 in (gy0..gy1).step_by(rows_per_band) {
+                    let rows = rows_per_band.min(gy1 - ty0);
+                    let n = rows * tw;
+                    v.resize(16 * cin * n, 0.0);
+                    m.resize(16 * cout * n, 0.0);
+                    scratch.resize(4 * (tw + 1) + 2 * tw, 0.0);
+                    for ci in 0..cin {
+                        let p = &pad[ci * pad_rows * pw..(ci + 1) * pad_rows * pw];
+                        for k in 0..rows {
+                            let top = 2 * (ty0 - gy0 + k) * pw;
+                            let at = ci * n + k * tw;
+                            super::simd!(input_row(
+                                &p[top..top + 4 * pw],
+                                pw,
+                                tw,
+                                &mut v[..],
+                                at,
+                                cin * n,
+                                &mut scratch[..]
+                            ));
+                        }
                     }
-                }
-                for xi in 0..16 {
-                    // SAFETY: M[ξ] (cout × n) = U[ξ] (cout × cin) · V[ξ] (cin × n), all row-major.
-                    unsafe {
-                        super::gemm(
-                            (cout, n, cin),
-                            m.as_mut_ptr().add(xi * cout * n),
-                            n,
-                            false,
-                            Operand(u.as_ptr().add(xi * cout * cin), cin as isize, 1),
-                            Operand(v.as_ptr().add(xi * cin * n), n as isize, 1),
-                            1.0,
-                            Parallelism::None,
-                        );
+                    for xi in 0..16 {
+                        // SAFETY: M[ξ] (cout × n) = U[ξ] (cout × cin) · V[ξ] (cin × n), all row-major.
+                        unsafe {
+                            super::gemm(
+                                (cout, n, cin),
+                                m.as_mut_ptr().add(xi * cout * n),
+                                n,
+                                false,
+                                Operand(u.as_ptr().add(xi * cout * cin), cin as isize, 1),
+                                Operand(v.as_ptr().add(xi * cin * n), n as isize, 1),
+                                1.0,
+                                Parallelism::None,
+                            );
+                        }
                     }
-                }
-                for (co, &bias_co) in bias.iter().enumerate() {
-                    for k in 0..rows {
-                        let y = 2 * (ty0 + k);
-                        let at = co * n + k * tw;
-                        let line = &mut scratch[..4 * tw];
-                        super::simd!(output_row(&m[..], at, cout * n, tw, bias_co, line));
-                        for r in 0..2.min(h - y) {
-                            let o = ((bi * cout + co) * h + y + r) * wd;
-                            // SAFETY: each tile row of each output channel belongs to one band.
-                            let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.at(o), wd) };
-                            dst_row.copy_from_slice(&line[r * 2 * tw..r * 2 * tw + wd]);
+                    for (co, &bias_co) in bias.iter().enumerate() {
+                        for k in 0..rows {
+                            let y = 2 * (ty0 + k);
+                            let at = co * n + k * tw;
+                            let line = &mut scratch[..4 * tw];
+                            super::simd!(output_row(&m[..], at, cout * n, tw, bias_co, line));
+                            for r in 0..2.min(h - y) {
+                                let o = ((bi * cout + co) * h + y + r) * wd;
+                                // SAFETY: each tile row of each output channel belongs to one band.
+                                let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.at(o), wd) };
+                                dst_row.copy_from_slice(&line[r * 2 * tw..r * 2 * tw + wd]);
+                            }
                         }
                     }
                 }
@@ -144,7 +174,7 @@ pub fn conv3x3(
 /// Per-thread buffers: transformed input, GEMM output, and rows for the transforms.
 #[derive(Default)]
 struct Bufs {
-    /// This band's padded input rows, every channel.
+    /// This group of bands' padded input rows, every channel.
     pad: Vec<f32>,
     v: Vec<f32>,
     m: Vec<f32>,
