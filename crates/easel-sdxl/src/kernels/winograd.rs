@@ -18,8 +18,8 @@ use super::{Operand, SendPtr};
 /// Transformed-input bytes per band we aim for (16 positions × channels × tiles × 4).
 const BAND_BYTES: usize = 4 << 20;
 
-/// Fewest tile rows padded at once (see `conv3x3`): the halo then adds at most 1/16.
-const GROUP_TILE_ROWS: usize = 16;
+/// Tile rows padded at once for thin bands (see `conv3x3_split`): the halo adds 1/8.
+const GROUP_TILE_ROWS: usize = 8;
 
 /// `U[ξ][co][ci] = (G g Gᵀ)[ξ]` for every (co, ci); w: [cout, cin, 3, 3].
 fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
@@ -95,12 +95,18 @@ pub(crate) fn conv3x3_split(
         .max(1)
         .min(th.div_ceil(2 * threads).max(1));
     let bands = th.div_ceil(rows_per_band);
-    // Bands are padded in groups of at least GROUP_TILE_ROWS tile rows: a group's padded
-    // rows carry a two-row halo, which one-tile-row bands (wide images) would fill twice.
-    let per_group = GROUP_TILE_ROWS
-        .div_ceil(rows_per_band)
-        .min(bands.div_ceil(2 * threads))
-        .max(1);
+    // Bands of one or two tile rows (wide layers) are padded in groups of about
+    // GROUP_TILE_ROWS tile rows: a group's padded rows carry a two-row halo, which such
+    // bands would fill once or twice over. Groups stay many (four per thread at least), so
+    // the threads stay balanced; taller bands are padded one by one.
+    let per_group = if rows_per_band > 2 {
+        1
+    } else {
+        GROUP_TILE_ROWS
+            .div_ceil(rows_per_band)
+            .min(bands / (4 * threads))
+            .max(1)
+    };
     let groups = bands.div_ceil(per_group);
     for bi in 0..b {
         let u = &u;
