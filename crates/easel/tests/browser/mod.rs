@@ -145,14 +145,29 @@ impl Browser {
 
     /// Clicks `css` as a person would (a real pointer event).
     pub fn click(&self, css: &str) {
-        let id = self.find(css).unwrap_or_else(|| panic!("no element {css}"));
-        self.call("POST", &format!("/element/{id}/click"), None);
+        self.on_element(css, "click", json!({}));
     }
 
     /// Types `text` into `css`.
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css).unwrap_or_else(|| panic!("no element {css}"));
-        self.call("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+        self.on_element(css, "value", json!({ "text": text }));
+    }
+
+    /// POSTs `/element/{id}/{action}` to the element `css` selects. The page redraws live:
+    /// when the element found was replaced before the action reached it ("stale element
+    /// reference"), the new one is found and the action sent again, as a person's second
+    /// click would land on the redrawn button.
+    fn on_element(&self, css: &str, action: &str, body: Value) {
+        for _ in 0..50 {
+            let id = self.find(css).unwrap_or_else(|| panic!("no element {css}"));
+            let path = format!("/session/{}/element/{id}/{action}", self.session);
+            match self.raw("POST", &path, Some(body.clone())) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element reference") => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => panic!("webdriver {action} on {css}: {e}"),
+            }
+        }
+        panic!("{css} was redrawn under every {action} for 2.5 s");
     }
 
     /// The text of `css`, or `None` if it is not on the page.
