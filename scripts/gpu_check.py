@@ -41,6 +41,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_diffusers import cpu_model  # noqa: E402
 
 F32_TOL = 2e-3
 HALF_FACTOR = 1.5
@@ -386,17 +387,6 @@ def machine(args):
         info["easel_links"] = sorted({l.split()[0] for l in out.splitlines() if "cudnn" in l or "cublas" in l or "libcuda" in l})
         info["easel_missing_libs"] = [l.strip() for l in out.splitlines() if "not found" in l]
     return info
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt(x, unit=""):

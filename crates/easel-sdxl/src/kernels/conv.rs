@@ -39,6 +39,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
             winograd: true,
             up: false,
             norm_silu: None,
+            residual: None,
         },
     )
 }
@@ -50,8 +51,11 @@ pub fn conv1x1_add(x: &Tensor, w: &Tensor, bias: &Tensor, residual: &Tensor) -> 
     x.contiguous()?.apply_op3_no_bwd(
         &w.contiguous()?,
         &bias.contiguous()?,
-        &PointwiseAdd {
-            residual: residual.contiguous()?,
+        &ConvOp {
+            winograd: false,
+            up: false,
+            norm_silu: None,
+            residual: Some(residual.contiguous()?),
         },
     )
 }
@@ -65,6 +69,7 @@ pub fn conv2d_upsampled(x: &Tensor, w: &Tensor, bias: &Tensor, winograd: bool) -
             winograd,
             up: true,
             norm_silu: None,
+            residual: None,
         },
     )
 }
@@ -87,6 +92,7 @@ pub fn conv2d_after_norm_silu(
         winograd,
         up: false,
         norm_silu: Some(coef),
+        residual: None,
     };
     x.contiguous()?
         .apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &op)
@@ -102,6 +108,7 @@ pub fn conv2d_direct(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
             winograd: false,
             up: false,
             norm_silu: None,
+            residual: None,
         },
     )
 }
@@ -112,6 +119,8 @@ struct ConvOp {
     up: bool,
     /// GroupNorm + SiLU applied to the input first, as per-(batch, channel) `(scale, shift)`.
     norm_silu: Option<Vec<f32>>,
+    /// Added to the output (1×1 only): [B, Cout, H, W], see [`conv1x1_add`].
+    residual: Option<Tensor>,
 }
 
 impl CustomOp3 for ConvOp {
@@ -139,6 +148,17 @@ impl CustomOp3 for ConvOp {
         if cin != cin_w || kh != kw || !supported(kh, 1, kh / 2) || bias.len() != cout || (fused && kh != 3) {
             candle_core::bail!("conv2d: unsupported shapes {:?} * {:?}", l1.dims(), l2.dims());
         }
+        let residual_ok = self
+            .residual
+            .as_ref()
+            .is_none_or(|r| kh == 1 && r.dims() == [b, cout, h, wd]);
+        if !residual_ok {
+            candle_core::bail!(
+                "conv2d: the residual does not match the output of {:?} * {:?}",
+                l1.dims(),
+                l2.dims()
+            );
+        }
         let (h, wd) = if self.up { (2 * h, 2 * wd) } else { (h, wd) };
         if self.norm_silu.as_ref().is_some_and(|c| c.len() != 2 * b * cin) {
             candle_core::bail!("conv2d: normalisation coefficients do not match the input");
@@ -148,56 +168,22 @@ impl CustomOp3 for ConvOp {
             norm_silu: self.norm_silu.as_deref(),
         };
         let out = if kh == 1 {
-            pointwise(x, w, bias, None, b, cin, cout, h * wd)
+            match &self.residual {
+                Some(r) => {
+                    let (storage, layout) = r.storage_and_layout();
+                    let candle_core::Storage::Cpu(r) = &*storage else {
+                        candle_core::bail!("conv2d: the residual is not on the CPU");
+                    };
+                    let r = contiguous(r, layout, "conv2d")?;
+                    pointwise(x, w, bias, Some(r), b, cin, cout, h * wd)
+                }
+                None => pointwise(x, w, bias, None, b, cin, cout, h * wd),
+            }
         } else if self.winograd && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS {
-            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd, pre)
+            super::winograd::conv3x3(x, w, bias, b, cin, cout, h, wd, pre, super::threads())
         } else {
             three_by_three(x, w, bias, b, cin, cout, h, wd, pre)
         };
-        Ok((CpuStorage::F32(out), Shape::from((b, cout, h, wd))))
-    }
-}
-
-/// The 1×1 convolution whose output starts as `residual` (see [`conv1x1_add`]).
-struct PointwiseAdd {
-    residual: Tensor,
-}
-
-impl CustomOp3 for PointwiseAdd {
-    fn name(&self) -> &'static str {
-        "easel-conv1x1-add"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, bias) = (
-            contiguous(s1, l1, "conv1x1_add")?,
-            contiguous(s2, l2, "conv1x1_add")?,
-            contiguous(s3, l3, "conv1x1_add")?,
-        );
-        let (b, cin, h, wd) = l1.shape().dims4()?;
-        let (cout, cin_w, kh, kw) = l2.shape().dims4()?;
-        if cin != cin_w || kh != 1 || kw != 1 || bias.len() != cout || self.residual.dims() != [b, cout, h, wd] {
-            candle_core::bail!(
-                "conv1x1_add: unsupported shapes {:?} * {:?} + {:?}",
-                l1.dims(),
-                l2.dims(),
-                self.residual.dims()
-            );
-        }
-        let (storage, layout) = self.residual.storage_and_layout();
-        let candle_core::Storage::Cpu(r) = &*storage else {
-            candle_core::bail!("conv1x1_add: the residual is not on the CPU");
-        };
-        let residual = contiguous(r, layout, "conv1x1_add")?;
-        let out = pointwise(x, w, bias, Some(residual), b, cin, cout, h * wd);
         Ok((CpuStorage::F32(out), Shape::from((b, cout, h, wd))))
     }
 }
@@ -214,15 +200,17 @@ fn pointwise(
     cout: usize,
     hw: usize,
 ) -> Vec<f32> {
-    let mut out = match residual {
-        Some(r) => r.to_vec(),
-        None => vec![0f32; b * cout * hw],
-    };
+    let mut out = vec![0f32; b * cout * hw];
     for bi in 0..b {
         let o = &mut out[bi * cout * hw..(bi + 1) * cout * hw];
         for (co, row) in o.chunks_mut(hw).enumerate() {
             match residual {
-                Some(_) => row.iter_mut().for_each(|v| *v += bias[co]),
+                Some(r) => {
+                    let at = (bi * cout + co) * hw;
+                    row.iter_mut()
+                        .zip(&r[at..at + hw])
+                        .for_each(|(v, &x)| *v = x + bias[co]);
+                }
                 None => row.fill(bias[co]),
             }
         }

@@ -18,7 +18,7 @@ use super::{Operand, SendPtr};
 /// Transformed-input bytes per band we aim for (16 positions × channels × tiles × 4).
 const BAND_BYTES: usize = 4 << 20;
 
-/// Tile rows padded at once for thin bands (see `conv3x3_split`): the halo adds 1/8.
+/// Tile rows padded at once for thin bands (see `conv3x3`): the halo adds 1/8.
 const GROUP_TILE_ROWS: usize = 8;
 
 /// `U[ξ][co][ci] = (G g Gᵀ)[ξ]` for every (co, ci); w: [cout, cin, 3, 3].
@@ -52,24 +52,9 @@ fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
 
 /// 3×3, stride 1, padding 1. x: [b, cin, h, w] (h/2 × w/2 when `pre` upsamples; `pre` is
 /// applied on the way in, see `padded::fill_padded`); w: [cout, cin, 3, 3]; returns [b, cout, h, w].
+/// The work is split for `threads` threads (the kernel threads; tests pick other splits).
 #[allow(clippy::too_many_arguments)]
-pub fn conv3x3(
-    x: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    b: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-    pre: Pre,
-) -> Vec<f32> {
-    conv3x3_split(x, w, bias, b, cin, cout, h, wd, pre, super::threads())
-}
-
-/// [`conv3x3`] with the work split for `threads` threads (tests pick the split).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv3x3_split(
+pub(crate) fn conv3x3(
     x: &[f32],
     w: &[f32],
     bias: &[f32],
