@@ -3,6 +3,9 @@
 # formatting and lints, then runs every test (starting Redis and an S3 server for them). Used by CI (.ci/run) and by developers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build from scratch gains nothing from incremental caches, which would add gigabytes
+# to the disk this suite needs (see [profile.dev] in Cargo.toml). A caller may override.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Real services for the worker tests: a Redis server (Debian's package) and an S3 server
 # (moto, from PyPI, in a venv under target/), each on a free loopback port, stopped at exit.
